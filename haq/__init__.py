@@ -1,0 +1,11 @@
+"""haq: hardware-aware mixed-precision quantization search.
+
+The top-level import stays light: torch-free types only; heavy modules (ray, onnxruntime)
+are imported by the functions that need them.
+"""
+
+from haq.config import FLOAT, BitConfig, Precision
+from haq.errors import HaqError
+
+__version__ = "0.1.0"
+__all__ = ["FLOAT", "BitConfig", "HaqError", "Precision", "__version__"]

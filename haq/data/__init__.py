@@ -1,0 +1,14 @@
+"""Data sources for calibration and evaluation, materialised as tensors once.
+
+Sources are named by what users type after ``--data`` / ``--calib-data``:
+- a directory: an ImageFolder root (``<root>/<class>/<image>``), e.g. ImageNet val or
+  ``../shared/data/cifar10-jpeg/test``;
+- ``digits`` / ``digits:train``: scikit-learn's bundled digits (held-out / training split);
+- ``synthetic`` (or ``synthetic:N``): seeded Gaussian images with random labels, for smoke runs;
+- ``distilled`` (or ``distilled:N``): ZeroQ-style images optimised so every BatchNorm layer's
+  input statistics match its running statistics (no data needed; labels unknown).
+"""
+
+from haq.data.sources import TensorData, load_data, select_indices
+
+__all__ = ["TensorData", "load_data", "select_indices"]
