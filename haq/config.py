@@ -122,7 +122,9 @@ class BitConfig(Mapping[str, Precision]):
 
     # Construction -----------------------------------------------------------------------
     @classmethod
-    def uniform(cls, precision: Precision | str, layer_names: Iterable[str] | None = None) -> BitConfig:
+    def uniform(
+        cls, precision: Precision | str, layer_names: Iterable[str] | None = None
+    ) -> BitConfig:
         """Every layer at one precision; explicit when ``layer_names`` is given."""
         p = Precision.parse(precision)
         if layer_names is None:
@@ -173,7 +175,9 @@ class BitConfig(Mapping[str, Precision]):
         except yaml.YAMLError as e:
             mark = getattr(e, "problem_mark", None)
             where = f" (line {mark.line + 1})" if mark else ""
-            raise HaqError(f"config file {path} is not valid YAML/JSON{where}; fix its syntax") from e
+            raise HaqError(
+                f"config file {path} is not valid YAML/JSON{where}; fix its syntax"
+            ) from e
         if data is None:
             raise HaqError(f"config file {path} is empty; write e.g. 'default: w8a8'")
         try:
@@ -207,8 +211,10 @@ class BitConfig(Mapping[str, Precision]):
         """Stable 16-hex digest of the canonical (sorted) content."""
         if self._hash is None:
             canon = json.dumps(
-                {"d": str(self._default) if self._default else None,
-                 "l": sorted((k, str(v)) for k, v in self._layers.items())},
+                {
+                    "d": str(self._default) if self._default else None,
+                    "l": sorted((k, str(v)) for k, v in self._layers.items()),
+                },
                 separators=(",", ":"),
             )
             self._hash = hashlib.sha256(canon.encode()).hexdigest()[:16]

@@ -68,7 +68,9 @@ def discover_layers(model: nn.Module, example_input: torch.Tensor) -> list[Layer
             in_hw = (int(x.shape[-2]), int(x.shape[-1]))
             out_hw = (int(output.shape[-2]), int(output.shape[-1]))
             kh, kw = mod.kernel_size
-            macs = out_hw[0] * out_hw[1] * mod.out_channels * (mod.in_channels // mod.groups) * kh * kw
+            macs = (
+                out_hw[0] * out_hw[1] * mod.out_channels * (mod.in_channels // mod.groups) * kh * kw
+            )
             spec = LayerSpec(
                 name, _kind(mod), len(seen), mod.in_channels, mod.out_channels,
                 (kh, kw), tuple(mod.stride), mod.groups, in_hw, out_hw, int(macs), int(params),

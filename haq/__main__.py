@@ -1,0 +1,5 @@
+import sys
+
+from haq.cli import main
+
+sys.exit(main())

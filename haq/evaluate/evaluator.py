@@ -1,0 +1,87 @@
+"""The `Evaluator` protocol and the in-process evaluator every executor builds on.
+
+An evaluator turns a BitConfig into accuracy numbers. `LocalEvaluator` holds the model's
+`Quantizer` (folded weights, calibration), the evaluation tensors and the float reference
+logits, all loaded once, so each call is one inference pass.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import torch
+
+from haq.config import BitConfig
+from haq.data import TensorData
+from haq.evaluate.metrics import Metrics, classification_metrics
+from haq.evaluate.predict import predict
+from haq.io import atomic_write_bytes
+from haq.quant import Quantizer
+
+
+@dataclass
+class EvalResult:
+    config: BitConfig
+    metrics: Metrics
+    seconds: float  # wall time of applying the config and the inference pass
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "config_hash": self.config.hash,
+            **self.metrics.to_dict(),
+            "seconds": round(self.seconds, 4),
+        }
+
+
+@runtime_checkable
+class Evaluator(Protocol):
+    """Anything that scores a config: in-process, a Ray actor pool, a remote service."""
+
+    def evaluate(self, config: BitConfig) -> EvalResult: ...
+
+
+class LocalEvaluator:
+    """Evaluates configs in this process on in-memory data."""
+
+    def __init__(
+        self,
+        quantizer: Quantizer,
+        data: TensorData,
+        batch_size: int = 256,
+        reference_cache: Path | None = None,
+    ) -> None:
+        self.quantizer = quantizer
+        self.data = data
+        self.batch_size = batch_size
+        self._reference_cache = reference_cache
+        self._reference: torch.Tensor | None = None
+
+    @property
+    def reference(self) -> torch.Tensor:
+        """Float-model logits on the evaluation data (computed once, cached on disk if asked)."""
+        if self._reference is None:
+            path = self._reference_cache
+            if path is not None and path.is_file():
+                self._reference = torch.load(path, weights_only=True)
+            else:
+                self._reference = predict(self.quantizer.base, self.data.x, self.batch_size)
+                if path is not None:
+                    buf = io.BytesIO()
+                    torch.save(self._reference, buf)
+                    atomic_write_bytes(path, buf.getvalue())
+        return self._reference
+
+    def evaluate(self, config: BitConfig | str) -> EvalResult:
+        start = time.perf_counter()
+        resolved = self.quantizer.resolve(config)
+        if all(p.is_float for p in resolved.values()):
+            logits = self.reference
+        else:
+            logits = predict(self.quantizer.apply(resolved), self.data.x, self.batch_size)
+        seconds = time.perf_counter() - start
+        metrics = classification_metrics(logits, self.data.y, self.data.classes, self.reference)
+        return EvalResult(resolved, metrics, seconds)

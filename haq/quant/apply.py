@@ -1,0 +1,135 @@
+"""Applying a BitConfig to a model: the `Quantizer`.
+
+A `Quantizer` owns a private BN-folded copy of the user's model, its layer table and its
+calibration statistics. ``apply(config)`` returns a new simulated-quantization model; quantized
+weights are memoised per (layer, bits), so trying another config costs one evaluation pass,
+not a re-calibration or a re-quantization. The user's model is never touched.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+from haq.config import BitConfig, Precision
+from haq.errors import HaqError
+from haq.models.layers import LayerSpec, discover_layers
+from haq.quant.calibration import Calibration, calibrate
+from haq.quant.fold import fold_batchnorm
+from haq.quant.modules import QuantConv2d, QuantLayer, QuantLinear
+from haq.quant.quantizers import dequantize_weight, quantize_bias, quantize_weight
+from haq.quant.settings import QuantSettings
+
+_WeightEntry = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]
+
+
+class Quantizer:
+    """Builds simulated-quantization copies of one model under one `QuantSettings`."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        example_input: torch.Tensor,
+        settings: QuantSettings | None = None,
+        calibration_images: torch.Tensor | None = None,
+        calibration: Calibration | None = None,
+    ) -> None:
+        self.settings = settings or QuantSettings()
+        base = copy.deepcopy(model).eval()
+        for p in base.parameters():
+            p.requires_grad_(False)
+        self.folded = fold_batchnorm(base, example_input) if self.settings.fold_bn else []
+        self.base = base
+        self.layers: list[LayerSpec] = discover_layers(base, example_input)
+        self.layer_names = [spec.name for spec in self.layers]
+        self._shared = {id(t): t for t in list(base.parameters()) + list(base.buffers())}
+        self._weights: dict[tuple[str, int], _WeightEntry] = {}
+        self.calibration = calibration
+        if calibration_images is not None:
+            self.calibrate(calibration_images)
+
+    # Calibration --------------------------------------------------------------------------
+    def calibrate(self, images: torch.Tensor, batch_size: int = 128) -> Calibration:
+        self.calibration = calibrate(self.base, self.layer_names, images, batch_size)
+        self.calibration.percentile = self.settings.percentile
+        return self.calibration
+
+    # Weights ------------------------------------------------------------------------------
+    def _weight(self, name: str, bits: int) -> _WeightEntry:
+        """(fake-quant weight, integer weight, scales, bias correction) for one layer and bits."""
+        key = (name, bits)
+        if key not in self._weights:
+            s = self.settings
+            module = self.base.get_submodule(name)
+            w = module.weight.detach()
+            w_int, w_scale = quantize_weight(w, bits, s.granularity, s.group_size)
+            w_fq = dequantize_weight(w_int, w_scale, s.granularity, s.group_size).to(w.dtype)
+            shift = self._bias_shift(name, module, w_fq - w) if s.bias_correction else None
+            self._weights[key] = (w_fq, w_int, w_scale, shift)
+        return self._weights[key]
+
+    def _bias_shift(self, name: str, module: nn.Module, delta: torch.Tensor) -> torch.Tensor | None:
+        """Mean output change the weight error causes: delta . E[input] (padding ignored)."""
+        if self.calibration is None:
+            raise HaqError(
+                "bias correction needs calibration data; pass --calib-data or drop --bias-correction"
+            )
+        mean = torch.from_numpy(self.calibration.inputs[name].channel_mean).to(delta.dtype)
+        if isinstance(module, nn.Linear):
+            return delta @ mean
+        assert isinstance(module, nn.Conv2d)
+        groups = module.groups
+        per_in = delta.sum(dim=(2, 3))  # (out, in/groups)
+        means = mean.reshape(groups, -1)  # (groups, in/groups)
+        group_of_out = torch.arange(delta.shape[0]) // (delta.shape[0] // groups)
+        return (per_in * means[group_of_out]).sum(dim=1)
+
+    # Apply --------------------------------------------------------------------------------
+    def resolve(self, config: BitConfig | str) -> BitConfig:
+        return BitConfig.from_spec(config).resolve(self.layer_names)
+
+    def apply(self, config: BitConfig | str) -> nn.Module:
+        """A new model with ``config`` applied (float layers stay the folded float layers)."""
+        resolved = self.resolve(config)
+        needs_act = [n for n, p in resolved.items() if p.a_bits is not None]
+        if needs_act and self.calibration is None:
+            raise HaqError(
+                "quantized activations need calibration data; pass --calib-data DIR (or 'distilled')"
+            )
+        model = copy.deepcopy(self.base, memo=dict(self._shared))
+        for name, precision in resolved.items():
+            if not precision.is_float:
+                model.set_submodule(name, self._quant_layer(name, precision))
+        return model
+
+    def _quant_layer(self, name: str, precision: Precision) -> QuantLayer:
+        s = self.settings
+        module = self.base.get_submodule(name)
+        assert isinstance(module, nn.Conv2d | nn.Linear)
+        weight, w_int, w_scale, bias = module.weight, None, None, module.bias
+        if precision.w_bits is not None:
+            weight, w_int, w_scale, shift = self._weight(name, precision.w_bits)
+            if shift is not None:
+                bias = (bias if bias is not None else torch.zeros_like(shift)) - shift
+        act = None
+        if precision.a_bits is not None:
+            assert self.calibration is not None
+            act = self.calibration.act_qparams(name, precision.a_bits, s.observer)
+            if bias is not None and w_scale is not None and _integer_kernel(precision, s):
+                bias = quantize_bias(bias, act[0], w_scale)
+        cls = QuantLinear if isinstance(module, nn.Linear) else QuantConv2d
+        return cls(
+            module, precision, weight, bias, w_int, w_scale, act, s.granularity, s.group_size
+        )
+
+
+def _integer_kernel(precision: Precision, settings: QuantSettings) -> bool:
+    """Whether an int8 kernel (int32 accumulator, int32 bias) computes this layer.
+
+    Wider grids run as dequantize + float op on every target haq knows, and a 16x16-bit bias
+    would overflow int32; group-wise scales have no single bias scale.
+    """
+    w, a = precision.w_bits, precision.a_bits
+    return w is not None and a is not None and w <= 8 and a <= 8 and settings.granularity != "group"

@@ -1,0 +1,68 @@
+"""Simulated-quantization layers that replace Conv2d / Linear in a quantized copy.
+
+Each holds its already fake-quantized weight (computed once per (layer, bits)), so an
+evaluation pass costs the float pass plus one cheap elementwise quantize-dequantize per layer
+input. The integer view (``w_int``, ``w_scale``, ``a_scale``, ``a_zero_point``) is kept for
+exporters that must reproduce exactly these numbers.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from haq.config import Precision
+from haq.quant.quantizers import fake_quant_act
+
+
+class QuantLayer(nn.Module):
+    """Common state: precision, integer weights and scales, input activation qparams."""
+
+    def __init__(
+        self,
+        float_module: nn.Conv2d | nn.Linear,
+        precision: Precision,
+        weight: torch.Tensor,
+        bias: torch.Tensor | None,
+        w_int: torch.Tensor | None,
+        w_scale: torch.Tensor | None,
+        act: tuple[float, int] | None,
+        granularity: str,
+        group_size: int,
+    ) -> None:
+        super().__init__()
+        self.float_module = float_module  # kept for geometry (stride, padding, ...) and export
+        self.precision = precision
+        self.register_buffer("weight", weight, persistent=False)
+        self.register_buffer("bias", bias, persistent=False)
+        self.w_int = w_int
+        self.w_scale = w_scale
+        self.granularity = granularity
+        self.group_size = group_size
+        self.a_scale, self.a_zero_point = act if act is not None else (None, None)
+
+    def quantize_input(self, x: torch.Tensor) -> torch.Tensor:
+        if self.precision.a_bits is None or self.a_scale is None or self.a_zero_point is None:
+            return x
+        return fake_quant_act(x, self.a_scale, self.a_zero_point, self.precision.a_bits)
+
+    def extra_repr(self) -> str:
+        act = f", a_scale={self.a_scale:.4g}, a_zp={self.a_zero_point}" if self.a_scale else ""
+        return f"{self.precision}{act}"
+
+
+class QuantConv2d(QuantLayer):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        m = self.float_module
+        assert isinstance(m, nn.Conv2d)
+        x = self.quantize_input(x)
+        if m.padding_mode != "zeros":
+            x = F.pad(x, m._reversed_padding_repeated_twice, mode=m.padding_mode)
+            return F.conv2d(x, self.weight, self.bias, m.stride, 0, m.dilation, m.groups)
+        return F.conv2d(x, self.weight, self.bias, m.stride, m.padding, m.dilation, m.groups)
+
+
+class QuantLinear(QuantLayer):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(self.quantize_input(x), self.weight, self.bias)

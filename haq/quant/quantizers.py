@@ -1,0 +1,133 @@
+"""Quantizer math, written to match what ONNX Runtime's integer kernels compute.
+
+- Weights: symmetric, signed, narrow range ``[-(2^(b-1)-1), 2^(b-1)-1]`` (int8: -127..127, as
+  ORT's quantizer writes symmetric int8 weights), scale ``absmax / qmax`` per output channel,
+  per tensor, or per group of ``group_size`` along the reduction axis.
+- Activations: asymmetric, unsigned ``[0, 2^b-1]``, per tensor; the range is widened to hold 0
+  and the zero point is ``round(qmin - lo / scale)``, as ORT's ``compute_scale_zp`` does.
+- Rounding is half-to-even of ``x / scale`` (``QuantizeLinear``); a scale below float32's tiny
+  becomes 1.0. Bias is quantized to int32 with scale ``s_act * s_weight`` like ORT's static
+  quantizer, so the simulated accumulation is the integer one.
+Lower bit widths use the same formulas on a smaller grid (an int8 container holding a 4-bit grid
+computes exactly this).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+_TINY = torch.finfo(torch.float32).tiny
+
+
+def weight_qrange(bits: int) -> tuple[int, int]:
+    q = 2 ** (bits - 1) - 1
+    return -q, q
+
+
+def act_qrange(bits: int) -> tuple[int, int]:
+    return 0, 2**bits - 1
+
+
+def _safe_scale(scale: torch.Tensor) -> torch.Tensor:
+    return torch.where(scale < _TINY, torch.ones_like(scale), scale)
+
+
+def _weight_rows(w: torch.Tensor) -> torch.Tensor:
+    """(out, rest...) -> (out, K): the reduction axis flattened (conv: in/groups * kh * kw)."""
+    return w.reshape(w.shape[0], -1)
+
+
+def weight_scales(
+    w: torch.Tensor, bits: int, granularity: str = "channel", group_size: int = 128
+) -> torch.Tensor:
+    """Scales shaped to broadcast over ``_weight_rows(w)``, or (out, n_groups, 1) for groups."""
+    _, qmax = weight_qrange(bits)
+    rows = _weight_rows(w.detach().float())
+    if granularity == "tensor":
+        absmax = rows.abs().amax().reshape(1, 1)
+    elif granularity == "channel":
+        absmax = rows.abs().amax(dim=1, keepdim=True)
+    elif granularity == "group":
+        absmax = _grouped(rows, group_size).abs().amax(dim=2, keepdim=True)
+    else:
+        raise ValueError(f"unknown weight granularity {granularity!r}")
+    return _safe_scale(absmax / qmax)
+
+
+def _grouped(rows: torch.Tensor, group_size: int) -> torch.Tensor:
+    out, k = rows.shape
+    pad = (-k) % group_size
+    if pad:
+        rows = torch.nn.functional.pad(rows, (0, pad))
+    return rows.reshape(out, -1, group_size)
+
+
+def quantize_weight(
+    w: torch.Tensor, bits: int, granularity: str = "channel", group_size: int = 128
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Integer weights (same shape as ``w``, float dtype holding integers) and their scales."""
+    qmin, qmax = weight_qrange(bits)
+    scale = weight_scales(w, bits, granularity, group_size)
+    rows = _weight_rows(w.detach().float())
+    if granularity == "group":
+        k = rows.shape[1]
+        q = torch.clamp(torch.round(_grouped(rows, group_size) / scale), qmin, qmax)
+        q = q.reshape(rows.shape[0], -1)[:, :k]
+    else:
+        q = torch.clamp(torch.round(rows / scale), qmin, qmax)
+    return q.reshape(w.shape), scale
+
+
+def dequantize_weight(
+    q: torch.Tensor, scale: torch.Tensor, granularity: str, group_size: int
+) -> torch.Tensor:
+    rows = _weight_rows(q)
+    if granularity == "group":
+        k = rows.shape[1]
+        deq = (_grouped(rows, group_size) * scale).reshape(rows.shape[0], -1)[:, :k]
+    else:
+        deq = rows * scale
+    return deq.reshape(q.shape)
+
+
+def fake_quant_weight(
+    w: torch.Tensor, bits: int, granularity: str = "channel", group_size: int = 128
+) -> torch.Tensor:
+    q, scale = quantize_weight(w, bits, granularity, group_size)
+    return dequantize_weight(q, scale, granularity, group_size).to(w.dtype)
+
+
+def act_qparams(lo: float, hi: float, bits: int) -> tuple[float, int]:
+    """(scale, zero_point) of an unsigned ``bits`` grid covering [lo, hi] and 0.
+
+    Computed as ORT's ``compute_scale_zp`` does (float32 range, float64 arithmetic, float32
+    stored scale), so the scale is the same float32 value an exported QuantizeLinear carries.
+    """
+    qmin, qmax = act_qrange(bits)
+    lo64 = np.float64(np.minimum(np.float32(lo), np.float32(0.0)))
+    hi64 = np.float64(np.maximum(np.float32(hi), np.float32(0.0)))
+    scale = (hi64 - lo64) / np.float64(qmax - qmin)
+    if scale < np.finfo(np.float32).tiny:
+        return 1.0, 0
+    zp = int(np.clip(np.round(qmin - lo64 / scale), qmin, qmax))
+    return float(np.float32(scale)), zp
+
+
+def fake_quant_act(x: torch.Tensor, scale: float, zero_point: int, bits: int) -> torch.Tensor:
+    """Quantize-dequantize with ``QuantizeLinear`` semantics (``round(x / s) + zp``, saturate).
+
+    Written as ``clamp(round(x / s), qmin - zp, qmax - zp) * s``: the same integers, 4 passes.
+    """
+    qmin, qmax = act_qrange(bits)
+    q = torch.round(x / scale)
+    return q.clamp_(qmin - zero_point, qmax - zero_point).mul_(scale)
+
+
+def quantize_bias(bias: torch.Tensor, act_scale: float, w_scale: torch.Tensor) -> torch.Tensor:
+    """Bias on the int32 grid of ``s_act * s_w`` (per output channel), dequantized."""
+    s = (torch.tensor(act_scale, dtype=torch.float32) * w_scale.reshape(-1)).to(torch.float32)
+    if s.numel() == 1:
+        s = s.expand_as(bias)
+    q = torch.round(bias.detach().float() / s).clamp(-(2**31), 2**31 - 1)
+    return (q * s).to(bias.dtype)

@@ -1,0 +1,127 @@
+import pytest
+import torch
+from torch import nn
+
+from haq import BitConfig, HaqError, Precision
+from haq.quant import QuantConv2d, Quantizer, QuantLinear, QuantSettings
+
+
+def _net() -> nn.Module:
+    torch.manual_seed(0)
+    net = nn.Sequential(
+        nn.Conv2d(3, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
+        nn.Conv2d(16, 16, 3, padding=1, groups=16), nn.BatchNorm2d(16), nn.ReLU(),
+        nn.Conv2d(16, 32, 1), nn.BatchNorm2d(32), nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, 10),
+    )  # fmt: skip
+    for m in net.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.2, 0.2)
+            m.running_var.uniform_(0.5, 1.5)
+    return net.eval()
+
+
+@pytest.fixture(scope="module")
+def setup() -> tuple[nn.Module, Quantizer, torch.Tensor]:
+    net = _net()
+    x = torch.randn(64, 3, 12, 12)
+    return net, Quantizer(net, x[:1], calibration_images=x[:32]), x[32:]
+
+
+def test_layers_and_names(setup) -> None:
+    _, q, _ = setup
+    assert q.layer_names == ["0", "3", "6", "11"]
+    assert [s.kind for s in q.layers] == ["conv", "dwconv", "conv", "linear"]
+
+
+def test_user_model_untouched(setup) -> None:
+    net, q, x = setup
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    q.apply("w4a4")(x)
+    after = net.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert isinstance(net[1], nn.BatchNorm2d)
+
+
+def test_fp32_matches_float(setup) -> None:
+    net, q, x = setup
+    torch.testing.assert_close(q.apply("fp32")(x), net(x), atol=1e-5, rtol=1e-5)
+
+
+@torch.no_grad()
+def test_error_grows_as_bits_shrink(setup) -> None:
+    net, q, x = setup
+    ref = net(x)
+    errs = [float((q.apply(f"w{b}a{b}")(x) - ref).pow(2).mean()) for b in (16, 8, 4, 2)]
+    assert errs == sorted(errs) and errs[0] < 1e-6 and errs[-1] > 100 * errs[1]
+
+
+def test_mixed_config_places_layers(setup) -> None:
+    _, q, _ = setup
+    model = q.apply(BitConfig({"0": "fp32", "3": "w8a8", "6": "w4a32", "11": "w8a8"}))
+    assert isinstance(model[0], nn.Conv2d) and not isinstance(model[0], QuantConv2d)
+    assert isinstance(model[3], QuantConv2d) and model[3].precision == Precision(8, 8)
+    assert model[6].a_scale is None and model[6].precision.weight_only
+    assert isinstance(model[11], QuantLinear)
+    w_int = model[3].w_int
+    assert torch.equal(w_int, torch.round(w_int)) and w_int.abs().max() <= 127
+
+
+def test_configs_reuse_calibration_and_weights(setup) -> None:
+    _, q, x = setup
+    calib = q.calibration
+    q.apply("w6a8")
+    cached = dict(q._weights)
+    m2 = q.apply(BitConfig({"0": "w6a8", "3": "w6a8", "6": "w6a4", "11": "w6a8"}))
+    assert q.calibration is calib
+    assert q._weights.keys() == cached.keys()
+    assert m2[3].weight is cached[("3", 6)][0]  # same tensor, not re-quantized
+
+
+def test_activation_bits_need_calibration() -> None:
+    net = _net()
+    q = Quantizer(net, torch.randn(1, 3, 12, 12))
+    q.apply("w8a32")  # weight-only works without data
+    with pytest.raises(HaqError, match="calibration"):
+        q.apply("w8a8")
+
+
+def test_unknown_layer_rejected(setup) -> None:
+    _, q, _ = setup
+    with pytest.raises(HaqError, match="does not have"):
+        q.apply(BitConfig({"nope": "w8a8"}, default="w8a8"))
+
+
+def test_bias_correction_removes_mean_shift() -> None:
+    net = _net()
+    x = torch.randn(256, 3, 12, 12)
+    ref = net(x)
+    shifts = {}
+    for bc in (False, True):
+        q = Quantizer(net, x[:1], QuantSettings(bias_correction=bc), calibration_images=x)
+        out = q.apply("w3a32")(x)
+        shifts[bc] = float((out - ref).mean(dim=0).abs().mean())
+    assert shifts[True] < 0.7 * shifts[False]
+
+
+@pytest.mark.parametrize("observer", ["minmax", "percentile", "mse"])
+@pytest.mark.parametrize("granularity", ["channel", "tensor", "group"])
+def test_settings_combinations_run(observer: str, granularity: str) -> None:
+    net = _net()
+    x = torch.randn(16, 3, 12, 12)
+    q = Quantizer(
+        net,
+        x[:1],
+        QuantSettings(observer=observer, granularity=granularity, group_size=8),
+        calibration_images=x,
+    )
+    out = q.apply("w8a8")(x)
+    assert torch.isfinite(out).all()
+    assert (out.argmax(1) == net(x).argmax(1)).float().mean() > 0.8
+
+
+def test_bad_settings() -> None:
+    with pytest.raises(HaqError):
+        QuantSettings(observer="entropy")
+    with pytest.raises(HaqError):
+        QuantSettings(granularity="row")
