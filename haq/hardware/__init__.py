@@ -1,0 +1,1 @@
+"""Hardware targets: profiles, latency tables and measurement harnesses."""
