@@ -17,8 +17,8 @@ from haq.config import BitConfig, Precision
 from haq.errors import HaqError
 from haq.models.layers import LayerSpec, discover_layers
 from haq.quant.calibration import Calibration, calibrate
-from haq.quant.fold import fold_batchnorm
-from haq.quant.modules import QuantConv2d, QuantLayer, QuantLinear
+from haq.quant.fold import find_followers, fold_batchnorm
+from haq.quant.modules import OUTPUT_BITS, QuantConv2d, QuantLayer, QuantLinear
 from haq.quant.quantizers import dequantize_weight, quantize_bias, quantize_weight
 from haq.quant.settings import QuantSettings
 
@@ -43,6 +43,9 @@ class Quantizer:
         self.folded = fold_batchnorm(base, example_input) if self.settings.fold_bn else []
         self.base = base
         self.layers: list[LayerSpec] = discover_layers(base, example_input)
+        self.relu_after = frozenset(
+            p for p, _ in find_followers(base, example_input, (nn.Conv2d, nn.Linear), nn.ReLU)
+        )
         self.layer_names = [spec.name for spec in self.layers]
         self._shared = {id(t): t for t in list(base.parameters()) + list(base.buffers())}
         self._weights: dict[tuple[str, int], _WeightEntry] = {}
@@ -52,7 +55,9 @@ class Quantizer:
 
     # Calibration --------------------------------------------------------------------------
     def calibrate(self, images: torch.Tensor, batch_size: int = 128) -> Calibration:
-        self.calibration = calibrate(self.base, self.layer_names, images, batch_size)
+        self.calibration = calibrate(
+            self.base, self.layer_names, images, batch_size, self.relu_after
+        )
         self.calibration.percentile = self.settings.percentile
         return self.calibration
 
@@ -113,15 +118,29 @@ class Quantizer:
             weight, w_int, w_scale, shift = self._weight(name, precision.w_bits)
             if shift is not None:
                 bias = (bias if bias is not None else torch.zeros_like(shift)) - shift
-        act = None
+        act = out_act = None
         if precision.a_bits is not None:
             assert self.calibration is not None
             act = self.calibration.act_qparams(name, precision.a_bits, s.observer)
-            if bias is not None and w_scale is not None and _integer_kernel(precision, s):
-                bias = quantize_bias(bias, act[0], w_scale)
+            if _integer_kernel(precision, s):
+                if bias is not None and w_scale is not None:
+                    bias = quantize_bias(bias, act[0], w_scale)
+                if s.requantize_outputs:
+                    out_act = self.calibration.act_qparams(
+                        name, OUTPUT_BITS, s.observer, where="output"
+                    )
         cls = QuantLinear if isinstance(module, nn.Linear) else QuantConv2d
         return cls(
-            module, precision, weight, bias, w_int, w_scale, act, s.granularity, s.group_size
+            module,
+            precision,
+            weight,
+            bias,
+            w_int,
+            w_scale,
+            act,
+            out_act,
+            s.granularity,
+            s.group_size,
         )
 
 

@@ -62,9 +62,16 @@ def _batches(x: torch.Tensor, batch_size: int) -> Iterable[torch.Tensor]:
 
 @torch.no_grad()
 def calibrate(
-    model: nn.Module, layer_names: list[str], images: torch.Tensor, batch_size: int = 128
+    model: nn.Module,
+    layer_names: list[str],
+    images: torch.Tensor,
+    batch_size: int = 128,
+    relu_after: frozenset[str] = frozenset(),
 ) -> Calibration:
-    """Two passes over ``images`` (range, then histogram) with hooks on ``layer_names``."""
+    """Two passes over ``images`` (range, then histogram) with hooks on ``layer_names``.
+
+    Output statistics of layers in ``relu_after`` are taken after that ReLU.
+    """
     if images.shape[0] == 0:
         raise ValueError("calibration needs at least one image")
     start = time.perf_counter()
@@ -83,6 +90,8 @@ def calibrate(
                 name: str = name,
                 phase: str = phase,
             ) -> None:
+                if name in relu_after:
+                    out = out.clamp_min(0)
                 if phase == "range":
                     ins[name].update_range(inp[0])
                     outs[name].update_range(out)

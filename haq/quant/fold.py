@@ -1,7 +1,8 @@
 """Fold BatchNorm into the convolution that feeds it, as deployment does before quantizing.
 
 Pairs are found by running a sample through the model: a BatchNorm2d whose input is exactly
-the output tensor of a Conv2d is folded into it, whatever the module layout.
+the output tensor of a Conv2d is folded into it, whatever the module layout. The same dataflow
+probe finds the ReLUs that an integer kernel's output requantization absorbs.
 """
 
 from __future__ import annotations
@@ -10,37 +11,49 @@ import torch
 from torch import nn
 
 
-def find_conv_bn_pairs(model: nn.Module, example_input: torch.Tensor) -> list[tuple[str, str]]:
+def find_followers(
+    model: nn.Module,
+    example_input: torch.Tensor,
+    producers: type[nn.Module] | tuple[type[nn.Module], ...],
+    consumers: type[nn.Module] | tuple[type[nn.Module], ...],
+) -> list[tuple[str, str]]:
+    """(producer, consumer) module pairs where the consumer's input IS the producer's output.
+
+    Identity modules pass the tensor object through, so after folding a ReLU still counts as
+    following its conv. A producer feeding two consumers (never seen in practice) is dropped.
+    """
     names = {m: n for n, m in model.named_modules()}
     produced: dict[int, str] = {}
     keep: list[torch.Tensor] = []  # keep outputs alive so their ids are not reused mid-run
     pairs: list[tuple[str, str]] = []
     handles = []
 
-    def conv_hook(mod: nn.Module, _inp: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
+    def producer_hook(mod: nn.Module, _inp: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
         produced[id(out)] = names[mod]
         keep.append(out)
 
-    def bn_pre_hook(mod: nn.Module, inp: tuple[torch.Tensor, ...]) -> None:
-        conv = produced.get(id(inp[0]))
-        pair = (conv, names[mod]) if conv is not None else None
-        if pair is not None and pair not in pairs:
-            pairs.append(pair)
+    def consumer_pre_hook(mod: nn.Module, inp: tuple[torch.Tensor, ...]) -> None:
+        source = produced.get(id(inp[0])) if inp else None
+        if source is not None and (source, names[mod]) not in pairs:
+            pairs.append((source, names[mod]))
 
     for m in model.modules():
-        if isinstance(m, nn.Conv2d):
-            handles.append(m.register_forward_hook(conv_hook))
-        elif isinstance(m, nn.BatchNorm2d):
-            handles.append(m.register_forward_pre_hook(bn_pre_hook))
+        if isinstance(m, producers):
+            handles.append(m.register_forward_hook(producer_hook))
+        if isinstance(m, consumers):
+            handles.append(m.register_forward_pre_hook(consumer_pre_hook))
     try:
         with torch.no_grad():
             model(example_input[:1])
     finally:
         for h in handles:
             h.remove()
-    # A conv feeding two BatchNorms (never seen in practice) cannot be folded.
-    convs = [c for c, _ in pairs]
-    return [(c, b) for c, b in pairs if convs.count(c) == 1]
+    sources = [p for p, _ in pairs]
+    return [(p, c) for p, c in pairs if sources.count(p) == 1]
+
+
+def find_conv_bn_pairs(model: nn.Module, example_input: torch.Tensor) -> list[tuple[str, str]]:
+    return find_followers(model, example_input, nn.Conv2d, nn.BatchNorm2d)
 
 
 @torch.no_grad()

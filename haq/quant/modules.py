@@ -2,8 +2,9 @@
 
 Each holds its already fake-quantized weight (computed once per (layer, bits)), so an
 evaluation pass costs the float pass plus one cheap elementwise quantize-dequantize per layer
-input. The integer view (``w_int``, ``w_scale``, ``a_scale``, ``a_zero_point``) is kept for
-exporters that must reproduce exactly these numbers.
+input (and output, for integer-kernel layers). The integer view (``w_int``, ``w_scale``,
+``a_scale``/``a_zero_point``, ``out_scale``/``out_zero_point``) is kept for exporters that
+must reproduce exactly these numbers.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from torch import nn
 
 from haq.config import Precision
 from haq.quant.quantizers import fake_quant_act
+
+OUTPUT_BITS = 8  # int8 kernels write 8-bit outputs
 
 
 class QuantLayer(nn.Module):
@@ -28,6 +31,7 @@ class QuantLayer(nn.Module):
         w_int: torch.Tensor | None,
         w_scale: torch.Tensor | None,
         act: tuple[float, int] | None,
+        out_act: tuple[float, int] | None,
         granularity: str,
         group_size: int,
     ) -> None:
@@ -41,15 +45,26 @@ class QuantLayer(nn.Module):
         self.granularity = granularity
         self.group_size = group_size
         self.a_scale, self.a_zero_point = act if act is not None else (None, None)
+        self.out_scale, self.out_zero_point = out_act if out_act is not None else (None, None)
 
     def quantize_input(self, x: torch.Tensor) -> torch.Tensor:
         if self.precision.a_bits is None or self.a_scale is None or self.a_zero_point is None:
             return x
         return fake_quant_act(x, self.a_scale, self.a_zero_point, self.precision.a_bits)
 
+    def requantize_output(self, y: torch.Tensor) -> torch.Tensor:
+        if self.out_scale is None or self.out_zero_point is None:
+            return y
+        return fake_quant_act(y, self.out_scale, self.out_zero_point, OUTPUT_BITS)
+
     def extra_repr(self) -> str:
         act = f", a_scale={self.a_scale:.4g}, a_zp={self.a_zero_point}" if self.a_scale else ""
-        return f"{self.precision}{act}"
+        out = (
+            f", out_scale={self.out_scale:.4g}, out_zp={self.out_zero_point}"
+            if self.out_scale
+            else ""
+        )
+        return f"{self.precision}{act}{out}"
 
 
 class QuantConv2d(QuantLayer):
@@ -59,10 +74,12 @@ class QuantConv2d(QuantLayer):
         x = self.quantize_input(x)
         if m.padding_mode != "zeros":
             x = F.pad(x, m._reversed_padding_repeated_twice, mode=m.padding_mode)
-            return F.conv2d(x, self.weight, self.bias, m.stride, 0, m.dilation, m.groups)
-        return F.conv2d(x, self.weight, self.bias, m.stride, m.padding, m.dilation, m.groups)
+            y = F.conv2d(x, self.weight, self.bias, m.stride, 0, m.dilation, m.groups)
+        else:
+            y = F.conv2d(x, self.weight, self.bias, m.stride, m.padding, m.dilation, m.groups)
+        return self.requantize_output(y)
 
 
 class QuantLinear(QuantLayer):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.linear(self.quantize_input(x), self.weight, self.bias)
+        return self.requantize_output(F.linear(self.quantize_input(x), self.weight, self.bias))

@@ -21,6 +21,9 @@ class QuantSettings:
     bias_correction: remove the mean output shift the weight error causes (analytic, from
         calibration per-channel input means; no extra data pass).
     fold_bn: fold BatchNorm into the preceding conv before quantizing weights (as deployed).
+    requantize_outputs: integer-kernel layers (weights and activations at 8 bits or fewer)
+        write 8-bit outputs, as int8 kernels (QLinearConv, QGemm) do; a ReLU that directly
+        follows is absorbed into that output range (zero point 0), as ORT's quantizer does.
     """
 
     granularity: str = "channel"
@@ -29,6 +32,7 @@ class QuantSettings:
     percentile: float = 99.99
     bias_correction: bool = False
     fold_bn: bool = True
+    requantize_outputs: bool = True
 
     def __post_init__(self) -> None:
         if self.granularity not in GRANULARITIES:

@@ -125,3 +125,16 @@ def test_bad_settings() -> None:
         QuantSettings(observer="entropy")
     with pytest.raises(HaqError):
         QuantSettings(granularity="row")
+
+
+@torch.no_grad()
+def test_integer_layers_requantize_outputs_and_absorb_relu(setup) -> None:
+    _, q, x = setup
+    assert q.relu_after == {"0", "3", "6"}
+    model = q.apply(BitConfig({"0": "w8a8", "3": "w8a32", "6": "w16a16", "11": "w8a8"}))
+    assert model[0].out_zero_point == 0  # ReLU absorbed: the grid starts at 0
+    assert model[3].out_scale is None and model[6].out_scale is None  # no int8 kernel
+    assert model[11].out_scale is not None and model[11].out_zero_point > 0  # logits are signed
+    y = model[0](x)
+    k = y / model[0].out_scale
+    assert torch.allclose(k, torch.round(k), atol=1e-3) and k.min() >= 0 and k.max() <= 255
