@@ -1,0 +1,50 @@
+"""The ``haq`` command: a thin layer over the Python API.
+
+One module per command (``register(subparsers)`` + ``run(args)``); adding a command is one
+file plus one entry in `COMMANDS`. Every user-input problem surfaces as
+``haq: error: <problem and fix>`` on one line, exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from collections.abc import Callable, Sequence
+
+from haq.cli.args import Parser
+from haq.errors import HaqError
+
+COMMANDS = ("models", "layers", "eval")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from haq import __version__
+
+    parser = Parser(prog="haq", description="Hardware-aware mixed-precision quantization search.")
+    parser.add_argument("--version", action="version", version=f"haq {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+    for name in COMMANDS:
+        importlib.import_module(f"haq.cli.{name}").register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except HaqError as e:
+        print(f"haq: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("haq: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # output piped into `head` and closed: not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

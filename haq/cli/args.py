@@ -1,0 +1,54 @@
+"""Argument groups shared by several commands, and the one-line-error parser."""
+
+from __future__ import annotations
+
+import argparse
+from typing import NoReturn
+
+from haq.errors import HaqError
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"haq: error: {message} (see `{self.prog} --help`)\n")
+
+
+def add_model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--model",
+        "-m",
+        required=True,
+        help="registered name (see `haq models`) or package.module:factory",
+    )
+    p.add_argument("--weights", "-w", default="default",
+                   help="'default' (built-in / cached pretrained), 'none' (random init) or a checkpoint path")  # fmt: skip
+
+
+def add_data_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", "-d", default=None,
+                   help="evaluation data: ImageFolder root, 'digits', 'synthetic' (default: the model's own)")  # fmt: skip
+    p.add_argument("--calib-data", default=None,
+                   help="calibration data: ImageFolder root, 'digits:train', 'distilled' (data-free); "
+                        "default: images held out of --data")  # fmt: skip
+    p.add_argument(
+        "--limit", type=int, default=None, help="evaluate on a seeded subset of N images"
+    )
+    p.add_argument("--calib-limit", type=int, default=256, help="calibration images (default 256)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the image subsets")
+
+
+def add_quant_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--granularity", choices=["channel", "tensor", "group"], default="channel",
+                   help="weight scales per output channel (default), tensor, or group")  # fmt: skip
+    p.add_argument("--group-size", type=int, default=128)
+    p.add_argument("--observer", choices=["minmax", "percentile", "mse"], default="minmax")
+    p.add_argument(
+        "--bias-correction",
+        action="store_true",
+        help="correct the mean output shift of weight error",
+    )
+
+
+def positive(name: str, value: int | None) -> None:
+    if value is not None and value < 1:
+        raise HaqError(f"{name} must be a positive number of images, not {value}")
