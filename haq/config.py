@@ -207,6 +207,12 @@ class BitConfig(Mapping[str, Precision]):
         atomic_write_text(path, text)
 
     @property
+    def quantizes_activations(self) -> bool:
+        """Whether any layer (or the default) quantizes activations: calibration is needed."""
+        precisions = [*self._layers.values(), *([self._default] if self._default else [])]
+        return any(p.a_bits is not None for p in precisions)
+
+    @property
     def hash(self) -> str:
         """Stable 16-hex digest of the canonical (sorted) content."""
         if self._hash is None:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from haq.errors import HaqError
+
+if TYPE_CHECKING:
+    from haq.quant import QuantSettings
 
 
 class Parser(argparse.ArgumentParser):
@@ -52,3 +55,10 @@ def add_quant_args(p: argparse.ArgumentParser) -> None:
 def positive(name: str, value: int | None) -> None:
     if value is not None and value < 1:
         raise HaqError(f"{name} must be a positive number of images, not {value}")
+
+
+def settings_from_args(args: argparse.Namespace) -> QuantSettings:
+    from haq.quant import QuantSettings
+
+    return QuantSettings(granularity=args.granularity, group_size=args.group_size,
+                         observer=args.observer, bias_correction=args.bias_correction)  # fmt: skip

@@ -6,7 +6,7 @@ import argparse
 import json
 from typing import Any
 
-from haq.cli.args import add_data_args, add_model_args, add_quant_args, positive
+from haq.cli.args import add_data_args, add_model_args, add_quant_args, positive, settings_from_args
 
 
 def register(sub: Any) -> None:
@@ -23,18 +23,12 @@ def register(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from haq.config import BitConfig
     from haq.evaluate import build_setup
-    from haq.quant import QuantSettings
 
     positive("--limit", args.limit)
     positive("--calib-limit", args.calib_limit)
     config = BitConfig.from_spec(args.bits)
-    settings = QuantSettings(granularity=args.granularity, group_size=args.group_size,
-                             observer=args.observer, bias_correction=args.bias_correction)  # fmt: skip
-    needs_calib = (
-        args.bias_correction
-        or any(p.a_bits is not None for p in config.values())
-        or (config.default is not None and config.default.a_bits is not None)
-    )
+    settings = settings_from_args(args)
+    needs_calib = args.bias_correction or config.quantizes_activations
     setup = build_setup(args.model, args.weights, args.data, args.calib_data, limit=args.limit,
                         calib_limit=args.calib_limit, seed=args.seed, settings=settings,
                         needs_calibration=needs_calib)  # fmt: skip

@@ -15,5 +15,5 @@ def state_hash(model: nn.Module) -> str:
         h.update(name.encode())
         h.update(str(tuple(t.shape)).encode())
         if isinstance(t, torch.Tensor):
-            h.update(t.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+            h.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
     return h.hexdigest()[:16]

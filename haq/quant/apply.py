@@ -37,6 +37,7 @@ class Quantizer:
         calibration: Calibration | None = None,
     ) -> None:
         self.settings = settings or QuantSettings()
+        self.example_shape = tuple(example_input.shape[1:])
         base = copy.deepcopy(model).eval()
         for p in base.parameters():
             p.requires_grad_(False)

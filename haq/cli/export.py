@@ -1,0 +1,73 @@
+"""`haq export`: one BitConfig as an ONNX QDQ model that ONNX Runtime runs with those precisions."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from haq.cli.args import add_model_args, add_quant_args, positive, settings_from_args
+from haq.errors import HaqError
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("export", help="export a precision config to ONNX (QDQ) for ONNX Runtime")
+    add_model_args(p)
+    add_quant_args(p)
+    p.add_argument(
+        "--bits", "-b", required=True, help="shorthand (w8a8, fp32, ...) or a .yaml/.json config"
+    )
+    p.add_argument("--calib-data", default=None,
+                   help="calibration data (ImageFolder root, 'digits:train', 'distilled'); "
+                        "required when the config quantizes activations")  # fmt: skip
+    p.add_argument("--calib-limit", type=int, default=256)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--batch", type=int, default=1, help="batch size baked into the graph (default 1)"
+    )
+    p.add_argument("-o", "--output", required=True, help="where to write the .onnx file")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from haq.config import BitConfig
+    from haq.data import load_data
+    from haq.export.onnx_export import export_onnx
+    from haq.models import load_model
+    from haq.quant import Quantizer
+
+    positive("--batch", args.batch)
+    positive("--calib-limit", args.calib_limit)
+    config = BitConfig.from_spec(args.bits)
+    settings = settings_from_args(args)
+    loaded = load_model(args.model, args.weights)
+    quantizer = Quantizer(loaded.model, loaded.example_input(), settings)
+    quantizer.resolve(config)  # a config for another model fails here, before any data work
+    if config.quantizes_activations or settings.bias_correction:
+        if not args.calib_data:
+            raise HaqError(
+                "this config quantizes activations; pass --calib-data DIR (or 'distilled' for data-free)"
+            )
+        calib = load_data(args.calib_data, loaded.preprocess, limit=args.calib_limit, seed=args.seed,
+                          model=loaded.model, num_classes=loaded.entry.num_classes)  # fmt: skip
+        quantizer.calibrate(calib.x)
+    out = Path(args.output)
+    if out.is_dir():
+        raise HaqError(
+            f"output {out} is a directory; pass a file name such as {out / 'model.onnx'}"
+        )
+    _, report = export_onnx(quantizer, config, out, batch=args.batch)
+    info = {
+        "output": str(out),
+        "bytes": out.stat().st_size,
+        "layers": report.counts(),
+        "config_hash": quantizer.resolve(config).hash,
+    }
+    if args.json:
+        print(json.dumps(info))
+    else:
+        kinds = ", ".join(f"{v} {k}" for k, v in info["layers"].items())
+        print(f"wrote {out} ({info['bytes'] / 1e6:.2f} MB): {kinds}")
+    return 0

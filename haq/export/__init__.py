@@ -1,0 +1,1 @@
+"""Deploy path: export a BitConfig to ONNX (QDQ) and benchmark it with ONNX Runtime."""

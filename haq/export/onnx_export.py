@@ -1,0 +1,329 @@
+"""Export a BitConfig applied to a model as an ONNX QDQ graph that ONNX Runtime runs as such.
+
+The float, BN-folded model is exported with ``torch.onnx.export``; then every configured layer
+gets exactly the numbers of haq's simulation (`haq.quant`), as Quantize/DequantizeLinear nodes
+ORT fuses into integer kernels:
+
+- integer layers (weights and activations at 8 bits or fewer): int8 per-channel weights, int32
+  bias, uint8 input activations, uint8 output requantization (an absorbed ReLU is removed, its
+  zero point 0 clamps) -> ``QLinearConv`` / ``QGemm``. Fewer than 8 bits ride in the same
+  containers on the smaller grid (a Clip before the activation Q keeps the narrower range).
+- activations above 8 bits: uint16 Q/DQ (ORT dequantizes and runs the float op).
+- weight-only, group-wise or wider weights: the fake-quantized float weights (exactly the
+  simulated values; ORT runs a float kernel, which is also all it could do with them).
+- float layers stay float. ORT's ``WeightBiasQuantization`` optimizer would re-quantize them;
+  `haq.export.bench.make_session` disables it.
+
+Each configured layer's node is renamed to the haq layer name, and the model carries
+``metadata_props['haq.layers']`` (node name -> layer) and ``haq.config`` (the resolved config).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from haq.config import BitConfig
+from haq.errors import HaqError
+from haq.io import atomic_write_bytes
+from haq.quant import Quantizer
+from haq.quant.modules import QuantLayer
+
+OPSET = 21
+WEIGHT_OPS = ("Conv", "Gemm", "MatMul")
+
+
+@dataclass
+class ExportReport:
+    """How each layer was exported (``int8``, ``int8-weights``, ``fake-quant-float``, ``float``)."""
+
+    layers: dict[str, str] = field(default_factory=dict)
+
+    def counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for how in self.layers.values():
+            out[how] = out.get(how, 0) + 1
+        return out
+
+
+def export_float_graph(model: nn.Module, example_input: torch.Tensor) -> Any:
+    """The float graph (onnx.ModelProto) of ``model`` at opset 21, input ``input``, output ``logits``."""
+    import logging
+
+    logging.getLogger("torch.onnx").setLevel(logging.ERROR)
+    with warnings.catch_warnings(), _quiet():
+        warnings.simplefilter("ignore")
+        program = torch.onnx.export(
+            model, (example_input,), dynamo=True, opset_version=OPSET,
+            input_names=["input"], output_names=["logits"], verbose=False,
+        )  # fmt: skip
+    return program.model_proto
+
+
+class _quiet:
+    """Silence the exporter's progress prints (it writes to stdout)."""
+
+    def __enter__(self) -> None:
+        import contextlib
+        import sys
+
+        self._redirect = contextlib.redirect_stdout(io.StringIO())
+        self._redirect.__enter__()
+        self._sys = sys
+
+    def __exit__(self, *exc: object) -> None:
+        self._redirect.__exit__(*exc)
+
+
+class _Graph:
+    """Small editing helper over an onnx GraphProto: initializers, producers, consumers."""
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+        self.graph = model.graph
+        self.inits = {t.name: t for t in self.graph.initializer}
+        self.outputs = {o.name for o in self.graph.output}
+        self.before: dict[int, list[Any]] = {}  # new nodes to place before node #i
+        self.after: dict[int, list[Any]] = {}
+        self.removed: set[int] = set()
+        self._q_memo: dict[tuple[str, float, int, int], str] = {}
+
+    def consumers(self, tensor: str) -> list[tuple[int, Any]]:
+        return [(i, n) for i, n in enumerate(self.graph.node) if tensor in n.input]
+
+    def add_init(self, name: str, array: np.ndarray) -> str:
+        from onnx import numpy_helper
+
+        self.graph.initializer.append(numpy_helper.from_array(array, name))
+        self.inits[name] = self.graph.initializer[-1]
+        return name
+
+    def init_array(self, name: str) -> np.ndarray:
+        from onnx import numpy_helper
+
+        return numpy_helper.to_array(self.inits[name])
+
+    def qdq(self, tensor: str, scale: float, zp: int, bits: int, idx: int, tag: str) -> str:
+        """Q->DQ of ``tensor`` on an unsigned ``bits`` grid, placed before node ``idx``."""
+        from onnx import helper
+
+        key = (tensor, scale, zp, bits)
+        if key in self._q_memo:
+            return self._q_memo[key]
+        dtype = np.uint8 if bits <= 8 else np.uint16
+        s = self.add_init(f"{tag}_scale", np.array(scale, dtype=np.float32))
+        z = self.add_init(f"{tag}_zero_point", np.array(zp, dtype=dtype))
+        nodes = []
+        src = tensor
+        if bits not in (8, 16):  # keep the narrower grid inside the wider container
+            lo = self.add_init(f"{tag}_clip_min", np.array((0 - zp) * scale, dtype=np.float32))
+            hi = self.add_init(
+                f"{tag}_clip_max", np.array((2**bits - 1 - zp) * scale, dtype=np.float32)
+            )
+            nodes.append(
+                helper.make_node("Clip", [tensor, lo, hi], [f"{tag}_clipped"], name=f"{tag}_Clip")
+            )
+            src = f"{tag}_clipped"
+        nodes.append(
+            helper.make_node(
+                "QuantizeLinear", [src, s, z], [f"{tag}_q"], name=f"{tag}_QuantizeLinear"
+            )
+        )
+        nodes.append(
+            helper.make_node(
+                "DequantizeLinear",
+                [f"{tag}_q", s, z],
+                [f"{tag}_dq"],
+                name=f"{tag}_DequantizeLinear",
+            )
+        )
+        self.before.setdefault(idx, []).extend(nodes)
+        self._q_memo[key] = f"{tag}_dq"
+        return f"{tag}_dq"
+
+    def finish(self) -> None:
+        """Place inserted nodes, drop removed ones and initializers nothing reads any more."""
+        nodes = []
+        for i, n in enumerate(self.graph.node):
+            nodes.extend(self.before.get(i, []))
+            if i not in self.removed:
+                nodes.append(n)
+            nodes.extend(self.after.get(i, []))
+        del self.graph.node[:]
+        self.graph.node.extend(nodes)
+        used = {i for n in nodes for i in n.input} | self.outputs
+        keep = [t for t in self.graph.initializer if t.name in used]
+        del self.graph.initializer[:]
+        self.graph.initializer.extend(keep)
+
+
+def _find_layer_nodes(g: _Graph, layers: list[str]) -> dict[str, int]:
+    """Node index of each layer's Conv/Gemm/MatMul, found by its ``<layer>.weight`` input."""
+    by_weight = {}
+    for i, n in enumerate(g.graph.node):
+        if n.op_type in WEIGHT_OPS and len(n.input) > 1:
+            by_weight[n.input[1]] = i
+    found = {name: by_weight[f"{name}.weight"] for name in layers if f"{name}.weight" in by_weight}
+    return found
+
+
+def export_onnx(
+    quantizer: Quantizer,
+    config: BitConfig | str,
+    path: str | Path | None = None,
+    batch: int = 1,
+) -> tuple[bytes, ExportReport]:
+    """Serialized ONNX of ``config`` on ``quantizer``'s model (written atomically to ``path``)."""
+    from onnx import checker
+
+    resolved = quantizer.resolve(config)
+    qmodel = quantizer.apply(resolved)
+    example = torch.zeros((batch, *quantizer.example_shape))
+    model = export_float_graph(quantizer.base, example)
+    g = _Graph(model)
+    nodes = _find_layer_nodes(g, quantizer.layer_names)
+    report = ExportReport()
+    layer_of_node: dict[str, str] = {}
+    for name in quantizer.layer_names:
+        precision = resolved[name]
+        if name not in nodes:
+            if not precision.is_float:
+                raise HaqError(
+                    f"layer {name} has no Conv/Gemm/MatMul node with weight '{name}.weight' in the exported graph; "
+                    "keep it fp32 in the config or report the model to haq"
+                )
+            report.layers[name] = "float"
+            continue
+        idx = nodes[name]
+        node = g.graph.node[idx]
+        node.name = name
+        layer_of_node[name] = name
+        module = qmodel.get_submodule(name)
+        if not isinstance(module, QuantLayer):
+            report.layers[name] = "float"
+            continue
+        report.layers[name] = _export_layer(g, idx, node, name, module)
+    g.finish()
+    meta = {"haq.layers": json.dumps(layer_of_node), "haq.config": resolved.to_json()}
+    for k, v in meta.items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = k, v
+    model.producer_name = "haq"
+    checker.check_model(model)
+    data = model.SerializeToString(deterministic=True)
+    if path is not None:
+        atomic_write_bytes(path, data)
+    return data, report
+
+
+def _export_layer(g: _Graph, idx: int, node: Any, name: str, m: QuantLayer) -> str:
+    from onnx import helper
+
+    p = m.precision
+    transposed = node.op_type == "Gemm" and not any(
+        a.name == "transB" and a.i == 1 for a in node.attribute
+    )
+    integer_weights = (
+        p.w_bits is not None and p.w_bits <= 8 and m.granularity != "group" and m.w_int is not None
+    )
+    # Weights ------------------------------------------------------------------------------
+    if integer_weights:
+        assert m.w_int is not None and m.w_scale is not None
+        w_int = m.w_int.numpy().astype(np.int8)
+        scale = m.w_scale.reshape(-1).numpy().astype(np.float32)
+        if transposed:
+            w_int = w_int.T.copy()
+        q = g.add_init(f"{name}.weight_quantized", w_int)
+        axis_attrs: dict[str, int] = {}
+        if scale.size > 1:
+            axis_attrs["axis"] = 1 if transposed else 0
+            s = g.add_init(f"{name}.weight_scale", scale)
+            z = g.add_init(f"{name}.weight_zero_point", np.zeros(scale.shape, dtype=np.int8))
+        else:
+            s = g.add_init(f"{name}.weight_scale", scale.reshape(()))
+            z = g.add_init(f"{name}.weight_zero_point", np.array(0, dtype=np.int8))
+        dq = helper.make_node(
+            "DequantizeLinear",
+            [q, s, z],
+            [f"{name}.weight_dq"],
+            name=f"{name}.weight_DequantizeLinear",
+            **axis_attrs,
+        )
+        g.before.setdefault(idx, []).append(dq)
+        node.input[1] = f"{name}.weight_dq"
+    else:  # the simulated (possibly fake-quantized) float weights, exactly
+        w = m.weight.detach().numpy().astype(np.float32)
+        node.input[1] = g.add_init(f"{name}.weight_sim", w.T.copy() if transposed else w)
+    # Bias ---------------------------------------------------------------------------------
+    integer = integer_weights and p.a_bits is not None and p.a_bits <= 8
+    if m.bias is not None:
+        bias = m.bias.detach().numpy().astype(np.float32)
+        if integer:
+            assert m.a_scale is not None and m.w_scale is not None
+            b_scale = (
+                np.float32(m.a_scale) * m.w_scale.reshape(-1).numpy().astype(np.float32)
+            ).astype(np.float32)
+            b_scale = np.broadcast_to(b_scale, bias.shape).copy()
+            b_int = np.round(bias / b_scale).astype(np.int32)
+            bq = g.add_init(f"{name}.bias_quantized", b_int)
+            bs = g.add_init(f"{name}.bias_scale", b_scale)
+            bz = g.add_init(f"{name}.bias_zero_point", np.zeros(b_scale.shape, dtype=np.int32))
+            dq = helper.make_node(
+                "DequantizeLinear",
+                [bq, bs, bz],
+                [f"{name}.bias_dq"],
+                name=f"{name}.bias_DequantizeLinear",
+                axis=0,
+            )
+            g.before.setdefault(idx, []).append(dq)
+            bias_name = f"{name}.bias_dq"
+        else:
+            bias_name = g.add_init(f"{name}.bias_sim", bias)
+        if len(node.input) > 2:
+            node.input[2] = bias_name
+        else:
+            node.input.append(bias_name)
+    # Input activation ---------------------------------------------------------------------
+    if p.a_bits is not None and m.a_scale is not None and m.a_zero_point is not None:
+        node.input[0] = g.qdq(
+            node.input[0], m.a_scale, m.a_zero_point, p.a_bits, idx, f"{name}.input"
+        )
+    # Output requantization ----------------------------------------------------------------
+    if m.out_scale is not None and m.out_zero_point is not None:
+        _requantize_output(g, idx, node, name, m.out_scale, m.out_zero_point)
+    if integer:
+        return "int8"
+    return "int8-weights" if integer_weights else "fake-quant-float"
+
+
+def _requantize_output(g: _Graph, idx: int, node: Any, name: str, scale: float, zp: int) -> None:
+    """uint8 Q/DQ right after the layer; a following ReLU is dropped when the zero point is 0."""
+    from onnx import helper
+
+    out = node.output[0]
+    raw = f"{name}.output_raw"
+    node.output[0] = raw
+    s = g.add_init(f"{name}.output_scale", np.array(scale, dtype=np.float32))
+    z = g.add_init(f"{name}.output_zero_point", np.array(zp, dtype=np.uint8))
+    g.after.setdefault(idx, []).extend([
+        helper.make_node("QuantizeLinear", [raw, s, z], [f"{name}.output_q"], name=f"{name}.output_QuantizeLinear"),
+        helper.make_node("DequantizeLinear", [f"{name}.output_q", s, z], [out], name=f"{name}.output_DequantizeLinear"),
+    ])  # fmt: skip
+    if zp != 0:
+        return
+    for j, consumer in g.consumers(out):
+        if consumer.op_type == "Relu" and consumer.output[0] not in g.outputs:
+            relu_out = consumer.output[0]
+            for _, c2 in g.consumers(relu_out):
+                for k, inp in enumerate(c2.input):
+                    if inp == relu_out:
+                        c2.input[k] = out
+            g.removed.add(j)
