@@ -1,0 +1,123 @@
+"""Exported QDQ models run in ONNX Runtime with the configured precisions and match haq's
+simulation (real ORT sessions on the embedded digits model)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from haq import BitConfig
+from haq.cli import main
+from haq.data import load_data
+from haq.evaluate import predict
+from haq.export.bench import executed_ops, make_session
+from haq.export.onnx_export import export_onnx
+from haq.models import load_model
+from haq.quant import Quantizer
+
+INT8_OPS = {"QLinearConv", "QGemm"}
+
+
+@pytest.fixture(scope="module")
+def digits() -> tuple[Quantizer, torch.Tensor]:
+    loaded = load_model("digits_cnn")
+    calib = load_data("digits:train", loaded.preprocess, limit=256)
+    test = load_data("digits", loaded.preprocess)
+    return Quantizer(loaded.model, loaded.example_input(), calibration_images=calib.x), test.x
+
+
+def _ort_logits(data: bytes, x: torch.Tensor) -> np.ndarray:
+    sess = make_session(data, threads=1)
+    return np.concatenate([sess.run(None, {"input": x[i : i + 1].numpy()})[0] for i in range(len(x))])
+
+
+PATTERNS = {
+    "fp32": "fp32",
+    "int8": "w8a8",
+    "mixed": {"conv1": "fp32", "conv2": "w8a8", "conv3_dw": "w8a8", "conv4_pw": "fp32", "fc1": "w8a8", "fc2": "w8a8"},
+    "weight_only_linear": {"conv1": "fp32", "conv2": "fp32", "conv3_dw": "fp32", "conv4_pw": "fp32",
+                           "fc1": "w8a32", "fc2": "w4a32"},  # fmt: skip
+    "low_bit_grid": "w4a6",
+}
+
+
+@pytest.mark.parametrize("pattern", list(PATTERNS))
+def test_parity_with_simulation(digits, pattern: str) -> None:
+    q, x = digits
+    spec = PATTERNS[pattern]
+    config = BitConfig(spec) if isinstance(spec, dict) else BitConfig.from_spec(spec)
+    data, report = export_onnx(q, config)
+    ort_out = _ort_logits(data, x)
+    sim = predict(q.apply(config), x).numpy()
+    agreement = float((ort_out.argmax(1) == sim.argmax(1)).mean())
+    assert agreement >= 0.995
+    sim_model = q.apply(config)
+    # At most a couple of output-grid steps apart (ORT requantizes with its own rounding).
+    tol = 2.5 * (getattr(sim_model.fc2, "out_scale", None) or 0.0) + 1e-4
+    assert float(np.abs(ort_out - sim).max()) <= tol
+    if pattern == "fp32":
+        assert set(report.layers.values()) == {"float"}
+
+
+def test_optimized_graph_runs_configured_kernels(digits) -> None:
+    q, _ = digits
+    config = BitConfig(PATTERNS["mixed"])
+    data, report = export_onnx(q, config)
+    ops = executed_ops(data)
+    by_layer: dict[str, set[str]] = {}
+    for row in ops.itertuples():
+        if row.layer is not None:
+            by_layer.setdefault(row.layer, set()).add(row.op_type)
+    for name, precision in config.items():
+        kernels = by_layer.get(name, set())
+        if precision.is_float:
+            assert not kernels & INT8_OPS, f"{name} must stay float, ran {kernels}"
+            assert kernels, f"{name} vanished from the optimized graph"
+        else:
+            assert kernels & INT8_OPS, f"{name} must run an int8 kernel, ran {kernels}"
+    assert report.counts() == {"float": 2, "int8": 4}
+
+
+def test_export_is_deterministic_and_tagged(digits, tmp_path) -> None:
+    q, _ = digits
+    a, _ = export_onnx(q, "w8a8", tmp_path / "a.onnx")
+    b, _ = export_onnx(q, "w8a8")
+    assert a == b == (tmp_path / "a.onnx").read_bytes()
+    model = onnx.load_from_string(a)
+    meta = {p.key: p.value for p in model.metadata_props}
+    assert set(json.loads(meta["haq.layers"]).values()) == set(q.layer_names)
+    assert BitConfig.from_dict(json.loads(meta["haq.config"])) == q.resolve("w8a8")
+
+
+def test_weight_only_stores_int8(digits) -> None:
+    q, _ = digits
+    fp32, _ = export_onnx(q, "fp32")
+    w8, report = export_onnx(q, "w8a32")
+    assert set(report.layers.values()) == {"int8-weights"}
+    assert len(w8) < 0.5 * len(fp32)
+
+
+def test_cli_export_and_errors(tmp_path, capsys) -> None:
+    out = tmp_path / "m.onnx"
+    assert main(["export", "--model", "digits_cnn", "--bits", "w8a8", "--calib-data", "digits:train",
+                 "--calib-limit", "64", "-o", str(out), "--json"]) == 0  # fmt: skip
+    info = json.loads(capsys.readouterr().out)
+    assert info["layers"] == {"int8": 6} and out.is_file()
+
+    other = tmp_path / "other.yaml"
+    other.write_text("default: w8a8\nlayers: {layer1.0.conv1: w4a8}\n")  # a resnet config
+    cases = [
+        ["--bits", str(other), "--calib-data", "digits:train"],  # config for another model
+        ["--bits", "w8a8"],  # activations without calibration data
+        ["--bits", "w8a8", "--calib-data", str(tmp_path / "missing")],  # missing data dir
+        ["--bits", "w9a1"],  # bits the backend cannot represent
+    ]
+    for extra in cases:
+        code = main(["export", "--model", "digits_cnn", "-o", str(tmp_path / "x.onnx"), *extra])
+        err = capsys.readouterr().err
+        assert code == 2 and err.startswith("haq: error:") and err.count("\n") == 1, (extra, err)
+    assert not (tmp_path / "x.onnx").exists()
