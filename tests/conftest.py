@@ -21,7 +21,9 @@ def shared() -> Path:
 
 
 @pytest.fixture(autouse=True)
-def _isolate_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+def _isolate_cache(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Keep tests out of the user's cache, but share one cache across the session."""
     cache = tmp_path_factory.getbasetemp() / "haq-cache"
     monkeypatch.setenv("HAQ_CACHE_DIR", str(cache))

@@ -1,15 +1,19 @@
 """Turning a data source name into normalised tensors, with seeded, disjoint subsets.
 
-Contract (helpers implement the bodies; signatures are fixed):
+Dispatch lives here; each kind of source has its own module (`imagefolder`, `digits`,
+`synthetic`, `distilled`). Every source is a fixed, indexed list of images, so ``limit`` /
+``seed`` / ``exclude`` pick a reproducible subset the same way everywhere.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from haq.errors import HaqError
 from haq.models.registry import Preprocess
 
 
@@ -40,7 +44,50 @@ def select_indices(
 ) -> np.ndarray:
     """A deterministic subset of ``range(n_total)`` minus ``exclude``: ``limit`` indices drawn
     with ``seed`` (all remaining, in order, when ``limit`` is None or larger), sorted."""
-    raise NotImplementedError
+    if n_total < 0:
+        raise ValueError(f"n_total must be >= 0, not {n_total}")
+    if limit is not None and limit < 0:
+        raise ValueError(f"limit must be >= 0, not {limit}")
+    keep = np.ones(n_total, dtype=bool)
+    if exclude is not None:
+        ex = np.asarray(exclude, dtype=np.int64).ravel()
+        keep[ex[(ex >= 0) & (ex < n_total)]] = False
+    remaining = np.flatnonzero(keep).astype(np.int64)
+    if limit is None or limit >= len(remaining):
+        return remaining
+    chosen = np.random.default_rng(seed).choice(remaining, size=limit, replace=False)
+    return np.sort(chosen).astype(np.int64)
+
+
+FORMS = (
+    "DIR (an ImageFolder root <root>/<class>/<image>), digits, digits:train, "
+    "synthetic[:N], distilled[:N]"
+)
+
+
+def _count(source: str, arg: str, default: int) -> int:
+    """The ``N`` of ``synthetic:N`` / ``distilled:N``."""
+    if not arg:
+        return default
+    if not arg.isdigit() or int(arg) < 1:
+        name = source.partition(":")[0]
+        raise HaqError(f"{source!r}: {name}:N needs a whole number N >= 1, e.g. {name}:{default}")
+    return int(arg)
+
+
+def _looks_like_path(source: str) -> bool:
+    """Whether a missing ``source`` was meant as a directory (so say "not found")."""
+    seps = {"/", os.sep} | ({os.altsep} if os.altsep else set())
+    return any(c in source for c in seps) or source.startswith((".", "~"))
+
+
+def _check_classes(source: str, n_classes: int, num_classes: int | None) -> None:
+    """Labels beyond the model's outputs would make every accuracy silently wrong."""
+    if num_classes is not None and n_classes > num_classes:
+        raise HaqError(
+            f"data {source} has {n_classes} classes but the model predicts {num_classes}; "
+            "use data labelled with the model's classes"
+        )
 
 
 def load_data(
@@ -51,12 +98,83 @@ def load_data(
     seed: int = 0,
     exclude: np.ndarray | None = None,
     model: torch.nn.Module | None = None,
+    num_classes: int | None = None,
 ) -> TensorData:
     """Materialise ``source`` (see package docstring) as tensors.
 
     ``exclude`` removes those source indices first (calibration/evaluation disjointness);
-    ``model`` is required for ``distilled``. Raises `HaqError` (one line) for a missing or
-    empty directory, unreadable images, an unknown source name, or images that do not match
+    ``model`` is required for ``distilled``; ``num_classes`` is the model's class count
+    (labels of ``synthetic``, names of ``distilled``; default 10; directories and digits
+    must not have more). Raises `HaqError` (one line) for a missing or empty directory,
+    unreadable images, an unknown source name, or images that do not match
     ``preprocess.input_size``.
     """
-    raise NotImplementedError
+    if limit is not None and limit < 1:
+        raise HaqError(f"the number of images must be at least 1, not {limit}")
+    if num_classes is not None and num_classes < 1:
+        raise ValueError(f"num_classes must be >= 1, not {num_classes}")
+    n_cls = 10 if num_classes is None else num_classes
+    input_size = preprocess.input_size
+
+    def pick(n_total: int) -> np.ndarray:
+        idx = select_indices(n_total, limit, seed, exclude)
+        if len(idx) == 0:
+            raise HaqError(
+                f"no images left in {source} ({n_total} in all) after excluding those already "
+                "used (e.g. for calibration); use a larger data source or fewer images"
+            )
+        return idx
+
+    # Source names win over a same-named directory in the working directory (use ./digits).
+    name, _, arg = source.partition(":")
+    if name == "digits" and arg in ("", "test", "train"):
+        from haq.data.digits import CLASSES, digits_tensors
+
+        if tuple(input_size) != (1, 8, 8):
+            raise HaqError(
+                f"digits data is 1x8x8 and fits digits_cnn only, not a model with input size "
+                f"{input_size}; pass --data DIR (an ImageFolder root) instead"
+            )
+        _check_classes(source, len(CLASSES), num_classes)
+        x_all, y_all = digits_tensors(arg or "test", preprocess.mean, preprocess.std)
+        idx = pick(len(y_all))
+        t = torch.from_numpy(idx)
+        return TensorData(x_all[t], y_all[t], list(CLASSES), source, idx)
+
+    if name == "synthetic":
+        from haq.data.synthetic import DEFAULT_N, synthetic_images
+
+        idx = pick(_count(source, arg, DEFAULT_N))
+        x, y = synthetic_images(idx, input_size, n_cls)
+        return TensorData(x, y, [str(i) for i in range(n_cls)], source, idx)
+
+    if name == "distilled":
+        from haq.data.distilled import DEFAULT_N, distilled_images
+
+        n = _count(source, arg, DEFAULT_N)
+        if model is None:
+            raise HaqError(
+                f"{source!r} needs the model to distil images from; pass --calib-data DIR"
+            )
+        # Distilling is slow, so ``limit`` shrinks the set instead of subsampling a larger one.
+        n = n if limit is None else min(n, limit)
+        idx = pick(n)
+        x_all, key = distilled_images(model, n, input_size, seed=seed)
+        t = torch.from_numpy(idx)
+        # The images depend on the model and seed: make that part of `TensorData.key`.
+        return TensorData(
+            x_all[t], None, [str(i) for i in range(n_cls)], f"{source}@{key[:12]}", idx
+        )
+
+    path = os.path.expanduser(source)
+    if os.path.exists(path) or _looks_like_path(source):
+        from haq.data.imagefolder import decode_images, list_images
+
+        samples, classes = list_images(path)
+        _check_classes(source, len(classes), num_classes)
+        idx = pick(len(samples))
+        x = decode_images([samples[i][0] for i in idx], preprocess)
+        y = torch.tensor([samples[i][1] for i in idx], dtype=torch.int64)
+        return TensorData(x, y, classes, source, idx)
+
+    raise HaqError(f"unknown data source {source!r} (no such directory here); use one of {FORMS}")
