@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 
-@torch.inference_mode()
+@torch.no_grad()  # not inference_mode: quantized layers use version counters to skip work
 def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
     """Logits of ``model`` on ``x`` (N, ...) in eval mode, float32, on the CPU."""
     model.eval()

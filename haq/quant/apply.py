@@ -17,7 +17,7 @@ from haq.config import BitConfig, Precision
 from haq.errors import HaqError
 from haq.models.layers import LayerSpec, discover_layers
 from haq.quant.calibration import Calibration, calibrate
-from haq.quant.fold import find_followers, fold_batchnorm
+from haq.quant.fold import call_counts, find_followers, fold_batchnorm
 from haq.quant.modules import OUTPUT_BITS, QuantConv2d, QuantLayer, QuantLinear
 from haq.quant.quantizers import dequantize_weight, quantize_bias, quantize_weight
 from haq.quant.settings import QuantSettings
@@ -44,9 +44,10 @@ class Quantizer:
         self.folded = fold_batchnorm(base, example_input) if self.settings.fold_bn else []
         self.base = base
         self.layers: list[LayerSpec] = discover_layers(base, example_input)
-        self.relu_after = frozenset(
-            p for p, _ in find_followers(base, example_input, (nn.Conv2d, nn.Linear), nn.ReLU)
-        )
+        relu_pairs = find_followers(base, example_input, (nn.Conv2d, nn.Linear), nn.ReLU)
+        self.relu_after = frozenset(p for p, _ in relu_pairs)
+        calls = call_counts(base, example_input, nn.ReLU)
+        self._absorbed_relu = {p: r for p, r in relu_pairs if calls.get(r) == 1}
         self.layer_names = [spec.name for spec in self.layers]
         self._shared = {id(t): t for t in list(base.parameters()) + list(base.buffers())}
         self._weights: dict[tuple[str, int], _WeightEntry] = {}
@@ -106,8 +107,15 @@ class Quantizer:
             )
         model = copy.deepcopy(self.base, memo=dict(self._shared))
         for name, precision in resolved.items():
-            if not precision.is_float:
-                model.set_submodule(name, self._quant_layer(name, precision))
+            if precision.is_float:
+                continue
+            layer = self._quant_layer(name, precision)
+            model.set_submodule(name, layer)
+            relu = self._absorbed_relu.get(name)
+            if relu is not None and layer.out_zero_point == 0:
+                # the zero-point-0 output grid already clamps at 0; an Identity keeps the
+                # tensor (and its grid tag) so the next layer need not quantize it again
+                model.set_submodule(relu, nn.Identity())
         return model
 
     def _quant_layer(self, name: str, precision: Precision) -> QuantLayer:

@@ -52,6 +52,26 @@ def find_followers(
     return [(p, c) for p, c in pairs if sources.count(p) == 1]
 
 
+def call_counts(
+    model: nn.Module, example_input: torch.Tensor, kind: type[nn.Module]
+) -> dict[str, int]:
+    """How often each ``kind`` module runs in one forward pass (shared modules run twice)."""
+    names = {m: n for n, m in model.named_modules()}
+    counts: dict[str, int] = {}
+
+    def hook(mod: nn.Module, _inp: tuple[torch.Tensor, ...]) -> None:
+        counts[names[mod]] = counts.get(names[mod], 0) + 1
+
+    handles = [m.register_forward_pre_hook(hook) for m in model.modules() if isinstance(m, kind)]
+    try:
+        with torch.no_grad():
+            model(example_input[:1])
+    finally:
+        for h in handles:
+            h.remove()
+    return counts
+
+
 def find_conv_bn_pairs(model: nn.Module, example_input: torch.Tensor) -> list[tuple[str, str]]:
     return find_followers(model, example_input, nn.Conv2d, nn.BatchNorm2d)
 

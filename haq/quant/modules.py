@@ -19,6 +19,21 @@ from haq.quant.quantizers import fake_quant_act
 OUTPUT_BITS = 8  # int8 kernels write 8-bit outputs
 
 
+_GRID = "_haq_grid"
+
+
+def _tag(t: torch.Tensor, grid: tuple[float, int, int]) -> torch.Tensor:
+    """Remember that ``t`` lies on ``grid`` (valid until ``t`` is modified in place; inference
+    tensors have no version counter, so they are never tagged)."""
+    if not t.is_inference():
+        setattr(t, _GRID, (*grid, t._version))
+    return t
+
+
+def _on_grid(t: torch.Tensor, grid: tuple[float, int, int]) -> bool:
+    return not t.is_inference() and getattr(t, _GRID, None) == (*grid, t._version)
+
+
 class QuantLayer(nn.Module):
     """Common state: precision, integer weights and scales, input activation qparams."""
 
@@ -48,14 +63,18 @@ class QuantLayer(nn.Module):
         self.out_scale, self.out_zero_point = out_act if out_act is not None else (None, None)
 
     def quantize_input(self, x: torch.Tensor) -> torch.Tensor:
-        if self.precision.a_bits is None or self.a_scale is None or self.a_zero_point is None:
+        bits = self.precision.a_bits
+        if bits is None or self.a_scale is None or self.a_zero_point is None:
             return x
-        return fake_quant_act(x, self.a_scale, self.a_zero_point, self.precision.a_bits)
+        if _on_grid(x, (self.a_scale, self.a_zero_point, bits)):
+            return x  # already exactly on this grid: quantizing again is the identity
+        return fake_quant_act(x, self.a_scale, self.a_zero_point, bits)
 
     def requantize_output(self, y: torch.Tensor) -> torch.Tensor:
         if self.out_scale is None or self.out_zero_point is None:
             return y
-        return fake_quant_act(y, self.out_scale, self.out_zero_point, OUTPUT_BITS)
+        return _tag(fake_quant_act(y, self.out_scale, self.out_zero_point, OUTPUT_BITS),
+                    (self.out_scale, self.out_zero_point, OUTPUT_BITS))  # fmt: skip
 
     def extra_repr(self) -> str:
         act = f", a_scale={self.a_scale:.4g}, a_zp={self.a_zero_point}" if self.a_scale else ""

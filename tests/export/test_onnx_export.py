@@ -32,15 +32,30 @@ def digits() -> tuple[Quantizer, torch.Tensor]:
 
 def _ort_logits(data: bytes, x: torch.Tensor) -> np.ndarray:
     sess = make_session(data, threads=1)
-    return np.concatenate([sess.run(None, {"input": x[i : i + 1].numpy()})[0] for i in range(len(x))])
+    return np.concatenate(
+        [sess.run(None, {"input": x[i : i + 1].numpy()})[0] for i in range(len(x))]
+    )
 
 
 PATTERNS = {
     "fp32": "fp32",
     "int8": "w8a8",
-    "mixed": {"conv1": "fp32", "conv2": "w8a8", "conv3_dw": "w8a8", "conv4_pw": "fp32", "fc1": "w8a8", "fc2": "w8a8"},
-    "weight_only_linear": {"conv1": "fp32", "conv2": "fp32", "conv3_dw": "fp32", "conv4_pw": "fp32",
-                           "fc1": "w8a32", "fc2": "w4a32"},  # fmt: skip
+    "mixed": {
+        "conv1": "fp32",
+        "conv2": "w8a8",
+        "conv3_dw": "w8a8",
+        "conv4_pw": "fp32",
+        "fc1": "w8a8",
+        "fc2": "w8a8",
+    },
+    "weight_only_linear": {
+        "conv1": "fp32",
+        "conv2": "fp32",
+        "conv3_dw": "fp32",
+        "conv4_pw": "fp32",
+        "fc1": "w8a32",
+        "fc2": "w4a32",
+    },  # fmt: skip
     "low_bit_grid": "w4a6",
 }
 

@@ -138,3 +138,18 @@ def test_integer_layers_requantize_outputs_and_absorb_relu(setup) -> None:
     y = model[0](x)
     k = y / model[0].out_scale
     assert torch.allclose(k, torch.round(k), atol=1e-3) and k.min() >= 0 and k.max() <= 255
+
+
+def test_skipping_requantization_changes_nothing(setup) -> None:
+    _, q, x = setup
+    model = q.apply("w8a8")
+    assert isinstance(model[2], nn.Identity)  # absorbed ReLU (called once) became Identity
+    with torch.no_grad():  # grid tags active: inputs already on the grid are not re-quantized
+        tagged = model(x)
+    with torch.inference_mode():  # no version counters: every input is quantized
+        plain = model(x)
+    assert torch.equal(tagged, plain)
+    # an in-place edit invalidates the tag
+    y = model[0](x)
+    y.add_(0.01)
+    assert not torch.equal(model[3].quantize_input(y), y)
