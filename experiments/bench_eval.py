@@ -64,7 +64,10 @@ def main() -> None:
         ),
     }
     float_s = _median_time(lambda: predict(loaded.model, test.x), args.repeats)
-    rows = {"fp32 (user model)": {"seconds": float_s, "ratio": 1.0}}
+    folded = quantizer.apply("fp32")
+    folded_s = _median_time(lambda: predict(folded, test.x), args.repeats)
+    rows = {"fp32 (user model)": {"seconds": float_s, "ratio": 1.0},
+            "fp32 (BN folded)": {"seconds": folded_s, "ratio": folded_s / float_s}}  # fmt: skip
     for name, cfg in configs.items():
         apply_first = _median_time(lambda cfg=cfg: quantizer.apply(cfg), 1)
         model = quantizer.apply(cfg)

@@ -125,7 +125,8 @@ def _load_cached(path: Path) -> DigitsCNN | None:
         return None
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-        model = DigitsCNN()
+        with torch.random.fork_rng(devices=[]):  # construction draws random init weights
+            model = DigitsCNN()
         model.load_state_dict(state)
         return model.eval()
     except Exception as exc:  # a stale or damaged cache is ours to replace, not the user's
