@@ -1,0 +1,54 @@
+"""Target-independent costs: model size in bytes and bit operations (BOPs).
+
+Size counts each layer's weights at their bit width (float: 32 bits) plus a float32 bias per
+output channel and one float32 scale per output channel for quantized weights; layers outside
+the table (BatchNorm folded away, pooling) are not counted. BOPs weight each MAC by
+``w_bits * a_bits``, as HAWQ and AIMET do.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from haq.config import FLOAT_BITS, BitConfig
+from haq.cost.base import CostEstimate
+from haq.models.layers import LayerSpec
+
+
+class SizeBopsModel:
+    """Size and BOPs from the layer table alone; no latency or energy."""
+
+    name = "size-bops"
+
+    def __init__(self, layers: list[LayerSpec]) -> None:
+        self.names = [s.name for s in layers]
+        self.macs = np.array([s.macs for s in layers], dtype=np.int64)
+        self.out_ch = np.array([s.out_channels for s in layers], dtype=np.int64)
+        self.weights = (
+            np.array([s.params for s in layers], dtype=np.int64) - self.out_ch
+        )  # params less bias
+        self.weights = np.maximum(self.weights, 0)
+
+    def bits(self, config: BitConfig) -> tuple[np.ndarray, np.ndarray]:
+        """Weight and activation bits per layer (32 = float), in layer-table order."""
+        w = np.fromiter(
+            ((config[n].w_bits or FLOAT_BITS) for n in self.names),
+            dtype=np.int64,
+            count=len(self.names),
+        )
+        a = np.fromiter(
+            ((config[n].a_bits or FLOAT_BITS) for n in self.names),
+            dtype=np.int64,
+            count=len(self.names),
+        )
+        return w, a
+
+    def size_bytes(self, w_bits: np.ndarray) -> int:
+        scales = np.where(w_bits < FLOAT_BITS, self.out_ch * 4, 0)
+        return int((self.weights * w_bits).sum() // 8 + (self.out_ch * 4).sum() + scales.sum())
+
+    def score(self, config: BitConfig) -> CostEstimate:
+        w, a = self.bits(config)
+        return CostEstimate(
+            None, None, self.size_bytes(w), int((self.macs * w * a).sum()), self.name
+        )
