@@ -234,6 +234,10 @@ class BitConfig(Mapping[str, Precision]):
             return NotImplemented
         return self._default == other._default and self._layers == other._layers
 
+    def __reduce__(self) -> tuple[type[BitConfig], tuple[dict[str, Precision], Precision | None]]:
+        """Pickle as the constructor call (any protocol; sent to evaluation workers)."""
+        return (BitConfig, (dict(self._layers), self._default))
+
     def __repr__(self) -> str:
         return f"BitConfig({self.summary()})"
 

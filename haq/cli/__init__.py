@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from haq.cli.args import Parser
 from haq.errors import HaqError
 
-COMMANDS = ("models", "layers", "eval", "export", "bench")
+COMMANDS = ("models", "layers", "eval", "export", "bench", "space", "search")
 
 
 def build_parser() -> argparse.ArgumentParser:

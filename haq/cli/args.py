@@ -16,11 +16,11 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"haq: error: {message} (see `{self.prog} --help`)\n")
 
 
-def add_model_args(p: argparse.ArgumentParser) -> None:
+def add_model_args(p: argparse.ArgumentParser, required: bool = True) -> None:
     p.add_argument(
         "--model",
         "-m",
-        required=True,
+        required=required,
         help="registered name (see `haq models`) or package.module:factory",
     )
     p.add_argument("--weights", "-w", default="default",
@@ -31,7 +31,7 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", "-d", default=None,
                    help="evaluation data: ImageFolder root, 'digits', 'synthetic' (default: the model's own)")  # fmt: skip
     p.add_argument("--calib-data", default=None,
-                   help="calibration data: ImageFolder root, 'digits:train', 'distilled' (data-free); "
+                   help="calibration data: ImageFolder root, 'digits:calib', 'distilled' (data-free); "
                         "default: images held out of --data")  # fmt: skip
     p.add_argument(
         "--limit", type=int, default=None, help="evaluate on a seeded subset of N images"

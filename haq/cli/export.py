@@ -19,7 +19,7 @@ def register(sub: Any) -> None:
         "--bits", "-b", required=True, help="shorthand (w8a8, fp32, ...) or a .yaml/.json config"
     )
     p.add_argument("--calib-data", default=None,
-                   help="calibration data (ImageFolder root, 'digits:train', 'distilled'); "
+                   help="calibration data (ImageFolder root, 'digits:calib', 'distilled'); "
                         "required when the config quantizes activations")  # fmt: skip
     p.add_argument("--calib-limit", type=int, default=256)
     p.add_argument("--seed", type=int, default=0)

@@ -3,7 +3,7 @@
 Sources are named by what users type after ``--data`` / ``--calib-data``:
 - a directory: an ImageFolder root (``<root>/<class>/<image>``), e.g. ImageNet val or
   ``../shared/data/cifar10-jpeg/test``;
-- ``digits`` / ``digits:train``: scikit-learn's bundled digits (held-out / training split);
+- ``digits`` / ``digits:calib`` / ``digits:train``: scikit-learn's bundled digits (held-out test / held-out calibration / training split);
 - ``synthetic`` (or ``synthetic:N``): seeded Gaussian images with random labels, for smoke runs;
 - ``distilled`` (or ``distilled:N``): ZeroQ-style images optimised so every BatchNorm layer's
   input statistics match its running statistics (no data needed; labels unknown).

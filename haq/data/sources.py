@@ -60,7 +60,7 @@ def select_indices(
 
 
 FORMS = (
-    "DIR (an ImageFolder root <root>/<class>/<image>), digits, digits:train, "
+    "DIR (an ImageFolder root <root>/<class>/<image>), digits, digits:train, digits:calib, "
     "synthetic[:N], distilled[:N]"
 )
 
@@ -127,7 +127,7 @@ def load_data(
 
     # Source names win over a same-named directory in the working directory (use ./digits).
     name, _, arg = source.partition(":")
-    if name == "digits" and arg in ("", "test", "train"):
+    if name == "digits" and arg in ("", "test", "train", "calib"):
         from haq.data.digits import CLASSES, digits_tensors
 
         if tuple(input_size) != (1, 8, 8):

@@ -23,7 +23,7 @@ from haq.paths import cache_dir
 log = logging.getLogger(__name__)
 
 NAME = "digits_cnn"
-VERSION = 1  # bump when the architecture or the training recipe changes
+VERSION = 2  # bump when the architecture or the training recipe changes
 DIGITS_PREPROCESS = Preprocess(input_size=(1, 8, 8), mean=(0.5,), std=(0.5,), grayscale=True)
 SEED = 0
 EPOCHS = 8

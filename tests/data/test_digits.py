@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from haq.data import load_data
-from haq.data.digits import N_TEST, digits_arrays
+from haq.data.digits import N_CALIB, N_TEST, digits_arrays
 from haq.errors import HaqError
 from haq.models.registry import Preprocess
 
@@ -26,10 +26,13 @@ def test_test_split_shapes_labels_and_normalisation() -> None:
     assert np.array_equal(d.indices, np.arange(N_TEST))
 
 
-def test_train_split_is_the_rest() -> None:
+def test_splits_partition_the_data() -> None:
     d = load_data("digits:train", DIGITS)
-    assert d.x.shape == (1797 - N_TEST, 1, 8, 8)
+    c = load_data("digits:calib", DIGITS)
+    assert d.x.shape == (1797 - N_TEST - N_CALIB, 1, 8, 8) and c.x.shape == (N_CALIB, 1, 8, 8)
     assert d.source == "digits:train"
+    rows = {tuple(v) for v in torch.cat([d.x, c.x, load_data("digits", DIGITS).x]).flatten(1).tolist()}
+    assert len(rows) >= 1797 - 20  # (sklearn's digits holds a few exact duplicate images)
 
 
 def test_other_input_sizes_are_refused() -> None:

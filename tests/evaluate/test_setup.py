@@ -9,7 +9,7 @@ def test_calibration_and_evaluation_never_overlap() -> None:
     assert not np.intersect1d(setup.calib.indices, setup.data.indices).size
     assert len(setup.calib) + len(setup.data) == 450
     # an explicit, different calibration source leaves the evaluation split whole
-    other = build_setup("digits_cnn", data="digits", calib_data="digits:train", calib_limit=64)
+    other = build_setup("digits_cnn", data="digits", calib_data="digits:calib", calib_limit=64)
     assert len(other.data) == 450
 
 

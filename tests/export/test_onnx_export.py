@@ -25,7 +25,7 @@ INT8_OPS = {"QLinearConv", "QGemm"}
 @pytest.fixture(scope="module")
 def digits() -> tuple[Quantizer, torch.Tensor]:
     loaded = load_model("digits_cnn")
-    calib = load_data("digits:train", loaded.preprocess, limit=256)
+    calib = load_data("digits:calib", loaded.preprocess, limit=256)
     test = load_data("digits", loaded.preprocess)
     return Quantizer(loaded.model, loaded.example_input(), calibration_images=calib.x), test.x
 
@@ -118,7 +118,7 @@ def test_weight_only_stores_int8(digits) -> None:
 
 def test_cli_export_and_errors(tmp_path, capsys) -> None:
     out = tmp_path / "m.onnx"
-    assert main(["export", "--model", "digits_cnn", "--bits", "w8a8", "--calib-data", "digits:train",
+    assert main(["export", "--model", "digits_cnn", "--bits", "w8a8", "--calib-data", "digits:calib",
                  "--calib-limit", "64", "-o", str(out), "--json"]) == 0  # fmt: skip
     info = json.loads(capsys.readouterr().out)
     assert info["layers"] == {"int8": 6} and out.is_file()
@@ -126,7 +126,7 @@ def test_cli_export_and_errors(tmp_path, capsys) -> None:
     other = tmp_path / "other.yaml"
     other.write_text("default: w8a8\nlayers: {layer1.0.conv1: w4a8}\n")  # a resnet config
     cases = [
-        ["--bits", str(other), "--calib-data", "digits:train"],  # config for another model
+        ["--bits", str(other), "--calib-data", "digits:calib"],  # config for another model
         ["--bits", "w8a8"],  # activations without calibration data
         ["--bits", "w8a8", "--calib-data", str(tmp_path / "missing")],  # missing data dir
         ["--bits", "w9a1"],  # bits the backend cannot represent

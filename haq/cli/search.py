@@ -1,0 +1,145 @@
+"""`haq search`: the Pareto front of accuracy against hardware cost for one model and target."""
+
+from __future__ import annotations
+
+import argparse
+import re
+import shlex
+import sys
+from typing import Any
+
+from haq.cli.args import add_model_args
+from haq.cli.space import add_space_args
+from haq.errors import HaqError
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser(
+        "search", help="search per-layer precisions: Pareto front of accuracy vs cost"
+    )
+    add_model_args(p, required=False)
+    add_space_args(p)
+    p.add_argument(
+        "--data", "-d", default=None, help="test images, used only to re-score the final front"
+    )
+    p.add_argument("--calib-data", default=None,
+                   help="calibration images; search-time validation images are drawn from the rest")  # fmt: skip
+    p.add_argument("--driver", default="nsga2", help="nsga2 (default), tpe, gp, random, exhaustive")
+    p.add_argument("--objectives", default=None,
+                   help="comma list of top1, fidelity, worst_class, latency, energy, size, bops "
+                        "(default: top1,latency with --target, else top1,size)")  # fmt: skip
+    p.add_argument("--budget", type=int, default=50, help="number of trials (default 50)")
+    p.add_argument(
+        "--time-limit", default=None, help="stop proposing after this long: 90s, 10m, 1h"
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="Ray evaluation workers (0: serial in-process; default: cores)",
+    )
+    p.add_argument(
+        "--ray-address",
+        default=None,
+        help="run on an existing Ray cluster ('auto' or ray://host:port)",
+    )
+    p.add_argument(
+        "--val-limit", type=int, default=1000, help="validation images per trial (default 1000)"
+    )
+    p.add_argument(
+        "--calib-limit",
+        type=int,
+        default=None,
+        help="calibration images (default 256; 64 for digits)",
+    )
+    p.add_argument(
+        "--test-limit",
+        type=int,
+        default=None,
+        help="test images for the final front (default: all)",
+    )
+    p.add_argument("--threads", type=int, default=None, help="threads the latency is predicted for")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-latency-ms", type=float, default=None)
+    p.add_argument("--max-size-mb", type=float, default=None)
+    p.add_argument("--min-top1", type=float, default=None)
+    p.add_argument(
+        "--max-worst-class-drop", type=float, default=None, help="points of worst-class accuracy"
+    )
+    p.add_argument(
+        "--out", "-o", default=None, help="results directory (default runs/<model>-<target>-<time>)"
+    )
+    p.add_argument("--resume", default=None, metavar="DIR", help="continue the search in DIR")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress line")
+    p.set_defaults(func=run)
+
+
+def parse_duration(text: str | None) -> float | None:
+    if text is None:
+        return None
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*", text)
+    if not m:
+        raise HaqError(f"--time-limit {text!r} is not a duration; write e.g. 90s, 10m or 1h")
+    return float(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[m.group(2)]
+
+
+def run(args: argparse.Namespace) -> int:
+    import os
+
+    from haq.search.objectives import Budgets
+    from haq.search.runner import Search, SearchOptions
+
+    workers = (
+        args.workers
+        if args.workers is not None
+        else (len(os.sched_getaffinity(0)) if args.ray_address is None else 0)
+    )
+    if args.resume and args.out and args.out != args.resume:
+        raise HaqError("--resume DIR already names the results dir; drop --out")
+    opts = SearchOptions(
+        model=args.model or "digits_cnn", weights=args.weights, target=args.target, data=args.data,
+        calib_data=args.calib_data, space=args.space, driver=args.driver, objectives=args.objectives,
+        budget=args.budget, time_limit=parse_duration(args.time_limit), workers=workers,
+        ray_address=args.ray_address, val_limit=args.val_limit, calib_limit=args.calib_limit,
+        test_limit=args.test_limit, seed=args.seed, threads=args.threads, pins=args.pin,
+        ties=[t.split(",") for t in args.tie],
+        budgets=Budgets(args.max_latency_ms, args.max_size_mb, args.min_top1, args.max_worst_class_drop),
+        out=args.resume or args.out, resume=args.resume is not None, progress=not args.quiet,
+        command=shlex.join(["haq", *sys.argv[1:]]),
+    )  # fmt: skip
+    if opts.resume:
+        _restore_from_run(opts)
+    files = Search(opts).run()
+    _print_front(files.path)
+    return 0
+
+
+def _restore_from_run(opts: Any) -> None:
+    """A resumed search keeps the options it was started with (budget may be raised)."""
+    import json
+    from pathlib import Path
+
+    run_json = Path(opts.out) / "run.json"
+    if not run_json.is_file():
+        raise HaqError(
+            f"nothing to resume in {opts.out}; pass the results dir of an earlier search"
+        )
+    saved = json.loads(run_json.read_text())["options"]
+    for key in ("model", "weights", "target", "data", "calib_data", "space", "driver", "objectives", "val_limit",
+                "calib_limit", "seed", "threads", "pins", "ties"):  # fmt: skip
+        setattr(opts, key, saved.get(key, getattr(opts, key)))
+
+
+def _print_front(path: Any) -> None:
+    from haq.search.api import SearchResult
+
+    result = SearchResult(path)
+    front = result.front
+    cols = [c for c in front.columns if c in result.objectives]
+    print(f"Pareto front: {len(front)} points (hypervolume {result.hypervolume:.4g})")
+    show = front[["name", *cols, "test_top1", "baseline", "summary"]].sort_values(cols[-1])
+    import pandas as pd
+
+    with pd.option_context("display.width", 160, "display.max_colwidth", 60):
+        print(show.to_string(index=False))
+    print(f"\nresults: {path}/ (pareto.json, trials.parquet, configs/, study.db, run.json)")
