@@ -16,7 +16,19 @@ from collections.abc import Callable, Sequence
 from haq.cli.args import Parser
 from haq.errors import HaqError
 
-COMMANDS = ("models", "layers", "eval", "export", "bench", "space", "search")
+COMMANDS = (
+    "models",
+    "layers",
+    "eval",
+    "export",
+    "bench",
+    "space",
+    "search",
+    "targets",
+    "cost",
+    "fit_cost_model",
+    "profile",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -28,7 +28,12 @@ def register(sub: Any) -> None:
     p.add_argument("--objectives", default=None,
                    help="comma list of top1, fidelity, worst_class, latency, energy, size, bops "
                         "(default: top1,latency with --target, else top1,size)")  # fmt: skip
-    p.add_argument("--budget", type=int, default=50, help="number of trials (default 50)")
+    p.add_argument(
+        "--budget",
+        type=int,
+        default=None,
+        help="number of trials (default 50; on --resume: as started)",
+    )
     p.add_argument(
         "--time-limit", default=None, help="stop proposing after this long: 90s, 10m, 1h"
     )
@@ -99,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
     opts = SearchOptions(
         model=args.model or "digits_cnn", weights=args.weights, target=args.target, data=args.data,
         calib_data=args.calib_data, space=args.space, driver=args.driver, objectives=args.objectives,
-        budget=args.budget, time_limit=parse_duration(args.time_limit), workers=workers,
+        budget=args.budget if args.budget is not None else 50, time_limit=parse_duration(args.time_limit), workers=workers,
         ray_address=args.ray_address, val_limit=args.val_limit, calib_limit=args.calib_limit,
         test_limit=args.test_limit, seed=args.seed, threads=args.threads, pins=args.pin,
         ties=[t.split(",") for t in args.tie],
@@ -108,14 +113,14 @@ def run(args: argparse.Namespace) -> int:
         command=shlex.join(["haq", *sys.argv[1:]]),
     )  # fmt: skip
     if opts.resume:
-        _restore_from_run(opts)
+        _restore_from_run(opts, keep_budget=args.budget is None)
     files = Search(opts).run()
     _print_front(files.path)
     return 0
 
 
-def _restore_from_run(opts: Any) -> None:
-    """A resumed search keeps the options it was started with (budget may be raised)."""
+def _restore_from_run(opts: Any, keep_budget: bool) -> None:
+    """A resumed search keeps the options it was started with (--budget may raise the budget)."""
     import json
     from pathlib import Path
 
@@ -128,6 +133,8 @@ def _restore_from_run(opts: Any) -> None:
     for key in ("model", "weights", "target", "data", "calib_data", "space", "driver", "objectives", "val_limit",
                 "calib_limit", "seed", "threads", "pins", "ties"):  # fmt: skip
         setattr(opts, key, saved.get(key, getattr(opts, key)))
+    if keep_budget:
+        opts.budget = saved.get("budget", opts.budget)
 
 
 def _print_front(path: Any) -> None:

@@ -131,12 +131,21 @@ class Search:
         if not self.data:
             raise HaqError(f"pass --data DIR (test images) for {opts.model}")
         self.calib = _calib_source(opts, self.data)
+        self._check_data()
         if opts.calib_limit is None:
             opts.calib_limit = 64 if self.calib.startswith("digits") else 256
         self._check_objectives()
         self._check_budgets_possible()
 
     # Set-up checks ------------------------------------------------------------------------
+    def _check_data(self) -> None:
+        """Fail now, not after the search, when test or calibration data do not fit the model."""
+        from haq.data import load_data
+
+        for source in (self.calib, self.data):
+            load_data(source, self.loaded.preprocess, limit=2, model=self.loaded.model,
+                      num_classes=self.loaded.entry.num_classes)  # fmt: skip
+
     def _cost_model(self) -> tuple[CostModel, Any]:
         from haq.cost.size_bops import SizeBopsModel
 

@@ -1,0 +1,94 @@
+"""`haq profile`: measure a target's latency tables (layers, transitions, glue) on this machine."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from haq.errors import HaqError
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser(
+        "profile",
+        help="measure per-layer, transition and glue latency tables for a hardware target",
+        description=(
+            "Exports whole-model configs per kernel class (uniform and alternating), times them "
+            "with ONNX Runtime and attributes the time with its profiler. Resumable: jobs "
+            "already in the tables are skipped."
+        ),
+    )
+    p.add_argument("--target", required=True, help="hardware target (measured here: cpu-avx512)")
+    p.add_argument("--model", "-m", required=True,
+                   help="registered model name(s), comma-separated (see `haq models`)")  # fmt: skip
+    p.add_argument("--weights", "-w", default="none",
+                   help="'none' (default: random init; latency does not depend on the values), "
+                        "'default' or a checkpoint path")  # fmt: skip
+    p.add_argument("--threads", "-t", default="1,2", help="intra-op thread counts (default 1,2)")
+    p.add_argument("--kernels", default=None,
+                   help="kernel classes to measure, comma-separated (default: all of "
+                        "fp32,int8,int8-weights,qdq16,matmulnbits)")  # fmt: skip
+    p.add_argument("--no-transitions", action="store_true",
+                   help="skip the alternating configs (no cross-class transition rows)")  # fmt: skip
+    p.add_argument("--runs", type=int, default=30, help="timed runs per config (default 30)")
+    p.add_argument("--profile-runs", type=int, default=10,
+                   help="profiled runs per config for attribution (default 10)")  # fmt: skip
+    p.add_argument("--warmup", type=int, default=5, help="untimed runs first (default 5)")
+    p.add_argument("--out", default=None,
+                   help="tables directory (default: hardware_profiles/<target>/); the profile "
+                        "YAML goes beside it as <target>.yaml")  # fmt: skip
+    p.set_defaults(func=run)
+
+
+def _int_list(name: str, text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise HaqError(f"{name} must be comma-separated integers, not {text!r}") from None
+    if not values or min(values) < 1:
+        raise HaqError(f"{name} must be positive integers, not {text!r}")
+    return values
+
+
+def run(args: argparse.Namespace) -> int:
+    from haq.hardware import ort_profile as op
+
+    if args.target not in op.TARGETS:
+        raise HaqError(
+            f"unknown target {args.target!r}; `haq profile` measures: {', '.join(op.TARGETS)}"
+        )
+    threads = _int_list("--threads", args.threads)
+    models = [m.strip() for m in args.model.split(",") if m.strip()]
+    if not models:
+        raise HaqError("--model needs at least one model name (see `haq models`)")
+    classes = (
+        op.iter_classes(c.strip() for c in args.kernels.split(",") if c.strip())
+        if args.kernels
+        else list(op.KERNEL_CLASSES)
+    )
+    report = op.profile_target(
+        models,
+        target=args.target,
+        threads=threads,
+        classes=classes,
+        transitions=not args.no_transitions,
+        runs=args.runs,
+        profile_runs=args.profile_runs,
+        warmup=args.warmup,
+        weights=args.weights,
+        directory=args.out,
+    )
+    tables = report.tables
+    sizes = (
+        f"{len(tables.layers)} layer rows, {len(tables.transitions)} transition rows, "
+        f"{len(tables.glue)} glue rows"
+        if tables is not None
+        else "no tables"
+    )
+    print(f"{args.target}: measured {report.measured} jobs, skipped {report.skipped} already "
+          f"measured, in {report.seconds:.0f} s; {sizes} in {report.directory}")  # fmt: skip
+    if report.failed:
+        for line in report.failed:
+            print(f"haq: failed: {line}")
+        return 1
+    return 0

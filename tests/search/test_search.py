@@ -1,0 +1,158 @@
+"""Whole searches on the embedded digits model: results files, budgets, resume after kill -9."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+import haq
+from haq import BitConfig, HaqError
+from haq.cli import main
+from haq.search import SearchResult
+
+
+def _search(out: Path, budget: int = 10, **kw) -> SearchResult:
+    return haq.search(
+        model="digits_cnn", budget=budget, out=str(out), workers=0, progress=False, **kw
+    )
+
+
+def test_results_directory(tmp_path: Path) -> None:
+    res = _search(tmp_path / "run", budget=10)
+    for name in ("study.db", "sampler.pkl", "trials.parquet", "pareto.json", "run.json"):
+        assert (res.path / name).is_file(), name
+    trials = res.trials
+    assert len(trials) == 10 and set(trials["state"]) <= {"complete", "pruned", "fail"}
+    summaries = set(trials["summary"].dropna())
+    assert {"fp32 x6", "w8a8 x6", "w4a8 x6"} <= summaries  # baselines evaluated first
+    front = res.front
+    assert len(front) >= 1 and front["test_top1"].notna().all()
+    for name, cfg in res.configs.items():
+        assert BitConfig.load(res.path / "configs" / f"{name}.yaml") == cfg
+    run = json.loads((res.path / "run.json").read_text())
+    assert run["model_hash"] and run["objectives"] == ["top1", "size"]
+    assert run["validation"]["source"] == "digits:calib" and run["test"]["source"] == "digits"
+    # the front dominates or matches the uniform w8a8 baseline
+    w8 = trials[trials["summary"] == "w8a8 x6"].iloc[0]
+    assert any(r.top1 >= w8.obj_top1 and r.size <= w8.obj_size for r in front.itertuples())
+
+
+def test_size_budget_is_repaired_before_evaluation(tmp_path: Path) -> None:
+    res = _search(tmp_path / "b", budget=12, max_size_mb=0.040)
+    t = res.trials
+    evaluated = t[t["state"] == "complete"]
+    assert (evaluated["size_mb"] <= 0.040 + 1e-9).all()
+    assert evaluated["repaired"].any()
+
+
+def test_bad_inputs_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "x"
+    cases = [
+        ["--driver", "annealing"],
+        ["--max-size-mb", "0.001"],  # impossible budget
+        ["--objectives", "top1,energy"],  # no target to score energy
+        [
+            "--model",
+            "cifar_resnet20",
+            "--weights",
+            "none",
+            "--data",
+            "digits",
+        ],  # data that does not fit the model
+        ["--budget", "0"],
+        ["--resume", str(tmp_path / "missing")],
+    ]
+    for extra in cases:
+        code = main(
+            ["search", "--model", "digits_cnn", "--out", str(out), "--workers", "0", "-q", *extra]
+        )
+        err = capsys.readouterr().err
+        assert code == 2 and err.startswith("haq: error:") and err.count("\n") == 1, (extra, err)
+
+
+def test_existing_results_are_not_overwritten(tmp_path: Path) -> None:
+    res = _search(tmp_path / "r", budget=4)
+    before = (res.path / "pareto.json").read_bytes()
+    with pytest.raises(HaqError, match="already holds a search"):
+        _search(tmp_path / "r", budget=4)
+    assert (res.path / "pareto.json").read_bytes() == before
+
+
+SLOW_CHILD = """
+import sys, time
+import haq.evaluate.evaluator as ev
+orig = ev.LocalEvaluator.evaluate
+def slow(self, config):
+    time.sleep(0.25)
+    return orig(self, config)
+ev.LocalEvaluator.evaluate = slow
+from haq.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def _completed(out: Path) -> pd.DataFrame:
+    path = out / "trials.parquet"
+    if not path.is_file():
+        return pd.DataFrame()
+    try:
+        t = pd.read_parquet(path)
+    except Exception:  # noqa: BLE001 - a concurrent atomic replace: read again next poll
+        return pd.DataFrame()
+    return t[t["state"] == "complete"]
+
+
+def test_kill_and_resume_loses_and_repeats_nothing(tmp_path: Path) -> None:
+    args = [
+        "search",
+        "--model",
+        "digits_cnn",
+        "--budget",
+        "14",
+        "--workers",
+        "0",
+        "-q",
+        "--seed",
+        "3",
+    ]
+    # reference: the same search uninterrupted
+    ref = tmp_path / "ref"
+    assert main([*args, "--out", str(ref)]) == 0
+    # killed run
+    out = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-c", SLOW_CHILD, *args, "--out", str(out)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    deadline = time.time() + 120
+    while time.time() < deadline and len(_completed(out)) < 6:
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    before = _completed(out)
+    assert 6 <= len(before) < 14, "the search must be killed mid-run"
+    assert main(["search", "--resume", str(out), "-q", "--workers", "0"]) == 0
+    after = pd.read_parquet(out / "trials.parquet")
+    done = after[after["state"] == "complete"]
+    # nothing finished before the kill was lost or evaluated again
+    assert set(before["trial"]) <= set(done["trial"])
+    assert not done["trial"].duplicated().any()
+    assert len(done) + (after["state"] == "pruned").sum() == 14
+    kept = done.set_index("trial").loc[before["trial"], "config_hash"]
+    assert list(kept) == list(before["config_hash"])
+    # serial mode, same seed and budget: the same front
+    front = {
+        p["config"]["layers"].__repr__()
+        for p in json.loads((out / "pareto.json").read_text())["points"]
+    }
+    ref_front = {
+        p["config"]["layers"].__repr__()
+        for p in json.loads((ref / "pareto.json").read_text())["points"]
+    }
+    assert front == ref_front

@@ -1,0 +1,66 @@
+import pytest
+
+from haq import HaqError, Precision
+from haq.models import discover_layers, load_model
+from haq.search.drivers import get_driver
+from haq.search.objectives import parse_objectives
+from haq.search.space import SearchSpace, load_candidates
+
+
+@pytest.fixture(scope="module")
+def layers():
+    lm = load_model("digits_cnn")
+    return discover_layers(lm.model, lm.example_input())
+
+
+def test_default_space_by_kind(layers) -> None:
+    space = SearchSpace.build(layers)
+    cands = load_candidates("default")
+    assert space.choices["conv3_dw"] == cands["dwconv"]
+    assert space.choices["fc2"] == cands["linear"]
+    assert (
+        space.size() == len(cands["conv"]) ** 3 * len(cands["dwconv"]) * len(cands["linear"]) ** 2
+    )
+    assert set(space.baselines()) == {"fp32", "w8a8", "lowest-uniform (w4a8)"}
+
+
+def test_target_intersection_pins_and_ties(layers) -> None:
+    int8_only = lambda kind, p: p.is_float or (p.w_bits == 8 and p.a_bits == 8)  # noqa: E731
+    space = SearchSpace.build(layers, "default", int8_only, pins=["first=w8a8", "last=fp32"],
+                              ties=[["conv2", "conv4_pw"]])  # fmt: skip
+    assert all(set(map(str, c)) <= {"fp32", "w8a8"} for c in space.choices.values())
+    assert space.pinned == {"conv1": Precision(8, 8), "fc2": Precision()}
+    names = [v for v, _ in space.variables()]
+    assert "conv1" not in names and "fc2" not in names and "conv4_pw" not in names
+    cfg = space.config({v: "w8a8" for v in names})
+    assert cfg["conv4_pw"] == cfg["conv2"] and cfg["fc2"].is_float
+    assert space.contains(cfg)
+
+
+def test_bad_space_inputs(layers, tmp_path) -> None:
+    with pytest.raises(HaqError, match="unknown search space"):
+        SearchSpace.build(layers, "nope")
+    with pytest.raises(HaqError, match="matches no layer"):
+        SearchSpace.build(layers, pins=["layer9=w8a8"])
+    with pytest.raises(HaqError, match="needs a precision"):
+        SearchSpace.build(layers, pins=["first"])
+    with pytest.raises(HaqError, match="runs on this target"):
+        SearchSpace.build(layers, can_run=lambda kind, p: False)
+    bad = tmp_path / "s.yaml"
+    bad.write_text("candidates: {conv: []}\n")
+    with pytest.raises(HaqError, match="non-empty"):
+        SearchSpace.build(layers, bad)
+
+
+def test_drivers_and_objectives(layers) -> None:
+    with pytest.raises(HaqError, match="unknown driver"):
+        get_driver("annealing")
+    space = SearchSpace.build(layers)
+    with pytest.raises(HaqError, match="too large"):
+        get_driver("exhaustive").make(0, space, None)
+    small = SearchSpace.build(layers, "int8-only")
+    assert get_driver("exhaustive").make(0, small, None) is not None
+    assert parse_objectives("top1, latency") == ["top1", "latency"]
+    for bad in ("latency", "speed,top1", "top1,top1"):
+        with pytest.raises(HaqError):
+            parse_objectives(bad)
