@@ -102,8 +102,11 @@ def run(args: argparse.Namespace) -> int:
           f"threads {out['threads']})")  # fmt: skip
     print(f"  latency {lat}  energy {energy}  size {out['size_bytes'] / 2**20:.3f} MiB  "
           f"BOPs {out['bops'] / 1e9:.2f} G")  # fmt: skip
-    costed = "costed" if model.has_transitions else "not costed: the target has no transition table"
-    print(f"  answered by: {out['model']}; {out['boundaries']} kernel-class boundaries ({costed})")
+    note = ""
+    if out["boundaries"]:
+        costed = "costed" if model.has_transitions else "not costed: no transition table"
+        note = f"; {out['boundaries']} kernel-class boundaries ({costed})"
+    print(f"  answered by: {out['model']}{note}")
     if args.per_layer:
         width = max(len(r["name"]) for r in detail["layers"])
         for r in detail["layers"]:

@@ -4,6 +4,21 @@ A latency table row is one layer signature (what the hardware sees: kind, channe
 stride, groups, spatial size or tokens, batch) at one precision, with the measured (or
 simulated / published) kernel time. Tables are CSV with a JSON sidecar of measurement metadata
 (``<table>.meta.json``: machine, runtime and version, date, method, provenance).
+
+Layer tables (`COLUMNS`): `SIGNATURE_COLUMNS` + ``precision`` (the *kernel class*, e.g. ``fp32``,
+``int8``) + ``latency_us`` are required; ``energy_uj`` is optional (summed into energy when
+present); ``kernel``, ``p10_us``, ``p90_us``, ``runs`` and ``threads`` describe the measurement
+(a table without ``threads`` holds rows for the profile's first thread count).
+
+Transition tables (`TRANSITION_COLUMNS`, optional per target): the cost of a boundary between two
+consecutive layers (execution order) whose kernel classes differ, e.g. the Quantize/Dequantize
+and layout transposes ORT inserts between a float and an int8 conv. ``from_kernel`` /
+``to_kernel`` are kernel classes; ``channels``, ``h``, ``w`` describe the tensor that crosses
+the boundary (the input of the second layer; ``h`` = tokens, ``w`` = 1 for a Linear);
+``batch`` and ``threads`` as in the layer table; ``latency_us`` the extra time (``energy_uj``
+optional). A boundary without an exact row is interpolated linearly in ``channels * h * w``
+among the rows of its (from, to) pair at the same batch and threads (linear extrapolation
+beyond the ends, proportional scaling from a single row); a pair without any row costs 0.
 """
 
 from __future__ import annotations
@@ -24,6 +39,9 @@ SIGNATURE_COLUMNS = [
 ]  # fmt: skip
 MEASURE_COLUMNS = ["precision", "kernel", "latency_us", "p10_us", "p90_us", "runs", "threads"]
 COLUMNS = SIGNATURE_COLUMNS + MEASURE_COLUMNS
+TRANSITION_COLUMNS = [
+    "from_kernel", "to_kernel", "channels", "h", "w", "batch", "threads", "latency_us",
+]  # fmt: skip
 
 
 def signature(spec: LayerSpec, batch: int = 1) -> dict[str, Any]:
@@ -45,23 +63,55 @@ def signature(spec: LayerSpec, batch: int = 1) -> dict[str, Any]:
     }
 
 
-def read_table(path: str | Path) -> pd.DataFrame:
-    path = Path(path)
+def _read_csv(path: Path, what: str) -> pd.DataFrame:
     if not path.is_file():
         raise HaqError(
-            f"latency table {path} not found; measure it with `haq profile` or fix the profile's path"
+            f"{what} {path} not found; measure it with `haq profile` or fix the profile's path"
         )
     try:
-        frame = pd.read_csv(path)
+        return pd.read_csv(path)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
         raise HaqError(
-            f"latency table {path} is not readable CSV ({type(e).__name__}); re-measure or restore it"
+            f"{what} {path} is not readable CSV ({type(e).__name__}); re-measure or restore it"
         ) from e
+
+
+def _check_numeric(frame: pd.DataFrame, path: Path, what: str, columns: list[str]) -> None:
+    for col in columns:
+        values = pd.to_numeric(frame[col], errors="coerce")
+        bad = values.isna() | (values < 0)
+        if bad.any():
+            row = int(bad.to_numpy().nonzero()[0][0]) + 2  # 1-based, after the header line
+            raise HaqError(
+                f"{what} {path}: column {col!r} has a missing, negative or non-numeric value "
+                f"(line {row}); fix or drop that row"
+            )
+
+
+def read_transitions(path: str | Path) -> pd.DataFrame:
+    """A transition table (`TRANSITION_COLUMNS`), validated."""
+    path = Path(path)
+    frame = _read_csv(path, "transition table")
+    missing = [c for c in TRANSITION_COLUMNS if c not in frame.columns]
+    if missing:
+        raise HaqError(
+            f"transition table {path} lacks columns {missing}; see haq.hardware.tables for the schema"
+        )
+    _check_numeric(frame, path, "transition table", TRANSITION_COLUMNS[2:])
+    return frame
+
+
+def read_table(path: str | Path) -> pd.DataFrame:
+    """A layer latency table, validated (key columns present, latencies numeric and >= 0)."""
+    path = Path(path)
+    frame = _read_csv(path, "latency table")
     missing = [c for c in SIGNATURE_COLUMNS + ["precision", "latency_us"] if c not in frame.columns]
     if missing:
         raise HaqError(
             f"latency table {path} lacks columns {missing}; see haq.hardware.tables for the schema"
         )
+    numeric = [c for c in SIGNATURE_COLUMNS if c != "kind"] + ["latency_us"]
+    _check_numeric(frame, path, "latency table", numeric)
     return frame
 
 

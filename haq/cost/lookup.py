@@ -1,0 +1,155 @@
+"""Lookup-table cost model: exact table rows per (layer signature, kernel class).
+
+Each layer's cost under a kernel class is the target table's row for its signature at the
+model's batch and thread count. Rows the table lacks come from the target's fitted learned
+model (where it saw that op kind and kernel class), else from the roofline of the profile's
+``peaks``, else stay unknown (latency ``None``); ``CostEstimate.model`` names every fallback,
+e.g. ``lookup+learned(3 layers)``. Boundaries between consecutive layers of different kernel
+classes cost their transition-table row (schema and interpolation: `haq.hardware.tables`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from haq.cost.analytic import fill_analytic
+from haq.cost.learned import LearnedCostModel
+from haq.cost.matrix import LEARNED, LOOKUP, MatrixCostModel
+from haq.errors import HaqError
+from haq.hardware.profile import HardwareProfile
+from haq.hardware.tables import SIGNATURE_COLUMNS, read_table, read_transitions, signature
+from haq.models.layers import LayerSpec
+
+
+def _key(values: Any) -> tuple[Any, ...]:
+    return (str(values[0]), *(int(v) for v in values[1:]))
+
+
+def interpolate(xs: np.ndarray, ys: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Piecewise-linear in ``xs`` (sorted, unique), extrapolated linearly, never negative.
+
+    One point: proportional scaling (``ys[0] * x / xs[0]``).
+    """
+    if len(xs) == 1:
+        return ys[0] * x / xs[0] if xs[0] > 0 else np.full_like(x, ys[0], dtype=np.float64)
+    y = np.interp(x, xs, ys)
+    lo, hi = x < xs[0], x > xs[-1]
+    y[lo] = ys[0] + (x[lo] - xs[0]) * (ys[1] - ys[0]) / (xs[1] - xs[0])
+    y[hi] = ys[-1] + (x[hi] - xs[-1]) * (ys[-1] - ys[-2]) / (xs[-1] - xs[-2])
+    return np.maximum(y, 0.0)
+
+
+class LookupCostModel(MatrixCostModel):
+    """Table look-ups with learned / analytic fallback and transition costs."""
+
+    name = "lookup"
+    primary = LOOKUP
+
+    def __init__(
+        self,
+        profile: HardwareProfile,
+        layers: list[LayerSpec],
+        threads: int | None = None,
+        batch: int | None = None,
+        granularity: str | None = "channel",
+        learned: LearnedCostModel | str | None = "auto",
+    ) -> None:
+        super().__init__(profile, layers, threads, batch, granularity)
+        if "layers" not in profile.tables:
+            raise HaqError(f"target {profile.id} has no latency table; use the analytic cost model")
+        self.learned = LearnedCostModel.find(profile.id) if learned == "auto" else learned
+        if self.learned is not None and not isinstance(self.learned, LearnedCostModel):
+            raise HaqError(f"learned must be 'auto', None or a LearnedCostModel, not {learned!r}")
+        self._fill_table(read_table(profile.tables["layers"]))
+        self._fill_learned()
+        fill_analytic(self)
+        if "transitions" in profile.tables:
+            self._fill_transitions(read_transitions(profile.tables["transitions"]))
+
+    # Table ----------------------------------------------------------------------------------
+    def _select(self, frame: pd.DataFrame, what: str) -> pd.DataFrame:
+        path = self.profile.tables[what]
+        classes = sorted(
+            set(frame["precision" if what == "layers" else "from_kernel"].astype(str))
+            | (set(frame["to_kernel"].astype(str)) if what == "transitions" else set())
+        )
+        unknown = [k for k in classes if k not in self.kernel_index]
+        if unknown:
+            raise HaqError(f"{path} names kernel classes {unknown} that profile {self.profile.id} "
+                           "does not declare; add them under 'kernels' or fix the table")  # fmt: skip
+        rows = frame[frame["batch"] == self.batch]
+        if "threads" in rows:
+            rows = rows[rows["threads"] == self.threads]
+        return rows
+
+    def _fill_table(self, table: pd.DataFrame) -> None:
+        if self.profile.energy and "energy_uj" not in table:
+            raise HaqError(f"profile {self.profile.id} says energy: true but "
+                           f"{self.profile.tables['layers']} has no energy_uj column; fix one of them")  # fmt: skip
+        rows = self._select(table, "layers")
+        self.has_energy = "energy_uj" in rows
+        cols = (
+            SIGNATURE_COLUMNS
+            + ["precision", "latency_us"]
+            + (["energy_uj"] if self.has_energy else [])
+        )
+        grouped = rows[cols].groupby(SIGNATURE_COLUMNS + ["precision"], sort=False).mean()
+        hits: dict[tuple[Any, ...], tuple[float, float]] = {}
+        for key, rec in zip(grouped.index, grouped.itertuples(index=False), strict=True):
+            energy = float(rec.energy_uj) if self.has_energy else np.nan
+            hits[(*_key(key[:-1]), str(key[-1]))] = (float(rec.latency_us), energy)
+        self.layer_keys = [_key(list(signature(s, self.batch).values())) for s in self.layers]
+        for i, k in self.reachable():
+            hit = hits.get((*self.layer_keys[i], self.kernels[k]))
+            if hit is not None:
+                self.latency_us[i, k], self.energy_uj[i, k] = hit
+                self.source[i, k] = LOOKUP
+
+    def _fill_learned(self) -> None:
+        if self.learned is None:
+            return
+        cells = [(i, k) for i, k in self.reachable() if np.isnan(self.latency_us[i, k])
+                 and self.learned.knows(self.kinds[i], self.kernels[k])]  # fmt: skip
+        if not cells:
+            return
+        frame = pd.DataFrame(
+            [
+                {
+                    **signature(self.layers[i], self.batch),
+                    "precision": self.kernels[k],
+                    "threads": self.threads,
+                }
+                for i, k in cells
+            ]  # fmt: skip
+        )
+        pred = self.learned.predict_us(frame)
+        for (i, k), value in zip(cells, pred, strict=True):
+            self.latency_us[i, k] = float(value)
+            self.source[i, k] = LEARNED
+
+    # Transitions ------------------------------------------------------------------------------
+    def _fill_transitions(self, table: pd.DataFrame) -> None:
+        self.has_transitions = True
+        rows = self._select(table, "transitions")
+        has_energy = "energy_uj" in rows
+        n = len(self.layers)
+        # the tensor crossing boundary i is the input of layer i + 1
+        x = np.array([float(s.in_channels * s.in_hw[0] * s.in_hw[1]) for s in self.layers[1:]])
+        self.trans_known[:] = False
+        if n < 2:
+            return
+        size = rows["channels"] * rows["h"] * rows["w"]
+        rows = rows.assign(size=size.astype(np.float64))
+        for (src, dst), grp in rows.groupby(["from_kernel", "to_kernel"]):
+            if src == dst:
+                continue
+            f, t = self.kernel_index[str(src)], self.kernel_index[str(dst)]
+            agg = grp.groupby("size").mean(numeric_only=True).sort_index()
+            xs = agg.index.to_numpy(np.float64)
+            self.trans_us[:, f, t] = interpolate(xs, agg["latency_us"].to_numpy(np.float64), x)
+            if has_energy:
+                self.trans_uj[:, f, t] = interpolate(xs, agg["energy_uj"].to_numpy(np.float64), x)
+            self.trans_known[:, f, t] = True

@@ -1,0 +1,111 @@
+"""Learned cost model: fit report, leave-one-model-out, hold-out, save/load."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from haq.cost.learned import MODEL_FILE, REPORT_FILE, LearnedCostModel, fit_target
+from haq.errors import HaqError
+from haq.hardware.profile import get_target
+from haq.hardware.tables import SIGNATURE_COLUMNS
+from tests.cost.synthetic import write_target
+
+
+def _synthetic() -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Three 'models' of convs and linears; latency = overhead + MACs / throughput per kernel."""
+    rng = np.random.default_rng(0)
+    rows, lmap = [], []
+    for model, base in (("a", 16), ("b", 24), ("c", 32)):
+        for i in range(6):
+            cin, cout, hw = base * (1 + i % 3), base * (1 + (i + 1) % 3), 32 >> (i % 3)
+            kind, k = ("linear", 1) if i == 5 else ("conv", 3)
+            if kind == "linear":
+                hw = 1
+            sig = {"kind": kind, "in_channels": cin, "out_channels": cout, "kernel_h": k,
+                   "kernel_w": k, "stride_h": 1, "stride_w": 1, "groups": 1, "in_h": hw,
+                   "in_w": hw, "out_h": hw, "out_w": hw}  # fmt: skip
+            lmap.append({"model": model, "name": f"l{i}", **sig})
+            macs = cin * cout * k * k * hw * hw
+            for batch in (1, 4):
+                for kernel, speed in (("fp32", 1.0), ("int8", 3.0)):
+                    lat = 2.0 + macs * batch / (speed * 1e3) * rng.uniform(0.95, 1.05)
+                    rows.append({**sig, "batch": batch, "precision": kernel, "latency_us": lat,
+                                 "threads": 1})  # fmt: skip
+    return pd.DataFrame(rows), pd.DataFrame(lmap)
+
+
+def test_fit_report_and_leave_one_model_out() -> None:
+    frame, lmap = _synthetic()
+    m = LearnedCostModel("toy", max_iter=30)
+    report = m.fit(frame, lmap)
+    assert report["rows"] == len(frame) == 72
+    assert np.isfinite(report["in_sample_mape"]) and set(report["in_sample_mape_by_kernel"]) == {
+        "fp32",
+        "int8",
+    }
+    lomo = report["leave_one_model_out"]
+    assert set(lomo["per_model"]) == {"a", "b", "c"} and np.isfinite(lomo["mean_mape"])
+    assert all(v["rows"] == 24 for v in lomo["per_model"].values())
+    assert m.knows("conv", "int8") and not m.knows("dwconv", "int8")
+    pred = m.predict_us(frame[SIGNATURE_COLUMNS + ["precision", "threads"]])
+    assert pred.shape == (72,) and (pred > 0).all()
+    # without a layer map there is no leave-one-model-out, and the report says so
+    assert LearnedCostModel(max_iter=10).fit(frame)["leave_one_model_out"] is None
+
+
+def test_holdout_model() -> None:
+    frame, lmap = _synthetic()
+    m = LearnedCostModel("toy", max_iter=30)
+    report = m.fit(frame, lmap, holdout_model="b")
+    assert (
+        report["rows"] == 48
+        and report["holdout"]["model"] == "b"
+        and report["holdout"]["rows"] == 24
+    )
+    with pytest.raises(HaqError, match="not in the layer map"):
+        m.fit(frame, lmap, holdout_model="zz")
+    with pytest.raises(HaqError, match="not in the layer map"):
+        m.fit(frame, None, holdout_model="a")
+
+
+def test_save_load_roundtrip(tmp_path: Path) -> None:
+    frame, lmap = _synthetic()
+    m = LearnedCostModel("toy", max_iter=20)
+    m.fit(frame, lmap)
+    folder = m.save(tmp_path / "toy")
+    assert (folder / MODEL_FILE).is_file() and (folder / REPORT_FILE).is_file()
+    back = LearnedCostModel.load(folder)
+    assert back.report["rows"] == 72 and back.kernels == m.kernels and back.seen == m.seen
+    np.testing.assert_allclose(back.predict_us(frame), m.predict_us(frame))
+    payload = pickle.loads((folder / MODEL_FILE).read_bytes())
+    payload["sklearn"] = "0.0"
+    (folder / MODEL_FILE).write_bytes(pickle.dumps(payload))
+    with pytest.raises(HaqError, match="refit"):
+        LearnedCostModel.load(folder)
+    (folder / MODEL_FILE).write_bytes(b"not a pickle")
+    with pytest.raises(HaqError, match="unreadable"):
+        LearnedCostModel.load(folder)
+    with pytest.raises(HaqError, match="no fitted cost model"):
+        LearnedCostModel.load(tmp_path / "nothing")
+    with pytest.raises(HaqError, match="not fitted"):
+        LearnedCostModel().predict_us(frame)
+
+
+def test_fit_target_on_profile_tables(tmp_path: Path) -> None:
+    frame, lmap = _synthetic()
+    path = write_target(tmp_path, frame=frame)
+    lmap.to_csv(tmp_path / "toy" / "layer_map.csv", index=False)
+    text = path.read_text().replace(
+        "layers: toy/layers.csv", "layers: toy/layers.csv\n  layer_map: toy/layer_map.csv"
+    )
+    path.write_text(text)
+    m = fit_target(get_target(path), out=tmp_path / "out", max_iter=20)
+    assert m.report["leave_one_model_out"]["per_model"].keys() == {"a", "b", "c"}
+    assert (tmp_path / "out" / MODEL_FILE).is_file()
+    with pytest.raises(HaqError, match="cannot fit"):
+        LearnedCostModel().fit(frame.head(2))

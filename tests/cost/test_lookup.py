@@ -1,0 +1,223 @@
+"""Lookup cost model: exact table hits, transitions, fallbacks, unsupported precisions, real targets."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from haq.config import BitConfig
+from haq.cost import AnalyticCostModel, CostModel, LookupCostModel, cost_model_for
+from haq.cost.learned import LearnedCostModel
+from haq.cost.lookup import interpolate
+from haq.errors import HaqError
+from haq.hardware.profile import get_target
+from haq.hardware.tables import TRANSITION_COLUMNS
+from haq.models import discover_layers, load_model
+from tests.cost.synthetic import layers, profile_dict, table, write_target
+
+pytestmark = pytest.mark.filterwarnings("ignore::haq.models.weights.RandomWeightsWarning")
+MIXED = BitConfig({"c1": "w8a8", "dw": "fp32", "fc": "w4a4"})
+
+
+def _model(tmp_path: Path, **kwargs) -> LookupCostModel:
+    path = write_target(tmp_path, kwargs.pop("profile", None), kwargs.pop("frame", None),
+                        kwargs.pop("transitions", None))  # fmt: skip
+    return LookupCostModel(
+        get_target(path), layers(), learned=kwargs.pop("learned", None), **kwargs
+    )
+
+
+def test_exact_table_hits(tmp_path: Path) -> None:
+    m = _model(tmp_path)
+    assert isinstance(m, CostModel)
+    fp = m.score(BitConfig.uniform("fp32"))
+    assert fp.latency_ms == pytest.approx((10 + 6 + 3) / 1000) and fp.model == "lookup"
+    # w8a8 on the dwconv has no int8 kernel: it costs its fp32 fallback
+    q = m.score(BitConfig.uniform("w8a8"))
+    assert q.latency_ms == pytest.approx((4 + 6 + 1) / 1000)
+    assert m.score(MIXED).latency_ms == pytest.approx((4 + 6 + 1) / 1000)
+    assert m.kernels_of(MIXED) == ["int8", "fp32", "int8"]
+    assert fp.energy_mj is None  # the table has no energy_uj
+    assert fp.size_bytes > q.size_bytes and fp.bops > q.bops
+    two = _model(tmp_path, threads=2)
+    assert two.score(BitConfig.uniform("fp32")).latency_ms == pytest.approx(19 / 2000)
+
+
+def test_energy_summed_when_tabled(tmp_path: Path) -> None:
+    m = _model(tmp_path, profile=profile_dict(energy=True), frame=table(energy=True))
+    assert m.score(MIXED).energy_mj == pytest.approx((0.5 + 1.0 + 0.1) / 1000)
+    with pytest.raises(HaqError, match="energy_uj"):
+        _model(tmp_path, profile=profile_dict(energy=True), frame=table())
+
+
+def test_transition_costs(tmp_path: Path) -> None:
+    # c1 -> dw carries 16x8x8 = 1024 elements; dw -> fc carries 1024x1x1 = 1024 as well
+    rows = [("int8", "fp32", 16, 8, 8, 2.0), ("int8", "fp32", 16, 4, 4, 1.0),
+            ("fp32", "int8", 4, 8, 8, 0.5), ("fp32", "int8", 8, 8, 8, 1.0)]  # fmt: skip
+    trans = pd.DataFrame([(*r[:5], 1, 1, r[5]) for r in rows],
+                         columns=["from_kernel", "to_kernel", "channels", "h", "w", "batch",
+                                  "threads", "latency_us"])[TRANSITION_COLUMNS]  # fmt: skip
+    m = _model(tmp_path, transitions=trans)
+    est = m.score(MIXED)  # int8 -> fp32 (exact row: 2.0), fp32 -> int8 (extrapolated: 2.0)
+    assert est.latency_ms == pytest.approx((4 + 6 + 1 + 2.0 + 2.0) / 1000)
+    assert m.score(BitConfig.uniform("fp32")).latency_ms == pytest.approx(19 / 1000)  # no boundary
+    b = m.breakdown(MIXED)["boundaries"]
+    assert [(x["from"], x["to"], x["costed"]) for x in b] == [
+        ("int8", "fp32", True),
+        ("fp32", "int8", True),
+    ]
+    bad = trans.drop(columns=["channels"])
+    with pytest.raises(HaqError, match="lacks columns"):
+        _model(tmp_path, transitions=bad)
+
+
+def test_interpolation() -> None:
+    xs, ys = np.array([10.0, 20.0]), np.array([1.0, 3.0])
+    assert interpolate(xs, ys, np.array([15.0, 30.0, 5.0, 0.0])).tolist() == [2.0, 5.0, 0.0, 0.0]
+    assert interpolate(np.array([10.0]), np.array([2.0]), np.array([5.0])).tolist() == [1.0]
+
+
+def test_missing_rows_fall_back_and_say_so(tmp_path: Path) -> None:
+    frame = table(skip=(("fc", "int8"),))
+    m = _model(tmp_path, frame=frame)
+    est = m.score(MIXED)
+    assert est.model == "lookup+analytic(1 layer)"
+    compute_us = 2 * 10240 / 4e3  # 2 ops per MAC at 4 GOPS
+    memory_us = (10250 * 8 + (1024 + 10) * 8) / 8 / 10e3  # int8 weights + activations at 10 GB/s
+    assert compute_us > memory_us
+    assert est.latency_ms == pytest.approx((4 + 6 + compute_us) / 1000)
+    assert m.score(BitConfig.uniform("fp32")).model == "lookup"
+    # no peaks and no learned model: unknown, never a made-up number
+    unknown = _model(tmp_path, frame=frame, profile=profile_dict(peaks={}))
+    est = unknown.score(MIXED)
+    assert est.latency_ms is None and est.model == "lookup+unknown(1 layer)"
+    # a fitted learned model answers first
+    learned = LearnedCostModel("toy", max_iter=20)
+    learned.fit(table())
+    m2 = _model(tmp_path, frame=frame, learned=learned)
+    assert m2.score(MIXED).model == "lookup+learned(1 layer)"
+    detail = m2.breakdown(MIXED)["layers"]
+    assert [r["source"] for r in detail] == ["lookup", "lookup", "learned"]
+
+
+def test_unsupported_precision(tmp_path: Path) -> None:
+    m = _model(tmp_path)
+    bad = BitConfig({"c1": "w8a8", "dw": "fp32", "fc": "w12a12"})
+    for call in (m.check, m.score):
+        with pytest.raises(HaqError) as info:
+            call(bad)
+        msg = str(info.value)
+        assert msg.startswith("target toy cannot run w12a12 on linear layers (layer fc): supported")
+        assert "\n" not in msg
+    m.check(MIXED)
+    with pytest.raises(HaqError, match="does not have"):
+        m.score(BitConfig({"c1": "fp32", "zz": "fp32"}, default="fp32"))
+    with pytest.raises(HaqError, match="gives no precision"):
+        m.score(BitConfig({"c1": "fp32"}))
+
+
+def test_bad_tables_and_options(tmp_path: Path) -> None:
+    with pytest.raises(HaqError, match="threads 1, 2, not 4"):
+        _model(tmp_path, threads=4)
+    frame = table()
+    frame.loc[0, "latency_us"] = -1.0
+    with pytest.raises(HaqError, match="latency_us") as info:
+        _model(tmp_path, frame=frame)
+    assert "\n" not in str(info.value)
+    with pytest.raises(HaqError, match="lacks columns"):
+        _model(tmp_path, frame=table().drop(columns=["groups"]))
+    odd = table()
+    odd.loc[0, "precision"] = "int3"
+    with pytest.raises(HaqError, match="does not declare"):
+        _model(tmp_path, frame=odd)
+    path = write_target(tmp_path)
+    (tmp_path / "toy" / "layers.csv").write_bytes(b"\xff\xfe\x00garbage")
+    with pytest.raises(HaqError, match="not readable CSV"):
+        LookupCostModel(get_target(path), layers(), learned=None)
+
+
+def test_analytic_and_factory(tmp_path: Path) -> None:
+    no_tables = profile_dict(tables={})
+    path = write_target(tmp_path, no_tables)
+    m = cost_model_for(path, layers())
+    assert isinstance(m, AnalyticCostModel)
+    est = m.score(BitConfig.uniform("fp32"))
+    assert est.model == "analytic" and est.latency_ms is not None and est.latency_ms > 0
+    assert m.score(BitConfig.uniform("w8a8")).latency_ms < est.latency_ms
+    assert isinstance(cost_model_for(write_target(tmp_path), layers()), LookupCostModel)
+
+
+# Real targets ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def resnet18() -> list:
+    loaded = load_model("resnet18", "none")
+    return discover_layers(loaded.model, loaded.example_input())
+
+
+def test_gpu_h100_resnet18_is_the_sum_of_its_rows(resnet18: list) -> None:
+    m = cost_model_for("gpu-h100", resnet18)
+    assert m.batch == 1
+    est = m.score(BitConfig.uniform("fp32"))
+    assert est.model == "lookup"
+    prof = get_target("gpu-h100")
+    table = pd.read_csv(prof.tables["layers"])
+    lmap = pd.read_csv(prof.tables["layer_map"])
+    keys = [c for c in lmap.columns if c not in ("model", "name", "index", "macs", "params")]
+    rows = lmap[lmap.model == "resnet18"].merge(
+        table[(table.batch == 1) & (table.precision == "fp32")], on=keys
+    )
+    assert len(rows) == len(resnet18) == 21
+    assert est.latency_ms == pytest.approx(rows.latency_us.sum() / 1000)
+    e2e = pd.read_csv(prof.tables["e2e"])
+    ref = e2e[(e2e.model == "resnet18") & (e2e.batch == 1) & (e2e.precision == "fp32")]
+    assert est.latency_ms == pytest.approx(ref.layers_sum_us.iloc[0] / 1000)
+    bf16 = cost_model_for("gpu-h100", resnet18, kernel_map={"fp32": "bf16"})
+    assert bf16.score(BitConfig.uniform("fp32")).latency_ms < est.latency_ms
+    assert (
+        cost_model_for("gpu-h100", resnet18, batch=8).score(BitConfig.uniform("fp32")).model
+        == "lookup"
+    )
+
+
+def test_gpu_t4_reproduces_hawq_v3_int8_sum(resnet18: list, shared_published: float | None) -> None:
+    prof = get_target("gpu-t4")
+    m = LookupCostModel(prof, resnet18, learned=None)
+    detail = m.breakdown(BitConfig.uniform("w8a8"))
+    assert detail["model"] == "lookup+analytic(2 layers)"
+    tabled = {r["name"]: r["latency_us"] for r in detail["layers"] if r["source"] == "lookup"}
+    assert sorted(set(r["name"] for r in detail["layers"]) - set(tabled)) == ["conv1", "fc"]
+    published = pd.read_csv(prof.tables["layer_map"]).published_int8_ms.sum()
+    assert sum(tabled.values()) / 1000 == pytest.approx(published, rel=1e-9)
+    if shared_published is not None:
+        assert sum(tabled.values()) / 1000 == pytest.approx(shared_published, rel=1e-9)
+    assert math.isclose(published, 5.343687, rel_tol=1e-6)
+    int4 = m.breakdown(BitConfig.uniform("w4a4"))
+    assert sum(r["latency_us"] for r in int4["layers"] if r["source"] == "lookup") == pytest.approx(
+        3148.67227
+    )
+    with pytest.raises(HaqError, match="cannot run w4a32"):
+        m.check(BitConfig.uniform("w4a32"))
+
+
+@pytest.fixture
+def shared_published() -> float | None:
+    from tests.conftest import SHARED
+
+    path = SHARED / "data" / "published" / "hawq_v3_t4_resnet18.csv"
+    return float(pd.read_csv(path).latency_int8_ms.sum()) if path.is_file() else None
+
+
+def test_scoring_speed_sanity() -> None:
+    loaded = load_model("resnet50", "none")
+    specs = discover_layers(loaded.model, loaded.example_input())
+    m = cost_model_for("gpu-h100", specs)
+    configs = [BitConfig.uniform(b) for b in ("fp32", "w8a8", "w4a8", "w6a32")]
+    for i in range(1000):
+        est = m.score(configs[i % 4])
+    assert len(specs) == 54 and est.latency_ms is not None
