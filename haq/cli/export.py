@@ -27,6 +27,12 @@ def register(sub: Any) -> None:
         "--batch", type=int, default=1, help="batch size baked into the graph (default 1)"
     )
     p.add_argument("-o", "--output", required=True, help="where to write the .onnx file")
+    p.add_argument(
+        "--target",
+        "-t",
+        default=None,
+        help="refuse precisions this target cannot run (see `haq targets`)",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run)
 
@@ -44,7 +50,18 @@ def run(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     loaded = load_model(args.model, args.weights)
     quantizer = Quantizer(loaded.model, loaded.example_input(), settings)
-    quantizer.resolve(config)  # a config for another model fails here, before any data work
+    resolved = quantizer.resolve(
+        config
+    )  # a config for another model fails here, before any data work
+    if args.target:
+        from haq.hardware.profile import get_target
+
+        profile = get_target(args.target)
+        for spec in quantizer.layers:
+            if not profile.can_run(spec.kind, resolved[spec.name], settings.granularity):
+                raise profile.unsupported_error(
+                    spec.kind, resolved[spec.name], spec.name, settings.granularity
+                )
     if config.quantizes_activations or settings.bias_correction:
         if not args.calib_data:
             raise HaqError(

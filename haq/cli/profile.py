@@ -34,6 +34,9 @@ def register(sub: Any) -> None:
     p.add_argument("--profile-runs", type=int, default=10,
                    help="profiled runs per config for attribution (default 10)")  # fmt: skip
     p.add_argument("--warmup", type=int, default=5, help="untimed runs first (default 5)")
+    p.add_argument("--wait-idle", type=float, default=0.0, metavar="SECONDS",
+                   help="before each config, wait up to SECONDS for other processes to leave "
+                        "the CPUs idle (default 0: measure at once; the load is recorded)")  # fmt: skip
     p.add_argument("--out", default=None,
                    help="tables directory (default: hardware_profiles/<target>/); the profile "
                         "YAML goes beside it as <target>.yaml")  # fmt: skip
@@ -77,6 +80,7 @@ def run(args: argparse.Namespace) -> int:
         warmup=args.warmup,
         weights=args.weights,
         directory=args.out,
+        wait_idle_s=args.wait_idle,
     )
     tables = report.tables
     sizes = (

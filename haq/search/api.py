@@ -65,10 +65,8 @@ class SearchResult:
 
     def plot(self, x: str | None = None, y: str | None = None, ax: Any = None) -> Any:
         """Scatter of all trials with the front highlighted (needs matplotlib)."""
-        try:
-            import matplotlib.pyplot as plt
-        except ImportError as e:
-            raise HaqError("plotting needs matplotlib: pip install matplotlib") from e
+        import matplotlib.pyplot as plt
+
         names = list(self.objectives)
         y = y or names[0]
         x = x or names[1]

@@ -31,7 +31,9 @@ def test_splits_partition_the_data() -> None:
     c = load_data("digits:calib", DIGITS)
     assert d.x.shape == (1797 - N_TEST - N_CALIB, 1, 8, 8) and c.x.shape == (N_CALIB, 1, 8, 8)
     assert d.source == "digits:train"
-    rows = {tuple(v) for v in torch.cat([d.x, c.x, load_data("digits", DIGITS).x]).flatten(1).tolist()}
+    rows = {
+        tuple(v) for v in torch.cat([d.x, c.x, load_data("digits", DIGITS).x]).flatten(1).tolist()
+    }
     assert len(rows) >= 1797 - 20  # (sklearn's digits holds a few exact duplicate images)
 
 

@@ -130,6 +130,15 @@ def test_cli_export_and_errors(tmp_path, capsys) -> None:
         ["--bits", "w8a8"],  # activations without calibration data
         ["--bits", "w8a8", "--calib-data", str(tmp_path / "missing")],  # missing data dir
         ["--bits", "w9a1"],  # bits the backend cannot represent
+        [
+            "--bits",
+            "w6a6",
+            "--target",
+            "gpu-t4",
+            "--calib-data",
+            "digits:calib",
+        ],  # bits the target cannot run
+        ["--bits", "w8a8", "--target", "tpu-v9"],  # unknown target
     ]
     for extra in cases:
         code = main(["export", "--model", "digits_cnn", "-o", str(tmp_path / "x.onnx"), *extra])

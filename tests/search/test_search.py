@@ -40,6 +40,9 @@ def test_results_directory(tmp_path: Path) -> None:
     run = json.loads((res.path / "run.json").read_text())
     assert run["model_hash"] and run["objectives"] == ["top1", "size"]
     assert run["validation"]["source"] == "digits:calib" and run["test"]["source"] == "digits"
+    ax = res.plot()
+    ax.figure.savefig(res.path / "front.png")
+    assert (res.path / "front.png").stat().st_size > 1000
     # the front dominates or matches the uniform w8a8 baseline
     w8 = trials[trials["summary"] == "w8a8 x6"].iloc[0]
     assert any(r.top1 >= w8.obj_top1 and r.size <= w8.obj_size for r in front.itertuples())

@@ -1,0 +1,148 @@
+"""`haq profile --target cpu-avx512`: tables for every layer x kernel class, resumable runs,
+transition rows from alternating configs, and one-line CLI errors (on the tiny digits_cnn)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from haq.cli import main
+from haq.config import BitConfig
+from haq.errors import HaqError
+from haq.hardware import ort_profile as op
+from haq.hardware.tables import COLUMNS, SIGNATURE_COLUMNS, TRANSITION_COLUMNS
+from haq.models import discover_layers, load_model
+
+FAST: dict[str, Any] = {"threads": (1,), "runs": 3, "profile_runs": 2, "warmup": 1}
+
+
+@pytest.fixture(scope="module")
+def specs() -> list:
+    loaded = load_model("digits_cnn", "none")
+    return discover_layers(loaded.model, loaded.example_input())
+
+
+@pytest.fixture(scope="module")
+def profiled(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, op.ProfileReport]:
+    out = tmp_path_factory.mktemp("profiles") / "cpu-avx512"
+    report = op.profile_target(["digits_cnn"], directory=out, progress=lambda _: None, **FAST)
+    return out, report
+
+
+def test_rules_map_bits_to_the_kernel_that_runs() -> None:
+    assert op.kernel_class("conv", 6, 8) == "int8"  # narrower bits: the int8 kernel, no faster
+    assert op.kernel_class("conv", 4, None) == "int8-weights"  # dequantize fallback
+    assert op.kernel_class("dwconv", 8, 16) == "qdq16"
+    assert op.kernel_class("linear", 4, None, "group") == "matmulnbits4"
+    assert op.kernel_class("linear", 3, None, "group") == "fp32"  # no 3-bit MatMulNBits
+    assert op.kernel_class("conv", 4, None, "group") == "fp32"  # fake-quantized float weights
+    assert op.kernel_class("conv", None, None) == "fp32"
+
+
+def test_boundary_keys_follow_execution_order(specs: list) -> None:
+    kernels = ["fp32", "int8"] * (len(specs) // 2) + ["fp32"] * (len(specs) % 2)
+    keys = op.boundary_keys(specs, kernels, batch=1, threads=2)
+    assert len(keys) == len(specs) + 1
+    assert keys[0][:2] == ("input", "fp32") and keys[-1][1] == "output"
+    s = specs[1]
+    assert keys[1] == ("fp32", "int8", s.in_channels, s.in_hw[0], s.in_hw[1], 1, 2)
+
+
+def test_rows_for_every_layer_and_kernel_class(profiled: tuple, specs: list) -> None:
+    out, report = profiled
+    assert report.failed == [] and report.measured > 0
+    layers = pd.read_csv(out / "layers.csv")
+    assert set(COLUMNS) <= set(layers.columns)
+    assert not layers.duplicated(op.LAYER_KEY).any()
+    have = {(*r[: len(SIGNATURE_COLUMNS)], r[-1]) for r in
+            layers[SIGNATURE_COLUMNS + ["precision"]].itertuples(index=False)}  # fmt: skip
+    from haq.hardware.tables import signature
+
+    for s in specs:
+        for cls in op.KERNEL_CLASSES:
+            if op.applicable(s.kind, cls):
+                assert (*signature(s, 1).values(), cls) in have, (s.name, cls)
+    assert (layers["latency_us"] > 0).all() and (layers["threads"] == 1).all()
+    sums = layers["kernel_us"] + layers["entry_us"] + layers["exit_us"]
+    assert (sums - layers["latency_us"]).abs().max() < 0.05
+    glue = pd.read_csv(out / "glue.csv")
+    assert sorted(glue["pattern"]) == sorted(op.PAIR_CLASSES)
+
+
+def test_alternating_configs_give_transition_rows(profiled: tuple, specs: list) -> None:
+    out, _ = profiled
+    trans = pd.read_csv(out / "transitions.csv")
+    assert set(TRANSITION_COLUMNS) <= set(trans.columns)
+    assert (trans["latency_us"] >= 0).all()
+    assert not (trans["from_kernel"] == trans["to_kernel"]).any()
+    keys = {tuple(r) for r in trans[op.TRANSITION_KEY].itertuples(index=False)}
+    alternating = ["fp32" if i % 2 == 0 else "int8" for i in range(len(specs))]
+    for key in op.boundary_keys(specs, alternating)[1:-1]:
+        assert key in keys
+        assert (key[1], key[0], *key[2:]) in keys  # the reverse phase too
+    assert {"fp32", "matmulnbits4"} <= set(trans["from_kernel"]) | set(trans["to_kernel"])
+
+
+def test_tables_predict_measured_configs(profiled: tuple, specs: list) -> None:
+    out, _ = profiled
+    predictor = op.TablePredictor(specs, "digits_cnn", threads=1, directory=out)
+    for ob in op.read_observations(out):
+        if ob["config"].startswith("uniform:"):
+            assert predictor.predict(ob["kernels"]).total_us == pytest.approx(
+                ob["wall_us"], abs=0.5
+            )
+    # the profile YAML loads and the lookup cost model reads the same tables
+    from haq.cost.lookup import LookupCostModel
+    from haq.hardware.profile import load_profile
+
+    profile = load_profile(out.parent / "cpu-avx512.yaml")
+    assert profile.provenance == "measured" and profile.threads == (1,)
+    model = LookupCostModel(profile, specs, threads=1, learned=None)
+    names = [s.name for s in specs]
+    est = model.score(BitConfig.uniform("w8a8", names))
+    glue = predictor.predict(["int8"] * len(specs)).glue_us
+    assert est.latency_ms is not None
+    assert est.latency_ms * 1e3 + glue == pytest.approx(
+        predictor.predict(["int8"] * len(specs)).total_us, abs=0.5
+    )
+
+
+def test_second_run_resumes_without_measuring(profiled: tuple) -> None:
+    out, first = profiled
+    before = {
+        name: (out / name).read_bytes() for name in ("layers.csv", "transitions.csv", "glue.csv")
+    }
+    n_obs = len(op.read_observations(out))
+    report = op.profile_target(["digits_cnn"], directory=out, progress=lambda _: None, **FAST)
+    assert report.measured == 0 and report.skipped == first.measured + first.skipped
+    assert len(op.read_observations(out)) == n_obs
+    assert {name: (out / name).read_bytes() for name in before} == before
+
+
+def test_unknown_target_and_class_raise() -> None:
+    with pytest.raises(HaqError, match="unknown target"):
+        op.profile_target(["digits_cnn"], target="tpu-v9")
+    with pytest.raises(HaqError, match="unknown kernel class"):
+        op.profile_target(["digits_cnn"], classes=["int3"])
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--target", "nosuch", "--model", "digits_cnn"], "unknown target 'nosuch'"),
+        (["--target", "cpu-avx512", "--model", "nosuch"], "unknown model 'nosuch'"),
+        (["--target", "cpu-avx512", "--model", "digits_cnn", "--threads", "0"], "--threads"),
+        (["--target", "cpu-avx512", "--model", "digits_cnn", "--kernels", "int3"], "int3"),
+    ],
+)
+def test_cli_bad_input_is_one_line_exit_2(
+    argv: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rc = main(["profile", *argv, "--out", str(tmp_path / "t")])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2
+    assert err.startswith("haq: error:") and message in err and "\n" not in err
+    assert not (tmp_path / "t").exists()
