@@ -157,20 +157,81 @@ class _Graph:
         self._q_memo[key] = f"{tag}_dq"
         return f"{tag}_dq"
 
-    def finish(self) -> None:
-        """Place inserted nodes, drop removed ones and initializers nothing reads any more."""
+    def all_nodes(self) -> list[Any]:
         nodes = []
         for i, n in enumerate(self.graph.node):
             nodes.extend(self.before.get(i, []))
             if i not in self.removed:
                 nodes.append(n)
             nodes.extend(self.after.get(i, []))
+        return nodes
+
+    def rewire(self, tensor: str, replacement: str) -> None:
+        """Every reader of ``tensor`` reads ``replacement`` instead, except the nodes that make
+        ``replacement`` from it (its Clip/Q/DQ chain)."""
+        chain = _producers_of(replacement, self.all_nodes(), stop=tensor)
+        if tensor in self.outputs:
+            return
+        for n in self.all_nodes():
+            if id(n) in chain:
+                continue
+            for k, inp in enumerate(n.input):
+                if inp == tensor:
+                    n.input[k] = replacement
+
+    def finish(self) -> None:
+        """Place inserted nodes (topologically sorted), drop removed ones and initializers
+        nothing reads any more."""
+        nodes = _toposort(self.all_nodes(), {i.name for i in self.graph.input} | set(self.inits))
         del self.graph.node[:]
         self.graph.node.extend(nodes)
         used = {i for n in nodes for i in n.input} | self.outputs
         keep = [t for t in self.graph.initializer if t.name in used]
         del self.graph.initializer[:]
         self.graph.initializer.extend(keep)
+
+
+def _producers_of(tensor: str, nodes: list[Any], stop: str) -> set[int]:
+    """ids of the nodes on the path that computes ``tensor`` back to ``stop``."""
+    by_output = {o: n for n in nodes for o in n.output}
+    chain: set[int] = set()
+    todo = [tensor]
+    while todo:
+        n = by_output.get(todo.pop())
+        if n is None or id(n) in chain:
+            continue
+        chain.add(id(n))
+        todo += [i for i in n.input if i != stop]
+    return chain
+
+
+def _toposort(nodes: list[Any], available: set[str]) -> list[Any]:
+    """Kahn's order, keeping the given order wherever the data flow allows."""
+    import heapq
+
+    produced_by = {o: i for i, n in enumerate(nodes) for o in n.output}
+    deps = [
+        {produced_by[x] for x in n.input if x and x in produced_by and x not in available}
+        for n in nodes
+    ]
+    users: dict[int, list[int]] = {}
+    for i, d in enumerate(deps):
+        for j in d:
+            users.setdefault(j, []).append(i)
+    waiting = [len(d) for d in deps]
+    ready = [i for i, w in enumerate(waiting) if w == 0]
+    heapq.heapify(ready)
+    order = []
+    while ready:
+        i = heapq.heappop(ready)
+        order.append(nodes[i])
+        for u in users.get(i, []):
+            waiting[u] -= 1
+            if waiting[u] == 0:
+                heapq.heappush(ready, u)
+    if len(order) != len(nodes):
+        raise RuntimeError("exported graph has a cycle; this is a bug in haq's exporter")
+    return order
 
 
 def _find_layer_nodes(g: _Graph, layers: list[str]) -> dict[str, int]:
@@ -316,9 +377,10 @@ def _export_layer(
             node.input.append(bias_name)
     # Input activation ---------------------------------------------------------------------
     if p.a_bits is not None and m.a_scale is not None and m.a_zero_point is not None:
-        node.input[0] = g.qdq(
-            node.input[0], m.a_scale, m.a_zero_point, p.a_bits, idx, f"{name}.input"
-        )
+        source = node.input[0]
+        node.input[0] = g.qdq(source, m.a_scale, m.a_zero_point, p.a_bits, idx, f"{name}.input")
+        if m.input_shared:  # the simulation quantized this tensor for every reader
+            g.rewire(source, node.input[0])
     # Output requantization ----------------------------------------------------------------
     if m.out_scale is not None and m.out_zero_point is not None:
         _requantize_output(g, idx, node, name, m.out_scale, m.out_zero_point)

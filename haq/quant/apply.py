@@ -17,8 +17,14 @@ from haq.config import BitConfig, Precision
 from haq.errors import HaqError
 from haq.models.layers import LayerSpec, discover_layers
 from haq.quant.calibration import Calibration, calibrate
-from haq.quant.fold import call_counts, find_followers, fold_batchnorm
-from haq.quant.modules import OUTPUT_BITS, QuantConv2d, QuantLayer, QuantLinear
+from haq.quant.fold import call_counts, find_followers, fold_batchnorm, input_producers
+from haq.quant.modules import (
+    OUTPUT_BITS,
+    QuantConv2d,
+    QuantLayer,
+    QuantLinear,
+    quantize_output_hook,
+)
 from haq.quant.quantizers import dequantize_weight, quantize_bias, quantize_weight
 from haq.quant.settings import QuantSettings
 
@@ -49,6 +55,7 @@ class Quantizer:
         calls = call_counts(base, example_input, nn.ReLU)
         self._absorbed_relu = {p: r for p, r in relu_pairs if calls.get(r) == 1}
         self.layer_names = [spec.name for spec in self.layers]
+        self._producer = input_producers(base, example_input, self.layer_names)
         self._shared = {id(t): t for t in list(base.parameters()) + list(base.buffers())}
         self._weights: dict[tuple[str, int], _WeightEntry] = {}
         self.calibration = calibration
@@ -106,17 +113,46 @@ class Quantizer:
                 "quantized activations need calibration data; pass --calib-data DIR (or 'distilled')"
             )
         model = copy.deepcopy(self.base, memo=dict(self._shared))
+        layers: dict[str, QuantLayer] = {}
         for name, precision in resolved.items():
             if precision.is_float:
                 continue
             layer = self._quant_layer(name, precision)
+            layers[name] = layer
             model.set_submodule(name, layer)
             relu = self._absorbed_relu.get(name)
             if relu is not None and layer.out_zero_point == 0:
                 # the zero-point-0 output grid already clamps at 0; an Identity keeps the
                 # tensor (and its grid tag) so the next layer need not quantize it again
                 model.set_submodule(relu, nn.Identity())
+        self._share_input_quantization(model, layers)
         return model
+
+    def _share_input_quantization(self, model: nn.Module, layers: dict[str, QuantLayer]) -> None:
+        """Quantize each integer layer's input once, where it is produced, for all its readers.
+
+        That is what a deployed int8 graph does (one Q/DQ per tensor), and it lets ONNX Runtime
+        run residual adds and pooling on int8 (QLinearAdd, uint8 MaxPool). Layers reading the
+        same tensor with different grids keep quantizing it themselves.
+        """
+        grids: dict[str, set[tuple[float, int, int]]] = {}
+        readers: dict[str, list[QuantLayer]] = {}
+        for name, layer in layers.items():
+            producer = self._producer.get(name)
+            bits = layer.precision.a_bits
+            if producer is None or bits is None or bits > OUTPUT_BITS or layer.a_scale is None:
+                continue
+            grids.setdefault(producer, set()).add(
+                (layer.a_scale, int(layer.a_zero_point or 0), bits)
+            )
+            readers.setdefault(producer, []).append(layer)
+        for producer, grid in grids.items():
+            if len(grid) != 1:
+                continue
+            (g,) = grid
+            model.get_submodule(producer).register_forward_hook(quantize_output_hook(g))
+            for layer in readers[producer]:
+                layer.input_shared = True
 
     def _quant_layer(self, name: str, precision: Precision) -> QuantLayer:
         s = self.settings

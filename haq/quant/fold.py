@@ -72,6 +72,48 @@ def call_counts(
     return counts
 
 
+def input_producers(
+    model: nn.Module, example_input: torch.Tensor, layers: list[str]
+) -> dict[str, str]:
+    """For each layer, the module that returns its input tensor, if that module runs once.
+
+    Containers return their last child's tensor, so the outermost finished module is named.
+    Inputs made by functional code (``torch.flatten``) or by modules called more than once
+    (a shared ReLU) have no entry: they can only be quantized at the layer itself.
+    """
+    names = {m: n for n, m in model.named_modules()}
+    wanted = set(layers)
+    calls: dict[str, int] = {}
+    last: dict[int, str] = {}
+    keep: list[torch.Tensor] = []
+    found: dict[str, str] = {}
+    handles = []
+
+    def post(mod: nn.Module, _inp: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
+        name = names[mod]
+        calls[name] = calls.get(name, 0) + 1
+        if isinstance(out, torch.Tensor) and name:
+            last[id(out)] = name
+            keep.append(out)
+
+    def pre(mod: nn.Module, inp: tuple[torch.Tensor, ...]) -> None:
+        name = names[mod]
+        if name in wanted and name not in found and inp and isinstance(inp[0], torch.Tensor):
+            producer = last.get(id(inp[0]))
+            if producer is not None:
+                found[name] = producer
+
+    for m in model.modules():
+        handles += [m.register_forward_hook(post), m.register_forward_pre_hook(pre)]
+    try:
+        with torch.no_grad():
+            model(example_input[:1])
+    finally:
+        for h in handles:
+            h.remove()
+    return {layer: p for layer, p in found.items() if calls.get(p) == 1}
+
+
 def find_conv_bn_pairs(model: nn.Module, example_input: torch.Tensor) -> list[tuple[str, str]]:
     return find_followers(model, example_input, nn.Conv2d, nn.BatchNorm2d)
 

@@ -34,6 +34,18 @@ def _on_grid(t: torch.Tensor, grid: tuple[float, int, int]) -> bool:
     return not t.is_inference() and getattr(t, _GRID, None) == (*grid, t._version)
 
 
+def quantize_output_hook(grid: tuple[float, int, int]):  # noqa: ANN201 - a torch hook
+    """A forward hook that puts a module's output on ``grid`` (scale, zero point, bits)."""
+    scale, zp, bits = grid
+
+    def hook(_m: nn.Module, _inp: tuple[torch.Tensor, ...], out: torch.Tensor) -> torch.Tensor:
+        if _on_grid(out, grid):
+            return out
+        return _tag(fake_quant_act(out, scale, zp, bits), grid)
+
+    return hook
+
+
 class QuantLayer(nn.Module):
     """Common state: precision, integer weights and scales, input activation qparams."""
 
@@ -61,6 +73,9 @@ class QuantLayer(nn.Module):
         self.group_size = group_size
         self.a_scale, self.a_zero_point = act if act is not None else (None, None)
         self.out_scale, self.out_zero_point = out_act if out_act is not None else (None, None)
+        self.input_shared = (
+            False  # True: the input is quantized where it is produced, for all readers
+        )
 
     def quantize_input(self, x: torch.Tensor) -> torch.Tensor:
         bits = self.precision.a_bits

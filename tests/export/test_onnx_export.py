@@ -145,3 +145,39 @@ def test_cli_export_and_errors(tmp_path, capsys) -> None:
         err = capsys.readouterr().err
         assert code == 2 and err.startswith("haq: error:") and err.count("\n") == 1, (extra, err)
     assert not (tmp_path / "x.onnx").exists()
+
+
+class _Residual(torch.nn.Module):
+    """conv-bn-relu, then a block whose input also feeds the residual add, then a conv."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        nn = torch.nn
+        self.stem = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU())
+        self.conv1 = nn.Conv2d(8, 8, 3, padding=1)
+        self.relu1 = nn.ReLU()
+        self.conv2 = nn.Conv2d(8, 8, 3, padding=1)
+        self.relu2 = nn.ReLU()
+        self.conv3 = nn.Conv2d(8, 8, 3, padding=1)
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 4))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        y = self.conv2(self.relu1(self.conv1(x)))
+        return self.head(self.conv3(self.relu2(y + x)))
+
+
+def test_residual_add_runs_int8_and_matches() -> None:
+    torch.manual_seed(0)
+    model = _Residual().eval()
+    x = torch.randn(64, 3, 8, 8)
+    q = Quantizer(model, x[:1], calibration_images=x[:32])
+    sim_model = q.apply("w8a8")
+    assert sim_model.conv1.input_shared  # the block input is quantized once, for the add too
+    data, _ = export_onnx(q, "w8a8")
+    ops = set(executed_ops(data)["op_type"])
+    assert "QLinearAdd" in ops and "QLinearConv" in ops
+    ort_out = _ort_logits(data, x[32:])
+    sim = predict(sim_model, x[32:]).numpy()
+    assert float((ort_out.argmax(1) == sim.argmax(1)).mean()) >= 0.95
+    assert float(np.abs(ort_out - sim).max()) <= 2.5 * sim_model.head[2].out_scale + 1e-4
