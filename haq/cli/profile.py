@@ -34,6 +34,9 @@ def register(sub: Any) -> None:
     p.add_argument("--profile-runs", type=int, default=10,
                    help="profiled runs per config for attribution (default 10)")  # fmt: skip
     p.add_argument("--warmup", type=int, default=5, help="untimed runs first (default 5)")
+    p.add_argument("--repeats", type=int, default=2,
+                   help="wall timings per config, in separate passes over all configs; the "
+                        "fastest median counts (default 2)")  # fmt: skip
     p.add_argument("--wait-idle", type=float, default=0.0, metavar="SECONDS",
                    help="before each config, wait up to SECONDS for other processes to leave "
                         "the CPUs idle (default 0: measure at once; the load is recorded)")  # fmt: skip
@@ -81,6 +84,7 @@ def run(args: argparse.Namespace) -> int:
         weights=args.weights,
         directory=args.out,
         wait_idle_s=args.wait_idle,
+        repeats=args.repeats,
     )
     tables = report.tables
     sizes = (

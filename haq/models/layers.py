@@ -7,6 +7,7 @@ token counts and MACs are the ones the network really sees, in execution order.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import pandas as pd
 import torch
@@ -49,6 +50,16 @@ def _kind(m: nn.Module) -> str:
     return "gconv"
 
 
+def probe(model: nn.Module, example_input: torch.Tensor, handles: list[Any]) -> None:
+    """Run one sample through ``model`` so the hooks behind ``handles`` see it, then remove them."""
+    try:
+        with torch.no_grad():
+            model(example_input[:1])
+    finally:
+        for h in handles:
+            h.remove()
+
+
 def discover_layers(model: nn.Module, example_input: torch.Tensor) -> list[LayerSpec]:
     """Every Conv2d and Linear that runs on ``example_input``, in execution order.
 
@@ -87,12 +98,7 @@ def discover_layers(model: nn.Module, example_input: torch.Tensor) -> list[Layer
     for m in model.modules():
         if isinstance(m, QUANTIZABLE):
             handles.append(m.register_forward_hook(hook))
-    try:
-        with torch.no_grad():
-            model(example_input[:1])
-    finally:
-        for h in handles:
-            h.remove()
+    probe(model, example_input, handles)
     return list(seen.values())
 
 

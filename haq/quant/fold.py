@@ -10,6 +10,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from haq.models.layers import probe
+
 
 def find_followers(
     model: nn.Module,
@@ -42,12 +44,7 @@ def find_followers(
             handles.append(m.register_forward_hook(producer_hook))
         if isinstance(m, consumers):
             handles.append(m.register_forward_pre_hook(consumer_pre_hook))
-    try:
-        with torch.no_grad():
-            model(example_input[:1])
-    finally:
-        for h in handles:
-            h.remove()
+    probe(model, example_input, handles)
     sources = [p for p, _ in pairs]
     return [(p, c) for p, c in pairs if sources.count(p) == 1]
 
@@ -63,12 +60,7 @@ def call_counts(
         counts[names[mod]] = counts.get(names[mod], 0) + 1
 
     handles = [m.register_forward_pre_hook(hook) for m in model.modules() if isinstance(m, kind)]
-    try:
-        with torch.no_grad():
-            model(example_input[:1])
-    finally:
-        for h in handles:
-            h.remove()
+    probe(model, example_input, handles)
     return counts
 
 
@@ -105,12 +97,7 @@ def input_producers(
 
     for m in model.modules():
         handles += [m.register_forward_hook(post), m.register_forward_pre_hook(pre)]
-    try:
-        with torch.no_grad():
-            model(example_input[:1])
-    finally:
-        for h in handles:
-            h.remove()
+    probe(model, example_input, handles)
     return {layer: p for layer, p in found.items() if calls.get(p) == 1}
 
 
