@@ -15,11 +15,12 @@ Kernel classes (what a (w, a) pair really runs as; `RULES` maps precisions onto 
 =================  ==================================================================
 
 The latency model the tables implement, for a config giving layer ``l`` kernel class ``k_l``
-(layers in execution order ``0..n-1``; the sums are what `haq.cost.LookupCostModel` computes)::
+(layers in execution order ``0..n-1``; the first two sums are what `haq.cost.LookupCostModel`
+computes, the third needs the model to have been profiled)::
 
     latency = sum_l  L[signature_l, k_l]                                      (layers.csv)
             + sum_{j: k_{j-1} != k_j}  T[k_{j-1} -> k_j, channels_j, h_j, w_j]  (transitions.csv)
-            + G[model, mix]                                                   (glue.csv)
+            + sum_{j=0..n}  G[model, j, k_{j-1}, k_j]                          (glue.csv)
 
 Boundary ``j`` is the gap in front of layer ``j`` in execution order; its tensor is the input
 of layer ``j`` (`boundary_keys`; ``j = 0`` is the model input, ``j = n`` the output).
@@ -54,11 +55,19 @@ after a precision change, e.g. int8 convs +5-17% on ResNet-18) - the ``entry_us`
 already charges; the mean over all observed boundaries with the key (``n``, ``models``),
 floored at 0 (``raw_us`` keeps the mean).
 
-Glue (per model, threads, batch and *pattern* = the class of a uniform config) = wall time of
-the uniform config - the sum of its layer rows. It is zero for a model whose rows are its own
-and absorbs rows measured in another model (the first model to measure a signature wins, with
-the mean of its same-signature layers). A mixed config adds the glue of each class weighted by
-its share of layers (``matmulnbits*`` count as ``fp32``); `TablePredictor` does all three.
+Glue (glue.csv, per model): what the shared, shape-keyed tables cannot know about one
+model's graph, per boundary position ``j`` and class pair ``(k_{j-1}, k_j)`` (the
+"kernel-class pattern" at that boundary): measured (layer ``j`` kernel time + boundary ``j``)
+minus what the shared tables charge there, from the uniform (same-class pairs) and
+alternating (different-class pairs) configs; ``j = n`` holds the output boundary. It carries
+e.g. ORT's uint8 MaxPool in NCHW when an fp32 stem conv feeds an int8 conv (+4 ms on
+ResNet-18: the shape-keyed ``fp32 -> int8`` row averages it over every 64x56x56 boundary),
+rows measured in another model (the first model to measure a signature wins, with the mean of
+its same-signature layers), and transition rows floored at 0. Summed along a config
+(`TablePredictor`), a uniform config of a profiled model comes out at its measured wall time
+(alternating ones too, but for their input and output positions, taken from the uniform
+configs); a pair never observed at a position adds 0; unprofiled models have no
+glue and get the shared tables alone (as `haq.cost.LookupCostModel` computes them).
 
 Raw observations (one JSON line per job) are kept in ``observations.jsonl.gz``; the tables are
 re-derived from them after every job, so a killed run resumes where it stopped (a job whose
@@ -152,7 +161,7 @@ TRANSITION_FALLBACK = dict.fromkeys(MATMULNBITS_CLASSES, "fp32")
 
 TRANSITION_KEY = ["from_kernel", "to_kernel", "channels", "h", "w", "batch", "threads"]
 LAYER_KEY = SIGNATURE_COLUMNS + ["precision", "threads"]
-GLUE_KEY = ["model", "threads", "batch", "pattern"]
+GLUE_KEY = ["model", "threads", "batch", "index", "from_kernel", "to_kernel"]
 OBSERVATIONS = "observations.jsonl.gz"
 
 
@@ -579,23 +588,43 @@ def _is_mnb(config: str) -> bool:
 
 
 def aggregate(
-    observations: Sequence[dict[str, Any]], *, scaled: bool = True, with_delta: bool = True
+    observations: Sequence[dict[str, Any]],
+    *,
+    scaled: bool = True,
+    with_delta: bool = True,
+    wall_stat: str = "median",
 ) -> Tables:
-    """Derive the three tables from raw observations (see the module docstring)."""
+    """Derive the three tables from raw observations (see the module docstring).
+
+    Variants for validation: ``scaled=False`` keeps the profiler's node times as measured;
+    ``with_delta=False`` leaves the in-context kernel-time change out of transition rows;
+    ``wall_stat="p10"`` scales to the fastest 10th-percentile wall time instead of the fastest
+    median (less sensitive to other processes on a shared machine).
+    """
+    if wall_stat not in ("median", "p10"):
+        raise HaqError(f"wall_stat must be 'median' or 'p10', not {wall_stat!r}")
+
+    def scale_of(ob: dict[str, Any]) -> float:
+        if not scaled:
+            return 1.0
+        if wall_stat == "median":
+            return float(ob["scale"])
+        return min(w["p10_us"] for w in ob["walls"]) / (ob["profiled_total_us"] or 1.0)
+
     import pandas as pd
 
     # In-graph kernel time of each layer in the uniform config of its class (Δ reference).
     ref: dict[tuple[Any, ...], float] = {}
     for ob in observations:
         if _uniform_class(ob["config"]) is not None:
-            s = ob["scale"] if scaled else 1.0
+            s = scale_of(ob)
             for idx, _, k, med, *_ in ob["layers"]:
                 ref[(ob["model"], ob["threads"], ob["batch"], k, idx)] = med * s
     # Layers: kernel + same-class entry (+ exit after the last layer), from uniform configs
     # and MatMulNBits' own; same-signature layers of one job averaged; the first job wins.
     layer_rows: dict[tuple[Any, ...], dict[str, Any]] = {}
     for ob in observations:
-        s = ob["scale"] if scaled else 1.0
+        s = scale_of(ob)
         if ob["config"].startswith("alt:"):
             continue
         kernels, n = ob["kernels"], len(ob["kernels"])
@@ -627,7 +656,7 @@ def aggregate(
                 "kernel_us": round(kern, 2),
                 "entry_us": round(entry, 2),
                 "exit_us": round(exit_, 2),
-                "scale": ob["scale"] if scaled else 1.0,
+                "scale": round(s, 5),
                 "n_layers": len(items),
                 "model": ob["model"],
                 "config": ob["config"],
@@ -639,7 +668,7 @@ def aggregate(
     for ob in observations:
         if _uniform_class(ob["config"]) is not None:
             continue
-        s = ob["scale"] if scaled else 1.0
+        s = scale_of(ob)
         specs = [_SpecView(r) for r in ob["specs"]]
         keys = boundary_keys(specs, ob["kernels"], ob["batch"], ob["threads"])
         for (j, med, *_), key in zip(ob["boundaries"], keys, strict=True):
@@ -676,23 +705,41 @@ def aggregate(
     transitions = pd.DataFrame(t_rows, columns=[*TRANSITION_KEY, "latency_us", "raw_us",
                                                 "nodes_us", "delta_us", "entry_us", "n",
                                                 "models"])  # fmt: skip
-    # Glue: uniform wall minus what the shared tables predict for it.
+    # Glue: per model and boundary position, measured (layer kernel + boundary in front of it)
+    # minus what the shared tables charge there, for each observed (from, to) class pair.
     lookup = _Lookup(layers, transitions, None)
-    g_rows = []
+    obs_g: dict[tuple[Any, ...], list[float]] = {}
+    names: dict[tuple[str, int], str] = {}
     for ob in observations:
-        cls = _uniform_class(ob["config"])
-        if cls is None:
-            continue
+        s = scale_of(ob)
         specs = [_SpecView(r) for r in ob["specs"]]
-        lay, tra, _ = lookup.parts(specs, ob["kernels"], ob["threads"], ob["batch"])
-        g_rows.append({
-            "model": ob["model"], "threads": ob["threads"], "batch": ob["batch"],
-            "pattern": cls, "latency_us": round(ob["wall_us"] - lay - tra, 2),
-            "wall_us": ob["wall_us"], "layers_us": round(lay, 2), "transitions_us": round(tra, 2),
-        })  # fmt: skip
-    glue = pd.DataFrame(g_rows, columns=[*GLUE_KEY, "latency_us", "wall_us", "layers_us",
-                                         "transitions_us"])  # fmt: skip
-    glue = glue.drop_duplicates(subset=GLUE_KEY, keep="last")
+        kernels, n = ob["kernels"], len(ob["kernels"])
+        keys = boundary_keys(specs, kernels, ob["batch"], ob["threads"])
+        mnb, alt = _is_mnb(ob["config"]), ob["config"].startswith("alt:")
+        for j, key in enumerate(keys):
+            if mnb and key[0] not in MATMULNBITS_CLASSES and key[1] not in MATMULNBITS_CLASSES:
+                continue
+            if alt and key[0] in (key[1], INPUT) or alt and key[1] == OUTPUT:
+                continue  # the input/output positions come from the uniform configs
+            measured = ob["boundaries"][j][1] * s
+            table = 0.0
+            if j < n:
+                measured += ob["layers"][j][3] * s
+                try:
+                    table = lookup.layer(specs[j], kernels[j], ob["threads"], ob["batch"])
+                except HaqError:  # no row (its uniform config is being re-measured)
+                    continue
+                if j > 0 and key[0] != key[1]:
+                    table += lookup.transition(key)
+            names[(ob["model"], j)] = ob["layers"][j][1] if j < n else OUTPUT
+            gkey = (ob["model"], ob["threads"], ob["batch"], j, key[0], key[1])
+            obs_g.setdefault(gkey, []).append(measured - table)
+    g_rows = [
+        {**dict(zip(GLUE_KEY, key, strict=True)), "layer": names[(key[0], key[3])],
+         "latency_us": round(statistics.fmean(v), 2), "n": len(v)}
+        for key, v in obs_g.items()
+    ]  # fmt: skip
+    glue = pd.DataFrame(g_rows, columns=[*GLUE_KEY, "layer", "latency_us", "n"])
     return Tables(_sorted(layers, LAYER_KEY), _sorted(transitions, TRANSITION_KEY),
                   _sorted(glue, GLUE_KEY))  # fmt: skip
 
@@ -730,11 +777,10 @@ class _Lookup:
         if not transitions.empty:
             for r in transitions.to_dict("records"):
                 self.transitions[tuple(r[c] for c in TRANSITION_KEY)] = float(r["latency_us"])
-        self.glue: dict[tuple[str, int, int], dict[str, float]] = {}
+        self.glue: dict[tuple[Any, ...], float] = {}
         if glue is not None and not glue.empty:
             for r in glue.to_dict("records"):
-                key = (str(r["model"]), int(r["threads"]), int(r["batch"]))
-                self.glue.setdefault(key, {})[str(r["pattern"])] = float(r["latency_us"])
+                self.glue[tuple(r[c] for c in GLUE_KEY)] = float(r["latency_us"])
         self.missing: list[str] = []
 
     def layer(self, spec: Any, cls: str, threads: int, batch: int) -> float:
@@ -771,12 +817,12 @@ class _Lookup:
         return lay, tra, len(self.missing) - before
 
     def glue_us(self, model: str, kernels: Sequence[str], threads: int, batch: int) -> float:
-        per = self.glue.get((model, threads, batch))
-        if not per:
-            return 0.0
-        mean = statistics.fmean(per.values())
-        total = sum(per.get(k, per.get("fp32", mean)) for k in kernels)
-        return total / len(kernels)
+        """Sum of the model's glue rows along the config (0 where a pair was never observed)."""
+        chain = [INPUT, *kernels, OUTPUT]
+        return sum(
+            self.glue.get((model, threads, batch, j, chain[j], chain[j + 1]), 0.0)
+            for j in range(len(kernels) + 1)
+        )
 
 
 @dataclass
@@ -949,9 +995,11 @@ _TABLE_DOCS = {
         "at 0 (latency_us)"
     ),
     "glue": (
-        "per model, threads, batch and pattern (kernel class of a uniform config): wall median "
-        "minus the sum of its layer rows; a mixed config adds the pattern values weighted by "
-        "its share of layers per class (matmulnbits* as fp32)"
+        "per model, threads, batch, boundary index (in front of layer `layer`; index n = after "
+        "the last layer) and class pair (from_kernel, to_kernel): measured layer kernel time + "
+        "boundary time minus the layers.csv row and the transitions.csv row charged there, "
+        "mean of n observations (uniform configs for same-class pairs, alternating configs "
+        "otherwise); add the rows along a config to the lookup sum for a profiled model"
     ),
     "layer_map": "model, layer name, execution index and signature of every profiled layer",
 }
@@ -1004,6 +1052,34 @@ def _load(name: str, weights: str, calib_images: int) -> _Model:
         group = Quantizer(loaded.model, loaded.example_input(),
                           QuantSettings(granularity="group", group_size=GROUP_SIZE))  # fmt: skip
     return _Model(name, q.layers, q, group, sum(s.macs for s in q.layers))
+
+
+def _export(model: _Model, label: str, kernels: Sequence[str]) -> tuple[bytes, str]:
+    """The ONNX of one planned config and its `graph_digest`."""
+    from haq.export.onnx_export import export_onnx
+
+    q = model.group if label.startswith("fp32+matmulnbits") else model.channel
+    if q is None:
+        raise HaqError(f"{model.name} has no Linear layer for {label}")
+    data, _ = export_onnx(q, class_config([s.name for s in model.specs], kernels))
+    return data, graph_digest(data)
+
+
+def graph_digest(data: bytes) -> str:
+    """Hash of an exported graph's structure (ops, attributes, wiring, tensor shapes and
+    dtypes, not weight values): observations of another structure are stale."""
+    import hashlib
+
+    import onnx
+
+    model = onnx.load_model_from_string(data)
+    h = hashlib.sha256()
+    for n in model.graph.node:
+        attrs = sorted((a.name, a.i, a.f, a.s, tuple(a.ints)) for a in n.attribute)
+        h.update(repr((n.op_type, n.domain, list(n.input), list(n.output), attrs)).encode())
+    for t in model.graph.initializer:
+        h.update(repr((t.name, t.data_type, tuple(t.dims))).encode())
+    return h.hexdigest()[:16]
 
 
 @dataclass
@@ -1067,18 +1143,29 @@ def profile_target(
     report = ProfileReport(d, 0, 0)
     loaded: dict[str, _Model] = {}
     plans: list[tuple[str, str, tuple[str, ...], list[JobSpec]]] = []
-    for m in models:
-        model = loaded[m] = _load(m, weights, calib_images)
-        names = [s.name for s in model.specs]
-        kinds = [s.kind for s in model.specs]
-        for label, kernels in plan_configs(names, kinds, classes, transitions):
-            jobs = [JobSpec(m, label, kernels, t) for t in threads]
-            pending = [j for j in jobs if len(by_key.get(j.key, {}).get("walls", ())) < repeats]
-            report.skipped += len(jobs) - len(pending)
-            if pending:
-                plans.append((m, label, kernels, pending))
+    stale = 0
+    with reuse_float_graph():
+        for m in models:
+            model = loaded[m] = _load(m, weights, calib_images)
+            names = [s.name for s in model.specs]
+            kinds = [s.kind for s in model.specs]
+            for label, kernels in plan_configs(names, kinds, classes, transitions):
+                jobs = [JobSpec(m, label, kernels, t) for t in threads]
+                digest = graph_digest(_export(model, label, kernels)[0])
+                for j in jobs:  # measured from another graph (the exporter changed): redo
+                    old = by_key.get(j.key)
+                    if old is not None and old.get("graph") != digest:
+                        observations.remove(by_key.pop(j.key))
+                        stale += 1
+                pending = [j for j in jobs if len(by_key.get(j.key, {}).get("walls", ())) < repeats]
+                report.skipped += len(jobs) - len(pending)
+                if pending:
+                    plans.append((m, label, kernels, pending))
+    if stale:
+        say(f"{target}: {stale} jobs were measured on graphs the exporter no longer writes; "
+            "measuring them again")  # fmt: skip
     # (pass, job) units of work, weighted by the model's MACs for the ETA
-    weight = {m: 1.0 + loaded[m].macs / 1e8 for m in loaded}
+    weight = {m: 1.0 + loaded[m].macs / 2e9 for m in loaded}
     units = 0
     todo = 0.0
     for m, _, _, pending in plans:
@@ -1110,12 +1197,8 @@ def profile_target(
                 if not todo_now:
                     continue
                 model = loaded[m]
-                q = model.group if label.startswith("fp32+matmulnbits") else model.channel
                 try:
-                    assert q is not None
-                    from haq.export.onnx_export import export_onnx
-
-                    data, _ = export_onnx(q, class_config([s.name for s in model.specs], kernels))
+                    data, digest = _export(model, label, kernels)
                 except Exception as e:  # one config failing must not stop the rest
                     report.failed.extend(f"{j.key}: export failed: {_oneline(e)}" for j in todo_now)
                     continue
@@ -1125,7 +1208,7 @@ def profile_target(
                         if ob is None:
                             ob, waited = timed(partial(measure_job, job, data, model.specs,
                                 runs=runs, profile_runs=profile_runs, warmup=warmup))  # fmt: skip
-                            ob["waited_s"] = waited
+                            ob["waited_s"], ob["graph"] = waited, digest
                             observations.append(ob)
                             by_key[job.key] = ob
                             report.measured += 1
@@ -1269,7 +1352,7 @@ def write_profile_yaml(
             "latency_model": (
                 "sum(layers[signature, kernel]) + sum(transitions[k_prev -> k_next, input "
                 "tensor of the next layer] where the classes differ, execution order) + "
-                "glue[model, share of layers per class]"
+                "sum(glue[model, boundary index, k_prev, k_next]) for profiled models"
             ),
             # the loader knows layers/transitions/layer_map/e2e tables; glue lives here
             "glue_table": str(rel / "glue.csv"),
@@ -1296,9 +1379,10 @@ def write_profile_yaml(
         "energy": False,
         "peaks": {},
         "notes": (
-            "Tables: layers (kernel + same-class boundary glue), transitions (extra time where "
-            "classes differ), glue per model (provenance_details.glue_table; "
-            "haq.hardware.ort_profile.TablePredictor adds it). MatMulNBits measured at block "
+            "Tables: layers (kernel + same-class boundary time), transitions (extra time where "
+            "classes differ), glue per model, boundary position and class pair "
+            "(provenance_details.glue_table; haq.hardware.ort_profile.TablePredictor adds it "
+            "to the lookup sum). MatMulNBits measured at block "
             "32 with fp32 convs; its missing transition keys fall back to fp32's. int8 with "
             "activations under 8 bits adds a Clip node the tables do not charge."
         ),
@@ -1307,7 +1391,9 @@ def write_profile_yaml(
         "# Generated by `haq profile --target cpu-avx512`; re-run it to refresh.\n"
         "# Rules: first match wins; w/a = inclusive bit range, null = float on that side.\n"
     )
-    atomic_write_text(path, header + yaml.safe_dump(doc, sort_keys=False, width=100))
+    atomic_write_text(
+        path, header + yaml.safe_dump(doc, sort_keys=False, width=100, default_flow_style=None)
+    )
 
 
 def iter_classes(values: Iterable[str]) -> list[str]:

@@ -69,7 +69,9 @@ def test_rows_for_every_layer_and_kernel_class(profiled: tuple, specs: list) -> 
     sums = layers["kernel_us"] + layers["entry_us"] + layers["exit_us"]
     assert (sums - layers["latency_us"]).abs().max() < 0.05
     glue = pd.read_csv(out / "glue.csv")
-    assert sorted(glue["pattern"]) == sorted(op.PAIR_CLASSES)
+    assert not glue.duplicated(op.GLUE_KEY).any()
+    same = glue[(glue["from_kernel"] == glue["to_kernel"]) & (glue["index"] > 0)]
+    assert set(op.PAIR_CLASSES) <= set(same["to_kernel"])  # every uniform config's boundaries
 
 
 def test_alternating_configs_give_transition_rows(profiled: tuple, specs: list) -> None:
@@ -146,3 +148,32 @@ def test_cli_bad_input_is_one_line_exit_2(
     assert rc == 2
     assert err.startswith("haq: error:") and message in err and "\n" not in err
     assert not (tmp_path / "t").exists()
+
+
+def test_repeats_add_wall_timings_and_keep_the_fastest(profiled: tuple, tmp_path: Path) -> None:
+    import shutil
+
+    out = tmp_path / "cpu-avx512"
+    shutil.copytree(profiled[0], out)
+    report = op.profile_target(["digits_cnn"], directory=out, progress=lambda _: None,
+                               repeats=2, **FAST)  # fmt: skip
+    assert report.measured == 0 and report.failed == []
+    for ob in op.read_observations(out):
+        assert len(ob["walls"]) == 2
+        assert ob["wall_us"] == min(w["median_us"] for w in ob["walls"])
+
+
+def test_a_changed_graph_is_measured_again(
+    profiled: tuple, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shutil
+
+    out = tmp_path / "cpu-avx512"
+    shutil.copytree(profiled[0], out)
+    n_obs = len(op.read_observations(out))
+    monkeypatch.setattr(op, "graph_digest", lambda data: "another-exporter")
+    report = op.profile_target(["digits_cnn"], directory=out, progress=lambda _: None,
+                               classes=["fp32", "int8"], **FAST)  # fmt: skip
+    assert report.measured == 4  # 2 uniform + 2 alternating configs, re-measured
+    obs = op.read_observations(out)
+    assert len(obs) == n_obs and sum(o["graph"] == "another-exporter" for o in obs) == 4
