@@ -514,11 +514,14 @@ def _percentile(sorted_ms: Sequence[float], q: float) -> float:
     return sorted_ms[lo] + (sorted_ms[hi] - sorted_ms[lo]) * (pos - lo)
 
 
-def _node_times(events: Iterable[dict[str, Any]], runs: int) -> dict[str, dict[str, Any]]:
-    """Median per-run kernel µs of each node over the last ``runs`` profiled ``model_run``s.
+def per_run_node_times(
+    events: Iterable[dict[str, Any]], runs: int
+) -> tuple[int, dict[str, list[float]], dict[str, dict[str, Any]]]:
+    """Kernel µs of every node in each of the last ``runs`` profiled ``model_run``s.
 
     Events of the warm-up runs in the same profile are dropped by assigning every node event to
-    the ``model_run`` window that contains it.
+    the ``model_run`` window that contains it. Returns (number of runs, node -> µs per run,
+    node -> {op_type, provider, order}).
     """
     events = list(events)
     windows = sorted(
@@ -543,6 +546,12 @@ def _node_times(events: Iterable[dict[str, Any]], runs: int) -> dict[str, dict[s
                           "order": len(info)}  # fmt: skip
             per_run[node] = [0.0] * len(windows)
         per_run[node][i] += float(e["dur"])
+    return len(windows), per_run, info
+
+
+def _node_times(events: Iterable[dict[str, Any]], runs: int) -> dict[str, dict[str, Any]]:
+    """Median per-run kernel µs of each node (see `per_run_node_times`)."""
+    _, per_run, info = per_run_node_times(events, runs)
     for node, values in per_run.items():
         info[node]["kernel_us"] = statistics.median(values) if values else 0.0
     return info

@@ -308,11 +308,10 @@ class NodeTimes:
 
 def profile_nodes(data: bytes, threads: int, warmup: int, runs: int) -> NodeTimes:
     """Run ``data`` ``warmup + runs`` times with ORT's profiler; per-node µs of the last runs."""
-    import bisect
 
     import onnx
 
-    from haq.export.bench import _source, make_session
+    from haq.export.bench import _source, make_session, per_run_node_times
 
     src, _ = _source(data)
     with tempfile.TemporaryDirectory(prefix="haq-profile-") as tmp:
@@ -327,29 +326,15 @@ def profile_nodes(data: bytes, threads: int, warmup: int, runs: int) -> NodeTime
         with open(sess.end_profiling()) as f:
             events = json.load(f)
         graph = onnx.load(str(opt), load_external_data=False).graph
-    windows = sorted(
-        (e["ts"], e["ts"] + e["dur"])
-        for e in events
-        if e.get("cat") == "Session" and e.get("name") == "model_run"
-    )[-runs:]
-    starts = [w[0] for w in windows]
-    times: dict[str, list[float]] = {}
-    ops: dict[str, str] = {}
+    n_runs, times, info = per_run_node_times(events, runs)
     domains = {n.name: n.domain for n in graph.node}
-    for e in events:
-        name = e.get("name", "")
-        if e.get("cat") != "Node" or not name.endswith("_kernel_time"):
-            continue
-        i = bisect.bisect_right(starts, e["ts"]) - 1
-        if i < 0 or e["ts"] > windows[i][1]:
-            continue
-        node = name.removesuffix("_kernel_time")
-        if node not in times:
-            times[node] = [0.0] * len(windows)
-            op = e.get("args", {}).get("op_name", "?")
-            ops[node] = f"{op}[nchwc]" if domains.get(node, "").endswith("nchwc") else op
-        times[node][i] += float(e["dur"])
-    return NodeTimes(len(windows), times, ops, graph)
+    ops = {
+        node: f"{meta['op_type'] or '?'}[nchwc]"
+        if domains.get(node, "").endswith("nchwc")
+        else (meta["op_type"] or "?")
+        for node, meta in info.items()
+    }
+    return NodeTimes(n_runs, times, ops, graph)
 
 
 def _input_like(shape: Sequence[Any], ort_type: str) -> Any:
