@@ -254,7 +254,7 @@ class Search:
         self.durable.set_metric_names(self.objectives)
         study = optuna.create_study(directions=directions, sampler=resumed_sampler or sampler)
         study.add_trials(self.durable.get_trials(deepcopy=False))
-        for cfg in self.space.baselines().values():
+        for cfg in self.space.seeds().values():
             study.enqueue_trial(self.space.params(cfg), skip_if_exists=True)
         spec = EvalSpec(opts.model, opts.weights, data=self.calib, calib_data=self.calib, limit=opts.val_limit,
                         calib_limit=opts.calib_limit, seed=opts.seed,
@@ -487,7 +487,7 @@ class Search:
     ) -> None:
         self._write_trials(study, test)
         points, configs = [], {}
-        baselines = {c.hash: label for label, c in self.space.baselines().items()}
+        baselines = {c.hash: label for label, c in self.space.seeds().items()}
         for t in front:
             cfg = BitConfig.from_dict(json.loads(t.user_attrs["config"]))
             name = f"trial-{_tid(t):04d}"

@@ -223,6 +223,25 @@ class SearchSpace:
                 out[f"lowest-uniform ({lowest})"] = cfg
         return out
 
+    def seeds(self) -> dict[str, BitConfig]:
+        """Baselines plus the usual deployment variants of w8a8 (first / last / both layers
+        float), enqueued before the driver's own proposals."""
+        out = dict(self.baselines())
+        w8 = out.get("w8a8")
+        if w8 is None:
+            return out
+        first, last = self.names[0], self.names[-1]
+        for label, float_layers in (("w8a8, first fp32", [first]), ("w8a8, last fp32", [last]),
+                                    ("w8a8, ends fp32", [first, last])):  # fmt: skip
+            layers = dict(w8.items())
+            for name in float_layers:
+                for member in next(g for g in self.groups if name in g):
+                    layers[member] = Precision()
+            cfg = BitConfig(layers)
+            if self.contains(cfg) and cfg not in out.values():
+                out[label] = cfg
+        return out
+
     def describe(self) -> list[dict[str, object]]:
         rows = []
         for spec in self.layers:

@@ -22,6 +22,9 @@ def test_default_space_by_kind(layers) -> None:
         space.size() == len(cands["conv"]) ** 3 * len(cands["dwconv"]) * len(cands["linear"]) ** 2
     )
     assert set(space.baselines()) == {"fp32", "w8a8", "lowest-uniform (w4a8)"}
+    seeds = space.seeds()
+    assert seeds["w8a8, ends fp32"]["conv1"].is_float and seeds["w8a8, ends fp32"]["fc2"].is_float
+    assert seeds["w8a8, first fp32"]["conv2"] == Precision(8, 8)
 
 
 def test_target_intersection_pins_and_ties(layers) -> None:
