@@ -409,6 +409,24 @@ def _pad_notes(*dims: tuple[str, int, int]) -> list[str]:
     return [f"padded {name} {size}->{padded}" for name, size, padded in dims if padded != size]
 
 
+def _activation_and_rows(
+    sig: dict[str, Any], g: Any, batch: int, device: Any
+) -> tuple[torch.Tensor, Callable[[torch.Tensor], torch.Tensor]]:
+    """The bf16 input a quantized GEMM layer receives (2-D for a Linear; channels_last seen as
+    NHWC for a conv: what the previous layer hands over) and the function that turns its
+    quantized version into GEMM rows (identity, or im2col)."""
+    if sig["kind"] == "linear":
+        return torch.randn(g.m, g.k, device=device, dtype=torch.bfloat16), lambda q: q
+    kernel = (int(sig["kernel_h"]), int(sig["kernel_w"]))
+    stride = (int(sig["stride_h"]), int(sig["stride_w"]))
+    pad, out_hw = conv_padding(sig), (int(sig["out_h"]), int(sig["out_w"]))
+    x = torch.randn(
+        batch, int(sig["in_h"]), int(sig["in_w"]), g.k // (kernel[0] * kernel[1]),
+        device=device, dtype=torch.bfloat16,
+    )  # fmt: skip
+    return x, lambda q: im2col_nhwc(q, kernel, stride, pad, out_hw)
+
+
 def _int8_op(
     sig: dict[str, Any],
     device: torch.device,
@@ -436,21 +454,7 @@ def _int8_op(
     out_scale = torch.rand(g.n, device=device) * 1e-3 + 1e-4  # act scale x per-channel w scale
     bias = torch.randn(g.n, device=device)
     pad_a = (0, kp - g.k, 0, mp - g.m)
-    if sig["kind"] == "linear":
-        x = torch.randn(g.m, g.k, device=device, dtype=torch.bfloat16)
-        to_rows: Callable[[torch.Tensor], torch.Tensor] = lambda q: q  # noqa: E731
-    else:
-        kernel = (int(sig["kernel_h"]), int(sig["kernel_w"]))
-        stride = (int(sig["stride_h"]), int(sig["stride_w"]))
-        pad, out_hw = conv_padding(sig), (int(sig["out_h"]), int(sig["out_w"]))
-        # bf16 channels_last activation, seen as NHWC (what the previous layer hands over)
-        x = torch.randn(
-            b, int(sig["in_h"]), int(sig["in_w"]), g.k // (kernel[0] * kernel[1]),
-            device=device, dtype=torch.bfloat16,
-        )  # fmt: skip
-
-        def to_rows(q: torch.Tensor) -> torch.Tensor:
-            return im2col_nhwc(q, kernel, stride, pad, out_hw)
+    x, to_rows = _activation_and_rows(sig, g, b, device)
 
     def fn() -> torch.Tensor:
         q = torch.round(x * inv_scale).clamp_(-128, 127).to(torch.int8)
@@ -571,20 +575,7 @@ def _fp8_op(sig: dict[str, Any], device: torch.device, whole: bool, pad_m: bool 
 
     b = int(sig["batch"])
     inv_scale = 1.0 / ACT_SCALE
-    if sig["kind"] == "linear":
-        x = torch.randn(g.m, g.k, device=device, dtype=torch.bfloat16)
-        to_rows: Callable[[torch.Tensor], torch.Tensor] = lambda q: q  # noqa: E731
-    else:
-        kernel = (int(sig["kernel_h"]), int(sig["kernel_w"]))
-        stride = (int(sig["stride_h"]), int(sig["stride_w"]))
-        pad, out_hw = conv_padding(sig), (int(sig["out_h"]), int(sig["out_w"]))
-        x = torch.randn(
-            b, int(sig["in_h"]), int(sig["in_w"]), g.k // (kernel[0] * kernel[1]),
-            device=device, dtype=torch.bfloat16,
-        )  # fmt: skip
-
-        def to_rows(q: torch.Tensor) -> torch.Tensor:
-            return im2col_nhwc(q, kernel, stride, pad, out_hw)
+    x, to_rows = _activation_and_rows(sig, g, b, device)
 
     def fn() -> torch.Tensor:
         q = (x * inv_scale).clamp_(-FP8_MAX, FP8_MAX).to(f8)
