@@ -40,6 +40,9 @@ def register(sub: Any) -> None:
     p.add_argument("--wait-idle", type=float, default=0.0, metavar="SECONDS",
                    help="before each config, wait up to SECONDS for other processes to leave "
                         "the CPUs idle (default 0: measure at once; the load is recorded)")  # fmt: skip
+    p.add_argument("--fresh", action="store_true",
+                   help="discard the stored measurements of these models at these thread "
+                        "counts and measure them again (e.g. taken on a busy machine)")  # fmt: skip
     p.add_argument("--out", default=None,
                    help="tables directory (default: hardware_profiles/<target>/); the profile "
                         "YAML goes beside it as <target>.yaml")  # fmt: skip
@@ -85,6 +88,7 @@ def run(args: argparse.Namespace) -> int:
         directory=args.out,
         wait_idle_s=args.wait_idle,
         repeats=args.repeats,
+        fresh=args.fresh,
     )
     tables = report.tables
     sizes = (

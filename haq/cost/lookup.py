@@ -6,6 +6,9 @@ model (where it saw that op kind and kernel class), else from the roofline of th
 ``peaks``, else stay unknown (latency ``None``); ``CostEstimate.model`` names every fallback,
 e.g. ``lookup+learned(3 layers)``. Boundaries between consecutive layers of different kernel
 classes cost their transition-table row (schema and interpolation: `haq.hardware.tables`).
+When the network is one the target profiled (its ``layer_map`` lists the same layer names and
+signatures in order), the model's glue rows are added along the config too, and the model is
+named ``lookup+glue``.
 """
 
 from __future__ import annotations
@@ -20,7 +23,15 @@ from haq.cost.learned import LearnedCostModel
 from haq.cost.matrix import LEARNED, LOOKUP, MatrixCostModel
 from haq.errors import HaqError
 from haq.hardware.profile import HardwareProfile
-from haq.hardware.tables import SIGNATURE_COLUMNS, read_table, read_transitions, signature
+from haq.hardware.tables import (
+    INPUT,
+    OUTPUT,
+    SIGNATURE_COLUMNS,
+    read_glue,
+    read_table,
+    read_transitions,
+    signature,
+)
 from haq.models.layers import LayerSpec
 
 
@@ -68,6 +79,10 @@ class LookupCostModel(MatrixCostModel):
         fill_analytic(self)
         if "transitions" in profile.tables:
             self._fill_transitions(read_transitions(profile.tables["transitions"]))
+        self.glue_model: str | None = None
+        if "glue" in profile.tables and "layer_map" in profile.tables:
+            self._fill_glue(read_glue(profile.tables["glue"]),
+                            pd.read_csv(profile.tables["layer_map"]))  # fmt: skip
 
     # Table ----------------------------------------------------------------------------------
     def _select(self, frame: pd.DataFrame, what: str) -> pd.DataFrame:
@@ -138,6 +153,7 @@ class LookupCostModel(MatrixCostModel):
         n = len(self.layers)
         # the tensor crossing boundary i is the input of layer i + 1
         x = np.array([float(s.in_channels * s.in_hw[0] * s.in_hw[1]) for s in self.layers[1:]])
+        shapes = [(s.in_channels, s.in_hw[0], s.in_hw[1]) for s in self.layers[1:]]
         self.trans_known[:] = False
         if n < 2:
             return
@@ -153,3 +169,62 @@ class LookupCostModel(MatrixCostModel):
             if has_energy:
                 self.trans_uj[:, f, t] = interpolate(xs, agg["energy_uj"].to_numpy(np.float64), x)
             self.trans_known[:, f, t] = True
+            exact = grp.groupby(["channels", "h", "w"]).mean(numeric_only=True)
+            for i, shape in enumerate(shapes):  # an exact row beats the interpolation
+                if shape in exact.index:
+                    self.trans_us[i, f, t] = exact.at[shape, "latency_us"]
+                    if has_energy:
+                        self.trans_uj[i, f, t] = exact.at[shape, "energy_uj"]
+
+    def breakdown(self, config: Any) -> dict[str, Any]:
+        """`MatrixCostModel.breakdown` plus the profiled model whose glue rows are included
+        (in the first / last layer's latency and in the boundaries' costs)."""
+        return {**super().breakdown(config), "glue_model": self.glue_model}
+
+    # Glue -----------------------------------------------------------------------------------
+    def profiled_as(self, layer_map: pd.DataFrame) -> str | None:
+        """The profiled model whose layer table is this network's (names and signatures, in
+        execution order), or None."""
+        sig_cols = [c for c in SIGNATURE_COLUMNS if c != "batch"]
+        missing = [c for c in ["model", "name", "index", *sig_cols] if c not in layer_map]
+        if missing:
+            raise HaqError(f"{self.profile.tables['layer_map']} lacks columns {missing}; "
+                           "re-measure the target or restore the file")  # fmt: skip
+        ours = [(s.name, *_key(list(signature(s).values())[:-1])) for s in self.layers]
+        for model, rows in layer_map.groupby("model", sort=True):
+            if len(rows) != len(ours):
+                continue
+            rows = rows.sort_values("index")
+            theirs = [(str(r[0]), *_key(r[1:])) for r in rows[["name", *sig_cols]].to_numpy()]
+            if theirs == ours:
+                return str(model)
+        return None
+
+    def _fill_glue(self, glue: pd.DataFrame, layer_map: pd.DataFrame) -> None:
+        """Add the profiled model's glue rows: boundary 0 / n onto the first / last layer's
+        cells, boundary j onto the (j - 1 -> j) pair, same-class pairs included."""
+        model = self.profiled_as(layer_map)
+        if model is None:
+            return
+        rows = glue[(glue["model"] == model) & (glue["batch"] == self.batch)
+                    & (glue["threads"] == self.threads)]  # fmt: skip
+        if rows.empty:
+            return
+        n = len(self.layers)
+        index = {**self.kernel_index, INPUT: -1, OUTPUT: -1}
+        cols = ["index", "from_kernel", "to_kernel", "latency_us"]
+        for j, src, dst, us in rows[cols].itertuples(index=False, name=None):
+            f, t = index.get(str(src)), index.get(str(dst))
+            if f is None or t is None:
+                raise HaqError(f"{self.profile.tables['glue']} names kernel class "
+                               f"{src if f is None else dst!r} that profile {self.profile.id} "
+                               "does not declare; re-measure the target")  # fmt: skip
+            j = int(j)
+            if j == 0 and t >= 0:
+                self.latency_us[0, t] += us
+            elif j == n and f >= 0:
+                self.latency_us[n - 1, f] += us
+            elif 0 < j < n and f >= 0 and t >= 0:
+                self.trans_us[j - 1, f, t] += us
+        self.glue_model = model
+        self.name = "lookup+glue"

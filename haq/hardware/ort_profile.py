@@ -15,8 +15,8 @@ Kernel classes (what a (w, a) pair really runs as; `RULES` maps precisions onto 
 =================  ==================================================================
 
 The latency model the tables implement, for a config giving layer ``l`` kernel class ``k_l``
-(layers in execution order ``0..n-1``; the first two sums are what `haq.cost.LookupCostModel`
-computes, the third needs the model to have been profiled)::
+(layers in execution order ``0..n-1``; `haq.cost.LookupCostModel` computes the sums, the third
+only for a model the target profiled)::
 
     latency = sum_l  L[signature_l, k_l]                                      (layers.csv)
             + sum_{j: k_{j-1} != k_j}  T[k_{j-1} -> k_j, channels_j, h_j, w_j]  (transitions.csv)
@@ -63,11 +63,11 @@ alternating (different-class pairs) configs; ``j = n`` holds the output boundary
 e.g. ORT's uint8 MaxPool in NCHW when an fp32 stem conv feeds an int8 conv (+4 ms on
 ResNet-18: the shape-keyed ``fp32 -> int8`` row averages it over every 64x56x56 boundary),
 rows measured in another model (the first model to measure a signature wins, with the mean of
-its same-signature layers), and transition rows floored at 0. Summed along a config
-(`TablePredictor`), a uniform config of a profiled model comes out at its measured wall time
-(alternating ones too, but for their input and output positions, taken from the uniform
-configs); a pair never observed at a position adds 0; unprofiled models have no
-glue and get the shared tables alone (as `haq.cost.LookupCostModel` computes them).
+its same-signature layers), and transition rows floored at 0. Summed along a config (by
+`haq.cost.LookupCostModel`, which recognises a profiled model by ``layer_map.csv``), a uniform
+config of a profiled model comes out at its measured wall time (alternating ones too, but for
+their input and output positions, taken from the uniform configs); a pair never observed at a
+position adds 0; unprofiled models have no glue and get the shared tables alone.
 
 Raw observations (one JSON line per job) are kept in ``observations.jsonl.gz``; the tables are
 re-derived from them after every job, so a killed run resumes where it stopped (a job whose
@@ -96,7 +96,7 @@ from typing import TYPE_CHECKING, Any
 
 from haq.errors import HaqError
 from haq.hardware.profile import KernelRule
-from haq.hardware.tables import COLUMNS, SIGNATURE_COLUMNS, signature
+from haq.hardware.tables import COLUMNS, INPUT, OUTPUT, SIGNATURE_COLUMNS, signature
 from haq.io import atomic_write_bytes, atomic_write_text
 
 if TYPE_CHECKING:
@@ -126,8 +126,6 @@ CLASS_PRECISION = {
     "matmulnbits8": "w8a32",
 }
 GROUP_SIZE = 32  # MatMulNBits block size measured
-#: Pseudo-classes of the model input and output boundaries.
-INPUT, OUTPUT = "input", "output"
 #: What really executes each class (for the profile YAML).
 KERNEL_DESCRIPTIONS = {
     "fp32": "float Conv (NCHWc layout, bias/ReLU/residual Add fused) or Gemm",
@@ -692,7 +690,7 @@ def aggregate(
                                                 "models"])  # fmt: skip
     # Glue: per model and boundary position, measured (layer kernel + boundary in front of it)
     # minus what the shared tables charge there, for each observed (from, to) class pair.
-    lookup = _Lookup(layers, transitions, None)
+    lookup = _Lookup(layers, transitions)
     obs_g: dict[tuple[Any, ...], list[float]] = {}
     names: dict[tuple[str, int], str] = {}
     for ob in observations:
@@ -749,11 +747,9 @@ class _SpecView:
 
 
 class _Lookup:
-    """Dict look-ups over the three tables."""
+    """Exact-key look-ups of layer and transition rows (to derive the glue)."""
 
-    def __init__(
-        self, layers: pd.DataFrame, transitions: pd.DataFrame, glue: pd.DataFrame | None
-    ) -> None:
+    def __init__(self, layers: pd.DataFrame, transitions: pd.DataFrame) -> None:
         self.layers: dict[tuple[Any, ...], float] = {}
         if not layers.empty:
             for r in layers.to_dict("records"):
@@ -762,11 +758,6 @@ class _Lookup:
         if not transitions.empty:
             for r in transitions.to_dict("records"):
                 self.transitions[tuple(r[c] for c in TRANSITION_KEY)] = float(r["latency_us"])
-        self.glue: dict[tuple[Any, ...], float] = {}
-        if glue is not None and not glue.empty:
-            for r in glue.to_dict("records"):
-                self.glue[tuple(r[c] for c in GLUE_KEY)] = float(r["latency_us"])
-        self.missing: list[str] = []
 
     def layer(self, spec: Any, cls: str, threads: int, batch: int) -> float:
         key = (*signature(spec, batch).values(), cls, threads)
@@ -786,80 +777,7 @@ class _Lookup:
             return self.transitions[key]
         alt = (TRANSITION_FALLBACK.get(key[0], key[0]), TRANSITION_FALLBACK.get(key[1], key[1]),
                *key[2:])  # fmt: skip
-        if alt in self.transitions:
-            return self.transitions[alt]
-        self.missing.append(f"{key[0]}->{key[1]} {key[2]}x{key[3]}x{key[4]}")
-        return 0.0
-
-    def parts(
-        self, specs: Sequence[Any], kernels: Sequence[str], threads: int, batch: int
-    ) -> tuple[float, float, int]:
-        """(sum of layer rows, sum of transition rows, transitions without a row)."""
-        before = len(self.missing)
-        lay = sum(self.layer(s, k, threads, batch) for s, k in zip(specs, kernels, strict=True))
-        keys = boundary_keys(specs, kernels, batch, threads)[1:-1]
-        tra = sum(self.transition(k) for k in keys)
-        return lay, tra, len(self.missing) - before
-
-    def glue_us(self, model: str, kernels: Sequence[str], threads: int, batch: int) -> float:
-        """Sum of the model's glue rows along the config (0 where a pair was never observed)."""
-        chain = [INPUT, *kernels, OUTPUT]
-        return sum(
-            self.glue.get((model, threads, batch, j, chain[j], chain[j + 1]), 0.0)
-            for j in range(len(kernels) + 1)
-        )
-
-
-@dataclass
-class Prediction:
-    """Predicted end-to-end µs and its three parts."""
-
-    total_us: float
-    layers_us: float
-    transitions_us: float
-    glue_us: float
-    missing_transitions: int = 0
-
-
-class TablePredictor:
-    """``predict(kernels)`` of one model from the cpu-avx512 tables (module docstring).
-
-    The layer and transition sums are what `haq.cost.LookupCostModel` computes from the same
-    tables; this adds the model's glue.
-    """
-
-    def __init__(
-        self,
-        specs: Sequence[LayerSpec],
-        model: str | None,
-        threads: int = 1,
-        batch: int = 1,
-        tables: Tables | None = None,
-        directory: str | Path | None = None,
-    ) -> None:
-        if tables is None:
-            tables = read_tables(directory or default_dir())
-        self.specs = list(specs)
-        self.model, self.threads, self.batch = model, threads, batch
-        self._lookup = _Lookup(tables.layers, tables.transitions, tables.glue)
-
-    def predict(self, kernels: Sequence[str]) -> Prediction:
-        if len(kernels) != len(self.specs):
-            raise HaqError(f"{len(kernels)} kernel classes for {len(self.specs)} layers")
-        lay, tra, missing = self._lookup.parts(self.specs, kernels, self.threads, self.batch)
-        glue = (
-            self._lookup.glue_us(self.model, kernels, self.threads, self.batch)
-            if self.model is not None
-            else 0.0
-        )
-        return Prediction(lay + tra + glue, lay, tra, glue, missing)
-
-    def classes(self, config: Any, granularity: str = "channel") -> list[str]:
-        """Kernel class of each layer under a resolved BitConfig (by `RULES`)."""
-        return [
-            kernel_class(s.kind, config[s.name].w_bits, config[s.name].a_bits, granularity)
-            for s in self.specs
-        ]
+        return self.transitions.get(alt, 0.0)
 
 
 # --------------------------------------------------------------------------- files
@@ -1093,6 +1011,7 @@ def profile_target(
     profile_yaml: str | Path | None = None,
     calib_images: int = 8,
     wait_idle_s: float = 0.0,
+    fresh: bool = False,
     progress: Callable[[str], None] | None = None,
 ) -> ProfileReport:
     """Measure (resumably) every pending job of ``models`` and rewrite the tables after each.
@@ -1101,7 +1020,9 @@ def profile_target(
     pass over all jobs later, so a burst of other load hits one timing, not all), and the
     fastest median counts (`add_wall`). ``wait_idle_s``: before each timing, wait up to this
     long for other processes to use less than `IDLE_THRESHOLD` of the CPUs; a timing they
-    disturbed anyway is retried once.
+    disturbed anyway is retried once. ``fresh``: discard the stored observations of the
+    planned jobs and measure them again (the old ones stay on disk until the first new one is
+    written).
     """
     if target not in TARGETS:
         raise HaqError(f"unknown target {target!r}; `haq profile` measures: {', '.join(TARGETS)}")
@@ -1139,7 +1060,9 @@ def profile_target(
                 digest = graph_digest(_export(model, label, kernels)[0])
                 for j in jobs:  # measured from another graph (the exporter changed): redo
                     old = by_key.get(j.key)
-                    if old is not None and old.get("graph") != digest:
+                    if old is not None and fresh:
+                        observations.remove(by_key.pop(j.key))
+                    elif old is not None and old.get("graph") != digest:
                         observations.remove(by_key.pop(j.key))
                         stale += 1
                 pending = [j for j in jobs if len(by_key.get(j.key, {}).get("walls", ())) < repeats]
@@ -1339,8 +1262,6 @@ def write_profile_yaml(
                 "tensor of the next layer] where the classes differ, execution order) + "
                 "sum(glue[model, boundary index, k_prev, k_next]) for profiled models"
             ),
-            # the loader knows layers/transitions/layer_map/e2e tables; glue lives here
-            "glue_table": str(rel / "glue.csv"),
             "observations": str(rel / OBSERVATIONS),
         },
         "kernels": dict(KERNEL_DESCRIPTIONS),
@@ -1359,15 +1280,15 @@ def write_profile_yaml(
         "tables": {
             "layers": str(rel / "layers.csv"),
             "transitions": str(rel / "transitions.csv"),
+            "glue": str(rel / "glue.csv"),
             "layer_map": str(rel / "layer_map.csv"),
         },
         "energy": False,
         "peaks": {},
         "notes": (
             "Tables: layers (kernel + same-class boundary time), transitions (extra time where "
-            "classes differ), glue per model, boundary position and class pair "
-            "(provenance_details.glue_table; haq.hardware.ort_profile.TablePredictor adds it "
-            "to the lookup sum). MatMulNBits measured at block "
+            "classes differ), glue per model, boundary position and class pair (the lookup "
+            "cost model adds it for a profiled model). MatMulNBits measured at block "
             "32 with fp32 convs; its missing transition keys fall back to fp32's. int8 with "
             "activations under 8 bits adds a Clip node the tables do not charge."
         ),

@@ -37,7 +37,13 @@ PROVENANCE_KEYS: dict[str, tuple[str, ...]] = {
     "simulated": ("simulator", "parameters"),
     "published": ("source",),
 }
-TABLE_KEYS = ("layers", "transitions", "layer_map", "e2e")  # "layers" required when tables given
+TABLE_KEYS = (
+    "layers",
+    "transitions",
+    "glue",
+    "layer_map",
+    "e2e",
+)  # "layers" required when tables given
 REQUIRED_KEYS = ("id", "kind", "description", "provenance", "provenance_details", "kernels",
                  "rules", "batch", "threads")  # fmt: skip
 OPTIONAL_KEYS = ("tables", "energy", "peaks", "kernel_bits", "notes")

@@ -16,9 +16,18 @@ and layout transposes ORT inserts between a float and an int8 conv. ``from_kerne
 ``to_kernel`` are kernel classes; ``channels``, ``h``, ``w`` describe the tensor that crosses
 the boundary (the input of the second layer; ``h`` = tokens, ``w`` = 1 for a Linear);
 ``batch`` and ``threads`` as in the layer table; ``latency_us`` the extra time (``energy_uj``
-optional). A boundary without an exact row is interpolated linearly in ``channels * h * w``
-among the rows of its (from, to) pair at the same batch and threads (linear extrapolation
-beyond the ends, proportional scaling from a single row); a pair without any row costs 0.
+optional). A boundary uses its exact (from, to, channels, h, w) row where there is one; one
+without is interpolated linearly in ``channels * h * w`` among the rows of its (from, to) pair
+at the same batch and threads (linear extrapolation beyond the ends, proportional scaling from
+a single row); a pair without any row costs 0.
+
+Glue tables (`GLUE_COLUMNS`, optional, measured targets): per profiled model, what the
+shape-keyed layer and transition rows cannot know about that model's graph, per boundary
+position ``index`` (0 = in front of the first layer, n = after the last, execution order) and
+class pair (``from_kernel`` -> ``to_kernel``; ``input`` / ``output`` at the ends, same-class
+pairs included). ``layer`` names the layer after the boundary. A cost model adds the rows along
+a config when the network it costs is that model (same layer names and signatures, in order,
+as the profile's ``layer_map`` table lists them).
 """
 
 from __future__ import annotations
@@ -42,6 +51,9 @@ COLUMNS = SIGNATURE_COLUMNS + MEASURE_COLUMNS
 TRANSITION_COLUMNS = [
     "from_kernel", "to_kernel", "channels", "h", "w", "batch", "threads", "latency_us",
 ]  # fmt: skip
+GLUE_COLUMNS = ["model", "threads", "batch", "index", "from_kernel", "to_kernel", "latency_us"]
+#: Pseudo-classes of the model input and output boundaries in glue tables.
+INPUT, OUTPUT = "input", "output"
 
 
 def signature(spec: LayerSpec, batch: int = 1) -> dict[str, Any]:
@@ -98,6 +110,22 @@ def read_transitions(path: str | Path) -> pd.DataFrame:
             f"transition table {path} lacks columns {missing}; see haq.hardware.tables for the schema"
         )
     _check_numeric(frame, path, "transition table", TRANSITION_COLUMNS[2:])
+    return frame
+
+
+def read_glue(path: str | Path) -> pd.DataFrame:
+    """A glue table (`GLUE_COLUMNS`), validated (glue may be negative: it corrects the sums)."""
+    path = Path(path)
+    frame = _read_csv(path, "glue table")
+    missing = [c for c in GLUE_COLUMNS if c not in frame.columns]
+    if missing:
+        raise HaqError(
+            f"glue table {path} lacks columns {missing}; see haq.hardware.tables for the schema"
+        )
+    _check_numeric(frame, path, "glue table", ["threads", "batch", "index"])
+    if pd.to_numeric(frame["latency_us"], errors="coerce").isna().any():
+        raise HaqError(f"glue table {path}: column 'latency_us' has a missing or non-numeric "
+                       "value; fix or drop that row")  # fmt: skip
     return frame
 
 

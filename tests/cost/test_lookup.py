@@ -221,3 +221,70 @@ def test_scoring_speed_sanity() -> None:
     for i in range(1000):
         est = m.score(configs[i % 4])
     assert len(specs) == 54 and est.latency_ms is not None
+
+
+def test_exact_transition_row_beats_interpolation(tmp_path: Path) -> None:
+    # both fp32 -> int8 rows carry 1024 elements; dw -> fc's tensor is 1024x1x1 exactly
+    trans = pd.DataFrame([("fp32", "int8", 1024, 1, 1, 1, 1, 5.0),
+                          ("fp32", "int8", 16, 8, 8, 1, 1, 1.0)],
+                         columns=TRANSITION_COLUMNS)  # fmt: skip
+    m = _model(tmp_path, transitions=trans)
+    assert m.score(MIXED).latency_ms == pytest.approx((4 + 6 + 1 + 5.0) / 1000)
+
+
+def _glue_target(tmp_path: Path, glue: pd.DataFrame) -> Path:
+    import yaml
+
+    from haq.hardware.tables import signature
+
+    path = write_target(tmp_path)
+    lmap = pd.DataFrame([{"model": "toynet", "name": s.name, "index": s.index,
+                          **{k: v for k, v in signature(s).items() if k != "batch"}}
+                         for s in layers()])  # fmt: skip
+    lmap.to_csv(tmp_path / "toy" / "layer_map.csv", index=False)
+    glue.to_csv(tmp_path / "toy" / "glue.csv", index=False)
+    data = yaml.safe_load(path.read_text())
+    data["tables"].update(glue="toy/glue.csv", layer_map="toy/layer_map.csv")
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_glue_rows_of_a_profiled_model(tmp_path: Path) -> None:
+    import dataclasses
+
+    from haq.hardware.tables import GLUE_COLUMNS
+
+    rows = [("toynet", 1, 1, 0, "input", "int8", 0.5),  # in front of c1
+            ("toynet", 1, 1, 1, "int8", "fp32", 2.0),  # c1 -> dw
+            ("toynet", 1, 1, 2, "fp32", "fp32", -1.0),  # dw -> fc, same class
+            ("toynet", 1, 1, 3, "int8", "output", 0.25),  # after fc
+            ("other", 1, 1, 1, "int8", "fp32", 100.0)]  # fmt: skip
+    path = _glue_target(tmp_path, pd.DataFrame(rows, columns=GLUE_COLUMNS))
+    m = LookupCostModel(get_target(path), layers(), learned=None)
+    assert m.glue_model == "toynet"
+    est = m.score(MIXED)  # int8, fp32, int8: 0.5 + 2.0 at the two matching boundaries + 0.25
+    assert est.latency_ms == pytest.approx((4 + 6 + 1 + 0.5 + 2.0 + 0.25) / 1000)
+    assert est.model == "lookup+glue" and m.breakdown(MIXED)["glue_model"] == "toynet"
+    fp = m.score(BitConfig.uniform("fp32"))  # only the same-class dw -> fc row applies
+    assert fp.latency_ms == pytest.approx((10 + 6 + 3 - 1.0) / 1000)
+    # another network (renamed layers) is not the profiled model
+    other = [dataclasses.replace(s, name=f"m.{s.name}") for s in layers()]
+    plain = LookupCostModel(get_target(path), other, learned=None)
+    assert plain.glue_model is None
+    config = BitConfig({"m.c1": "w8a8", "m.dw": "fp32", "m.fc": "w4a4"})
+    assert plain.score(config).latency_ms == pytest.approx((4 + 6 + 1) / 1000)
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [(lambda g: g.drop(columns=["index"]), "lacks columns"),
+     (lambda g: g.assign(to_kernel="int4"), "does not declare"),
+     (lambda g: g.assign(latency_us="x"), "non-numeric")],
+)  # fmt: skip
+def test_bad_glue_tables(tmp_path: Path, edit, message: str) -> None:
+    from haq.hardware.tables import GLUE_COLUMNS
+
+    glue = pd.DataFrame([("toynet", 1, 1, 1, "int8", "fp32", 2.0)], columns=GLUE_COLUMNS)
+    path = _glue_target(tmp_path, edit(glue))
+    with pytest.raises(HaqError, match=message):
+        LookupCostModel(get_target(path), layers(), learned=None)

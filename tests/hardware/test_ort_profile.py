@@ -3,6 +3,7 @@ transition rows from alternating configs, and one-line CLI errors (on the tiny d
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -89,27 +90,28 @@ def test_alternating_configs_give_transition_rows(profiled: tuple, specs: list) 
 
 
 def test_tables_predict_measured_configs(profiled: tuple, specs: list) -> None:
-    out, _ = profiled
-    predictor = op.TablePredictor(specs, "digits_cnn", threads=1, directory=out)
-    for ob in op.read_observations(out):
-        if ob["config"].startswith("uniform:"):
-            assert predictor.predict(ob["kernels"]).total_us == pytest.approx(
-                ob["wall_us"], abs=0.5
-            )
-    # the profile YAML loads and the lookup cost model reads the same tables
+    """The profile YAML loads, and the lookup cost model, recognising the profiled model,
+    reproduces its uniform configs' measured wall times (layer rows + glue)."""
     from haq.cost.lookup import LookupCostModel
     from haq.hardware.profile import load_profile
 
+    out, _ = profiled
     profile = load_profile(out.parent / "cpu-avx512.yaml")
     assert profile.provenance == "measured" and profile.threads == (1,)
+    assert {"layers", "transitions", "glue", "layer_map"} <= set(profile.tables)
     model = LookupCostModel(profile, specs, threads=1, learned=None)
+    assert model.glue_model == "digits_cnn"
     names = [s.name for s in specs]
-    est = model.score(BitConfig.uniform("w8a8", names))
-    glue = predictor.predict(["int8"] * len(specs)).glue_us
-    assert est.latency_ms is not None
-    assert est.latency_ms * 1e3 + glue == pytest.approx(
-        predictor.predict(["int8"] * len(specs)).total_us, abs=0.5
-    )
+    for ob in op.read_observations(out):
+        if ob["config"].startswith("uniform:"):
+            est = model.score(op.class_config(names, ob["kernels"]))
+            assert est.model == "lookup+glue"
+            assert est.latency_ms * 1e3 == pytest.approx(ob["wall_us"], abs=0.5)
+    # a network with other layer names is not the profiled model: no glue
+    renamed = [dataclasses.replace(s, name=f"x.{s.name}") for s in specs]
+    plain = LookupCostModel(profile, renamed, threads=1, learned=None)
+    assert plain.glue_model is None
+    assert plain.score(BitConfig.uniform("w8a8", [s.name for s in renamed])).model == "lookup"
 
 
 def test_second_run_resumes_without_measuring(profiled: tuple) -> None:
@@ -177,3 +179,16 @@ def test_a_changed_graph_is_measured_again(
     assert report.measured == 4  # 2 uniform + 2 alternating configs, re-measured
     obs = op.read_observations(out)
     assert len(obs) == n_obs and sum(o["graph"] == "another-exporter" for o in obs) == 4
+
+
+def test_fresh_measures_the_selected_jobs_again(profiled: tuple, tmp_path: Path) -> None:
+    import shutil
+
+    out = tmp_path / "cpu-avx512"
+    shutil.copytree(profiled[0], out)
+    before = sorted(o["config"] for o in op.read_observations(out))
+    report = op.profile_target(["digits_cnn"], directory=out, progress=lambda _: None,
+                               classes=["fp32"], fresh=True, **FAST)  # fmt: skip
+    assert report.measured == 1 and report.skipped == 0
+    # the planned job was measured again, replacing its old record; the rest are kept
+    assert sorted(o["config"] for o in op.read_observations(out)) == before
