@@ -1,22 +1,32 @@
-"""Learned per-layer latency: gradient-boosted trees on log-latency from layer signatures.
+"""Learned per-layer latency: a non-negative linear work model, corrected by boosted trees.
 
-Features (`FEATURES`): op-kind one-hot, log MACs, log in/out channels, kernel size, stride,
-log groups, log input/output spatial size, log batch, log threads, and the kernel class one-hot.
-Trained on a target's latency table, it predicts layers no table row covers (new models,
-other batch sizes). It only answers for (op kind, kernel class) pairs it saw in training.
+Two stages, because trees alone cannot extrapolate (an unseen network's layers are often
+larger, smaller or shaped unlike any training row, and a tree predicts the nearest leaf):
+
+1. `WorkModel`: latency = a*MACs + b*input elements + c*output elements + d*weights + e, the
+   coefficients >= 0 fitted (non-negative least squares on relative error) per op group
+   (conv, depthwise, linear) x kernel class x threads; sparse groups fall back to kernel class
+   x threads, then kernel class. It extrapolates the way hardware does: in proportion to work.
+2. Gradient-boosted trees on log(latency / work model) from shape features
+   (`feature_names`): what the work terms miss (3-channel stems, alignment to the vector
+   width, small spatial sizes), bounded by what the training rows showed.
+
+It predicts layers no table row covers (new models, other batch sizes) and only answers for
+(op kind, kernel class) pairs it saw in training.
 
 `fit` reports the in-sample MAPE and, when a layer -> model map is given, the
 leave-one-model-out MAPE (each model's signatures held out in turn: how well it predicts a
-network it has never seen). Saved under ``cost_models/<target>/``: ``model.pkl`` (pickle of the
-estimator, sklearn version checked on load) and ``fit_report.json``.
+network it has never seen), per row and weighted by latency (what a whole-network sum feels).
+Saved under ``cost_models/<target>/``: ``model.pkl`` (pickle of both stages, sklearn version
+checked on load) and ``fit_report.json``.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import pickle
 import warnings
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -31,39 +41,112 @@ from haq.io import atomic_write_bytes, atomic_write_text
 
 MODEL_FILE = "model.pkl"
 REPORT_FILE = "fit_report.json"
+FORMAT = 2
+WORK_TERMS = ["macs", "input_elements", "output_elements", "weights", "one"]
 NUMERIC = ["log_macs", "log_in_channels", "log_out_channels", "kernel_h", "kernel_w", "stride_h",
-           "stride_w", "log_groups", "log_in_hw", "log_out_hw", "log_batch", "log_threads"]  # fmt: skip
+           "stride_w", "log_groups", "log_channels_per_group", "log_in_hw", "log_out_hw",
+           "log_input_elements", "log_output_elements", "log_weights", "log_batch",
+           "log_threads", "in_channels_mod16", "out_channels_mod16", "log_work_model"]  # fmt: skip
 _SIG_NO_BATCH = [c for c in SIGNATURE_COLUMNS if c != "batch"]
+
+
+def _col(frame: pd.DataFrame, name: str) -> np.ndarray:
+    return frame[name].to_numpy(np.float64)
+
+
+def work_terms(frame: pd.DataFrame) -> np.ndarray:
+    """[MACs, input elements, output elements, weights, 1] per table-like row (`WORK_TERMS`)."""
+    batch = _col(frame, "batch")
+    cin_g = _col(frame, "in_channels") / _col(frame, "groups")
+    taps = _col(frame, "kernel_h") * _col(frame, "kernel_w")
+    out_el = _col(frame, "out_channels") * _col(frame, "out_h") * _col(frame, "out_w") * batch
+    in_el = _col(frame, "in_channels") * _col(frame, "in_h") * _col(frame, "in_w") * batch
+    weights = _col(frame, "out_channels") * cin_g * taps
+    return np.column_stack([out_el * cin_g * taps, in_el, out_el, weights, np.ones(len(frame))])
+
+
+def _threads(frame: pd.DataFrame) -> np.ndarray:
+    return _col(frame, "threads") if "threads" in frame else np.ones(len(frame))
+
+
+@dataclass
+class WorkModel:
+    """Non-negative linear latency in `WORK_TERMS`, per group key at three levels of detail."""
+
+    coefs: dict[str, list[float]] = field(default_factory=dict)
+    min_rows: int = 8  # 5 coefficients: fewer rows would fit noise
+
+    @staticmethod
+    def keys(frame: pd.DataFrame) -> list[list[str]]:
+        """Per row: [op group/kernel/threads, kernel/threads, kernel, all] (most specific
+        first; "all" takes any number of rows: a last resort on tiny tables)."""
+        group = np.where(frame["kind"] == "dwconv", "dw",
+                         np.where(frame["kind"] == "linear", "linear", "conv"))  # fmt: skip
+        kernel = frame["precision"].astype(str).to_numpy()
+        threads = _threads(frame).astype(int)
+        return [
+            [f"{g}/{k}/{t}", f"{k}/{t}", k, "*"]
+            for g, k, t in zip(group, kernel, threads, strict=True)
+        ]
+
+    def fit(self, frame: pd.DataFrame) -> WorkModel:
+        from scipy.optimize import nnls
+
+        a = work_terms(frame)
+        y = _col(frame, "latency_us")
+        rel = a / y[:, None]  # least squares on relative error: small layers count too
+        members: dict[str, list[int]] = {}
+        for i, ks in enumerate(self.keys(frame)):
+            for k in ks:
+                members.setdefault(k, []).append(i)
+        self.coefs = {
+            k: nnls(rel[rows], np.ones(len(rows)))[0].tolist()
+            for k, rows in members.items()
+            if len(rows) >= self.min_rows or k == "*"
+        }
+        return self
+
+    def predict(self, frame: pd.DataFrame) -> np.ndarray:
+        a = work_terms(frame)
+        out = np.full(len(frame), np.nan)
+        for i, ks in enumerate(self.keys(frame)):
+            k = next((k for k in ks if k in self.coefs), None)
+            if k is not None:
+                out[i] = float(a[i] @ np.asarray(self.coefs[k]))
+        return np.maximum(out, 1e-3)
 
 
 def feature_names(kernels: list[str]) -> list[str]:
     return [f"kind={k}" for k in OP_KINDS] + NUMERIC + [f"kernel={k}" for k in kernels]
 
 
-def features(frame: pd.DataFrame, kernels: list[str]) -> np.ndarray:
-    """Feature matrix of table-like rows (`SIGNATURE_COLUMNS`, ``precision``, ``threads``)."""
+def features(frame: pd.DataFrame, kernels: list[str], work_us: np.ndarray) -> np.ndarray:
+    """Tree features of table-like rows (`SIGNATURE_COLUMNS`, ``precision``, ``threads``) with
+    their work-model latency."""
     f = frame
-    g = f["groups"].to_numpy(np.float64)
-    macs = (
-        (f["out_h"] * f["out_w"] * f["out_channels"]).to_numpy(np.float64)
-        * (f["in_channels"].to_numpy(np.float64) / g)
-        * (f["kernel_h"] * f["kernel_w"] * f["batch"]).to_numpy(np.float64)
-    )
-    threads = f["threads"].to_numpy(np.float64) if "threads" in f else np.ones(len(f))
+    a = work_terms(f)
+    cin, cout, g = _col(f, "in_channels"), _col(f, "out_channels"), _col(f, "groups")
     cols = [(f["kind"] == k).to_numpy(np.float64) for k in OP_KINDS]
     cols += [
-        np.log(np.maximum(macs, 1.0)),
-        np.log(f["in_channels"].to_numpy(np.float64)),
-        np.log(f["out_channels"].to_numpy(np.float64)),
-        f["kernel_h"].to_numpy(np.float64),
-        f["kernel_w"].to_numpy(np.float64),
-        f["stride_h"].to_numpy(np.float64),
-        f["stride_w"].to_numpy(np.float64),
+        np.log(np.maximum(a[:, 0], 1.0)),
+        np.log(cin),
+        np.log(cout),
+        _col(f, "kernel_h"),
+        _col(f, "kernel_w"),
+        _col(f, "stride_h"),
+        _col(f, "stride_w"),
         np.log(g),
-        np.log((f["in_h"] * f["in_w"]).to_numpy(np.float64)),
-        np.log((f["out_h"] * f["out_w"]).to_numpy(np.float64)),
-        np.log(f["batch"].to_numpy(np.float64)),
-        np.log(threads),
+        np.log(cin / g),
+        np.log(_col(f, "in_h") * _col(f, "in_w")),
+        np.log(_col(f, "out_h") * _col(f, "out_w")),
+        np.log(a[:, 1]),
+        np.log(a[:, 2]),
+        np.log(a[:, 3]),
+        np.log(_col(f, "batch")),
+        np.log(_threads(f)),
+        cin % 16,
+        cout % 16,
+        np.log(work_us),
     ]
     cols += [(f["precision"] == k).to_numpy(np.float64) for k in kernels]
     return np.column_stack(cols)
@@ -74,10 +157,21 @@ def mape(pred: np.ndarray, true: np.ndarray) -> float:
     return float(np.mean(np.abs(pred - true) / true) * 100.0)
 
 
+def weighted_ape(pred: np.ndarray, true: np.ndarray) -> float:
+    """Sum of absolute errors over sum of latencies, in percent (big layers weigh more)."""
+    return float(np.abs(pred - true).sum() / true.sum() * 100.0)
+
+
 def _sklearn_version() -> str:
     import sklearn
 
     return str(sklearn.__version__)
+
+
+@dataclass
+class _Fitted:
+    work: WorkModel
+    trees: Any  # HistGradientBoostingRegressor on log(latency / work) or None (too few rows)
 
 
 class LearnedCostModel:
@@ -85,28 +179,46 @@ class LearnedCostModel:
 
     name = "learned"
 
-    def __init__(self, target: str = "", max_iter: int = 300, seed: int = 0) -> None:
+    def __init__(
+        self,
+        target: str = "",
+        max_iter: int = 300,
+        seed: int = 0,
+        learning_rate: float = 0.1,
+        max_depth: int | None = None,
+    ) -> None:
         self.target = target
         self.max_iter = max_iter
         self.seed = seed
-        self.estimator: Any = None
+        self.learning_rate = learning_rate
+        self.max_depth = max_depth
+        self.fitted: _Fitted | None = None
         self.kernels: list[str] = []
         self.seen: set[tuple[str, str]] = set()
         self.report: dict[str, Any] = {}
 
     # Fitting --------------------------------------------------------------------------------
-    def _new_estimator(self, rows: int) -> Any:
+    def _fit_frame(self, frame: pd.DataFrame) -> _Fitted:
         from sklearn.ensemble import HistGradientBoostingRegressor
 
-        return HistGradientBoostingRegressor(
-            max_iter=self.max_iter, learning_rate=0.1, min_samples_leaf=min(20, max(2, rows // 10)),
-            random_state=self.seed,
-        )  # fmt: skip
+        work = WorkModel().fit(frame)
+        base = work.predict(frame)
+        trees = None
+        if len(frame) >= 20:
+            trees = HistGradientBoostingRegressor(
+                max_iter=self.max_iter, learning_rate=self.learning_rate, max_depth=self.max_depth,
+                min_samples_leaf=min(20, max(2, len(frame) // 10)), l2_regularization=1.0,
+                random_state=self.seed,
+            )  # fmt: skip
+            trees.fit(features(frame, self.kernels, base),
+                      np.log(_col(frame, "latency_us") / base))  # fmt: skip
+        return _Fitted(work, trees)
 
-    def _fit_frame(self, frame: pd.DataFrame) -> Any:
-        est = self._new_estimator(len(frame))
-        est.fit(features(frame, self.kernels), np.log(frame["latency_us"].to_numpy(np.float64)))
-        return est
+    def _predict_with(self, fitted: _Fitted, frame: pd.DataFrame) -> np.ndarray:
+        base = fitted.work.predict(frame)
+        if fitted.trees is None:
+            return base
+        return base * np.exp(fitted.trees.predict(features(frame, self.kernels, base)))
 
     @staticmethod
     def _prepare(tables: pd.DataFrame | list[pd.DataFrame], threads: int) -> pd.DataFrame:
@@ -153,7 +265,7 @@ class LearnedCostModel:
                 raise HaqError(
                     f"holding out {holdout_model} leaves {len(train)} rows; nothing to fit"
                 )
-        self.estimator = self._fit_frame(train)
+        self.fitted = self._fit_frame(train)
         self.seen = set(zip(train["kind"], train["precision"].astype(str), strict=True))
         y = train["latency_us"].to_numpy(np.float64)
         pred = self._predict_array(train)
@@ -164,18 +276,25 @@ class LearnedCostModel:
         }
         if holdout_model is not None:
             test = frame[membership[holdout_model]]  # type: ignore[index]
-            holdout = {"model": holdout_model, "rows": len(test),
-                       "mape": round(mape(self._predict_array(test), test["latency_us"].to_numpy()), 2)}  # fmt: skip
+            holdout = {"model": holdout_model, **self._errors(self._predict_array(test), test)}
         self.report = {
             "target": self.target,
-            "estimator": "sklearn HistGradientBoostingRegressor on log(latency_us)",
+            "estimator": "non-negative linear work model per op group x kernel class x threads "
+            "(scipy nnls), times exp(sklearn HistGradientBoostingRegressor on "
+            "log(latency_us / work model))",
             "sklearn": _sklearn_version(),
-            "params": {"max_iter": self.max_iter, "seed": self.seed},
+            "params": {
+                "max_iter": self.max_iter,
+                "seed": self.seed,
+                "learning_rate": self.learning_rate,
+                "max_depth": self.max_depth,
+            },
             "features": feature_names(self.kernels),
             "rows": len(train),
             "kernels": self.kernels,
             "seen": sorted(f"{a}/{b}" for a, b in self.seen),
             "in_sample_mape": round(mape(pred, y), 2),
+            "work_model_in_sample_mape": round(mape(self.fitted.work.predict(train), y), 2),
             "in_sample_mape_by_kernel": by_kernel,
             "leave_one_model_out": self._lomo(frame, membership),
             "holdout": holdout,
@@ -206,25 +325,35 @@ class LearnedCostModel:
         if not membership or len(membership) < 2:
             return None
         per_model: dict[str, Any] = {}
-        errors, weights = [], []
         for model, mask in sorted(membership.items()):
             train, test = frame[~mask], frame[mask]
             if len(train) < 4 or test.empty:
                 per_model[model] = None
                 continue
-            est = self._fit_frame(train)
-            pred = np.exp(est.predict(features(test, self.kernels)))
-            err = mape(pred, test["latency_us"].to_numpy(np.float64))
-            per_model[model] = {"rows": len(test), "mape": round(err, 2)}
-            errors.append(err)
-            weights.append(len(test))
-        mean = float(np.average(errors, weights=weights)) if errors else math.nan
-        return {"per_model": per_model, "mean_mape": round(mean, 2),
-                "method": "each model's signatures (all batches) held out; fit on the rest"}  # fmt: skip
+            fitted = self._fit_frame(train)
+            per_model[model] = {
+                **self._errors(self._predict_with(fitted, test), test),
+                "work_model_mape": round(mape(fitted.work.predict(test), _col(test, "latency_us")), 2),
+            }  # fmt: skip
+        done = [v for v in per_model.values() if v is not None]
+        rows = sum(v["rows"] for v in done)
+        return {
+            "per_model": per_model,
+            "mean_mape": round(sum(v["mape"] * v["rows"] for v in done) / rows, 2) if rows else None,
+            "method": "each model's signatures (all batches) held out; fit on the rest; mape per "
+                      "row, weighted_ape = sum |error| / sum latency, work_model_mape = stage 1 alone",
+        }  # fmt: skip
+
+    def _errors(self, pred: np.ndarray, test: pd.DataFrame) -> dict[str, Any]:
+        true = _col(test, "latency_us")
+        return {"rows": len(test), "mape": round(mape(pred, true), 2),
+                "weighted_ape": round(weighted_ape(pred, true), 2)}  # fmt: skip
 
     # Prediction ------------------------------------------------------------------------------
     def _predict_array(self, frame: pd.DataFrame) -> np.ndarray:
-        return np.exp(self.estimator.predict(features(frame, self.kernels)))
+        if self.fitted is None:
+            raise HaqError("the learned cost model is not fitted; run `haq fit-cost-model`")
+        return self._predict_with(self.fitted, frame)
 
     def knows(self, kind: str, kernel: str) -> bool:
         """Whether training rows covered this (op kind, kernel class) pair."""
@@ -232,8 +361,6 @@ class LearnedCostModel:
 
     def predict_us(self, frame: pd.DataFrame) -> np.ndarray:
         """Latency (us) of table-like rows (signature columns, ``precision``, ``threads``)."""
-        if self.estimator is None:
-            raise HaqError("the learned cost model is not fitted; run `haq fit-cost-model`")
         return self._predict_array(frame)
 
     # Persistence ----------------------------------------------------------------------------
@@ -245,9 +372,10 @@ class LearnedCostModel:
 
     def save(self, folder: str | Path | None = None) -> Path:
         folder = Path(folder) if folder is not None else self.folder(self.target)
-        payload = {"format": 1, "sklearn": _sklearn_version(), "target": self.target,
-                   "estimator": self.estimator, "kernels": self.kernels, "seen": sorted(self.seen),
-                   "max_iter": self.max_iter, "seed": self.seed}  # fmt: skip
+        payload = {"format": FORMAT, "sklearn": _sklearn_version(), "target": self.target,
+                   "fitted": self.fitted, "kernels": self.kernels, "seen": sorted(self.seen),
+                   "params": {"max_iter": self.max_iter, "seed": self.seed,
+                              "learning_rate": self.learning_rate, "max_depth": self.max_depth}}  # fmt: skip
         atomic_write_bytes(folder / MODEL_FILE, pickle.dumps(payload))
         atomic_write_text(folder / REPORT_FILE, json.dumps(self.report, indent=2) + "\n")
         return folder
@@ -262,15 +390,15 @@ class LearnedCostModel:
         except Exception as e:  # noqa: BLE001 - any unpickling failure means the same to the user
             raise HaqError(f"fitted cost model {path} is unreadable ({type(e).__name__}); refit it "
                            "with `haq fit-cost-model`") from e  # fmt: skip
-        if not isinstance(payload, dict) or payload.get("format") != 1:
+        if not isinstance(payload, dict) or payload.get("format") != FORMAT:
             raise HaqError(
                 f"fitted cost model {path} has an unknown format; refit it with `haq fit-cost-model`"
             )
         if payload["sklearn"] != _sklearn_version():
             raise HaqError(f"fitted cost model {path} was made with scikit-learn {payload['sklearn']}, "
                            f"this is {_sklearn_version()}; refit it with `haq fit-cost-model`")  # fmt: skip
-        model = cls(payload["target"], payload["max_iter"], payload["seed"])
-        model.estimator = payload["estimator"]
+        model = cls(payload["target"], **payload["params"])
+        model.fitted = payload["fitted"]
         model.kernels = list(payload["kernels"])
         model.seen = {tuple(x) for x in payload["seen"]}  # type: ignore[misc]
         report = path.parent / REPORT_FILE

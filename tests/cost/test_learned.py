@@ -58,6 +58,15 @@ def test_fit_report_and_leave_one_model_out() -> None:
     assert LearnedCostModel(max_iter=10).fit(frame)["leave_one_model_out"] is None
 
 
+def test_unseen_larger_model_is_extrapolated_by_the_work_model() -> None:
+    """Model c's layers are larger than any of a's and b's: trees alone would predict the
+    biggest leaf; the work model scales with MACs, so c is predicted within the noise."""
+    frame, lmap = _synthetic()
+    lomo = LearnedCostModel("toy", max_iter=30).fit(frame, lmap)["leave_one_model_out"]
+    assert lomo["per_model"]["c"]["mape"] < 6.0
+    assert lomo["per_model"]["c"]["weighted_ape"] < 6.0
+
+
 def test_holdout_model() -> None:
     frame, lmap = _synthetic()
     m = LearnedCostModel("toy", max_iter=30)
