@@ -2,40 +2,44 @@
 ResNet-18, ResNet-50 and MobileNetV2 (per-layer kernel classes among fp32 / int8 /
 int8-weights), predicted from hardware_profiles/cpu-avx512 and measured end to end here.
 
-Predictions (all from the same tables and raw observations):
+Predictions (`haq.cost.LookupCostModel`, as `haq cost` and the search use it):
 
-- ``lookup``: `haq.cost.LookupCostModel` (layer rows + transition rows where classes differ):
-  what an unprofiled model with these signatures would get.
-- ``lookup+glue``: that plus the model's glue rows along the config (glue.csv): the full table
-  model of `haq.hardware.ort_profile`.
-- ``local``: `haq.hardware.ort_profile.TablePredictor` (the same sums with exact transition
-  keys instead of the lookup model's size interpolation).
-- ``local-unscaled`` / ``local-no-delta``: tables re-derived from the raw observations without
-  scaling node times to the wall time / without the in-context layer change.
+- ``lookup``: layer rows + transition rows + the model's glue rows (the model is one the
+  target profiled, so the glue applies): what `haq cost --model resnet18` answers.
+- ``lookup (no glue)``: the same without glue.csv: what a network the target never profiled,
+  built from the same layer signatures, would get.
 - ``kernel-sum``: the plain sum of the layers' in-graph kernel times (no boundaries, no glue),
   the per-layer-table baseline that under-predicts mixed configs.
-- ``local (p10)``: tables scaled to the fastest 10th-percentile wall time, compared with the
-  fastest 10th-percentile measurement: the same model with a statistic less sensitive to other
-  processes on this shared 2-vCPU machine.
+- ``... (p10 tables)``: tables re-derived from the same raw observations with every job scaled
+  to its fastest 10th-percentile wall time instead of its fastest median, compared with the
+  measured 10th percentile: the same model with a statistic less sensitive to other processes
+  on this shared 2-vCPU machine.
 
 Configs: per config a class mix is drawn from Dirichlet(1, 1, 1), then each layer's class from
-that mix (seeded), so the set spans near-uniform to evenly mixed configs. Measured: export +
-`benchmark(profile=False)`, in a run separate from the table measurement, ``--repeats`` passes
-over all configs, the fastest median counts; uniform fp32 and int8 are re-measured every 5
-configs, so drift against the table's own wall times shows. ``--reanalyze`` recomputes the
-predictions and metrics for the saved measurements (after the tables change) without timing.
+that mix (seeded), so the set spans near-uniform to evenly mixed configs; uniform fp32 and int8
+are measured alongside as drift references (compared with the tables' own wall times).
+
+Measurement (in a run separate from the table measurement): all configs of a model are
+exported and get their ORT session first; then ``--rounds`` rounds each time every config
+``--runs-per-round`` times, in a fresh random order per round, so a burst of other load hits
+every config alike instead of a few. Per config: the best round's median (the statistic the
+tables hold, whose jobs count their fastest pass median: the latency when other tenants of
+this shared VM leave the CPUs alone), and the median and 10th percentile of all runs. ``--reanalyze`` recomputes the predictions and metrics for the
+saved measurements (after the tables change) without timing.
 
     python experiments/cost_model_validation.py [--models resnet18,resnet50,mobilenet_v2]
-        [--configs 20] [--runs 30] [--repeats 2] [--threads 1] [--wait-idle 10] [--reanalyze]
+        [--configs 20] [--rounds 12] [--runs-per-round 6] [--threads 1] [--reanalyze]
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import statistics
 import sys
+import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -44,9 +48,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from haq.export.bench import benchmark
+from haq.cost.lookup import LookupCostModel
+from haq.export.bench import make_session
 from haq.export.onnx_export import export_onnx
 from haq.hardware import ort_profile as op
+from haq.hardware.profile import HardwareProfile, load_profile
 from haq.models import load_model
 from haq.quant import Quantizer
 
@@ -99,21 +105,40 @@ def quantizer(name: str) -> Quantizer:
     return Quantizer(loaded.model, loaded.example_input(), calibration_images=calib)
 
 
-def measure(q: Quantizer, kernels: list[str], args: argparse.Namespace) -> dict[str, Any]:
-    """Export the config, then its wall time (profiler off) and the load around it."""
-    waited = op.wait_for_idle(args.wait_idle)[0] if args.wait_idle > 0 else 0.0
-    data, _ = export_onnx(q, op.class_config(q.layer_names, kernels))
-    r = benchmark(data, threads=args.threads, runs=args.runs, warmup=5, profile=False,
-                  busy_check_s=0.2)  # fmt: skip
-    return {"median_ms": r.median_ms, "p10_ms": r.p10_ms, "p90_ms": r.p90_ms,
-            "busy": r.busy_warning is not None, "others_cpu": r.others_cpu_during,
-            "waited_s": waited}  # fmt: skip
+def time_interleaved(
+    sessions: list[Any], feeds: dict[str, np.ndarray], rounds: int, per_round: int, seed: int
+) -> list[list[list[float]]]:
+    """Per session and round, the ms of each timed run: ``rounds`` rounds over all sessions in
+    a fresh random order, ``per_round`` runs each (one untimed run first, to re-warm caches)."""
+    rng = np.random.default_rng(seed)
+    out: list[list[list[float]]] = [[] for _ in sessions]
+    for _ in range(rounds):
+        for i in rng.permutation(len(sessions)):
+            sess = sessions[i]
+            sess.run(None, feeds)
+            runs = []
+            for _ in range(per_round):
+                t0 = time.perf_counter()
+                sess.run(None, feeds)
+                runs.append((time.perf_counter() - t0) * 1e3)
+            out[i].append(runs)
+    return out
+
+
+def statistics_ms(per_round: list[list[float]]) -> dict[str, float]:
+    """Median and 10th percentile of all runs, and the best round's median (the statistic the
+    tables hold: the fastest of several passes' medians)."""
+    every = [t for runs in per_round for t in runs]
+    return {"median_ms": float(np.median(every)), "p10_ms": float(np.percentile(every, 10)),
+            "p90_ms": float(np.percentile(every, 90)),
+            "best_round_median_ms": float(min(np.median(r) for r in per_round)),
+            "runs": len(every)}  # fmt: skip
 
 
 def run_measurements(args: argparse.Namespace, obs: list[dict[str, Any]]) -> dict[str, Any]:
-    """Time every config ``args.repeats`` times (whole passes) and the uniform drift checks."""
+    """Time every config (and the uniform fp32 / int8 references) interleaved, per model."""
     table_wall = {  # the uniform configs' wall times in the table measurement
-        (o["model"], o["config"].removeprefix("uniform:")): float(o["wall_us"])
+        (o["model"], o["config"].removeprefix("uniform:")): float(o["wall_us"]) / 1e3
         for o in obs
         if o["config"].startswith("uniform:") and o["threads"] == args.threads
     }
@@ -124,92 +149,91 @@ def run_measurements(args: argparse.Namespace, obs: list[dict[str, Any]]) -> dic
     with op.reuse_float_graph():
         for mi, name in enumerate(args.models.split(",")):
             q = quantizer(name)
-            configs = random_configs(len(q.layer_names), args.configs, args.seed + mi)
-            model_rows = [
-                {"model": name, "config": ci, "kernels": k, "timings": [],
-                 "counts": {c: k.count(c) for c in CLASSES}}
-                for ci, k in enumerate(configs)
-            ]  # fmt: skip
-            for pass_no in range(args.repeats):  # whole passes: a burst of load hits one timing
-                for ci, kernels in enumerate(configs):
-                    if ci % 5 == 0:
-                        for cls in ("fp32", "int8"):
-                            t = measure(q, [cls] * len(kernels), args)
-                            ref = table_wall.get((name, cls))
-                            drift.append({"model": name, "pass": pass_no + 1, "before_config": ci,
-                                          "pattern": cls, **t,
-                                          "table_ms": None if ref is None else ref / 1e3,
-                                          "ratio": None if ref is None else round(t["median_ms"] * 1e3 / ref, 4)})  # fmt: skip
-                    model_rows[ci]["timings"].append(measure(q, kernels, args))
-            for row in model_rows:
-                passes = ", ".join(f"{t['median_ms']:.3f}" for t in row["timings"])
-                print(f"{name:>13} #{row['config']:2d} medians {passes} ms", flush=True)
-            rows.extend(model_rows)
+            n = len(q.layer_names)
+            configs = random_configs(n, args.configs, args.seed + mi)
+            refs = [[c] * n for c in ("fp32", "int8")]
+            sessions = []
+            for kernels in configs + refs:
+                data, _ = export_onnx(q, op.class_config(q.layer_names, kernels))
+                sessions.append(make_session(data, threads=args.threads))
+            inp = sessions[0].get_inputs()[0]
+            feeds = {inp.name: np.random.default_rng(0).standard_normal(
+                [d if isinstance(d, int) else 1 for d in inp.shape]).astype(np.float32)}  # fmt: skip
+            for sess in sessions:  # warm-up
+                for _ in range(3):
+                    sess.run(None, feeds)
+            times = time_interleaved(sessions, feeds, args.rounds, args.runs_per_round,
+                                     args.seed + mi)  # fmt: skip
+            del sessions
+            for ci, (kernels, ts) in enumerate(zip(configs + refs, times, strict=True)):
+                st = statistics_ms(ts)
+                if ci >= len(configs):
+                    cls = kernels[0]
+                    ref = table_wall.get((name, cls))
+                    best = st["best_round_median_ms"]
+                    drift.append({"model": name, "pattern": cls, **st, "table_ms": ref,
+                                  "ratio": None if ref is None else round(best / ref, 4)})  # fmt: skip
+                    continue
+                rows.append({"model": name, "config": ci, "kernels": kernels,
+                             "counts": {c: kernels.count(c) for c in CLASSES}, **st})  # fmt: skip
+                print(f"{name:>13} #{ci:2d} median {st['median_ms']:.3f} ms  best round "
+                      f"{st['best_round_median_ms']:.3f} ms  p10 {st['p10_ms']:.3f} ms", flush=True)  # fmt: skip
     return {"rows": rows, "drift": drift, "loadavg_start": load_start,
             "loadavg_end": os.getloadavg(), "measuring_seconds": round(time.time() - t_start, 1)}  # fmt: skip
 
 
+def variant_profile(profile: HardwareProfile, tables: op.Tables, tmp: Path) -> HardwareProfile:
+    """``profile`` reading ``tables`` (written to ``tmp``) instead of its own files."""
+    tmp.mkdir(parents=True, exist_ok=True)
+    paths = dict(profile.tables)
+    for key in ("layers", "transitions", "glue"):
+        paths[key] = tmp / f"{key}.csv"
+        getattr(tables, key).to_csv(paths[key], index=False)
+    return dataclasses.replace(profile, tables=paths)
+
+
 def analyze(rows: list[dict[str, Any]], args: argparse.Namespace) -> dict[str, Any]:
     """Predictions of every method for every measured config, and the metrics."""
-    from haq.cost.lookup import LookupCostModel
-    from haq.hardware.profile import load_profile
-
     tables_dir = Path(args.tables)
     profile = load_profile(tables_dir.parent / "cpu-avx512.yaml")
     tables = op.read_tables(tables_dir)
     obs = op.read_observations(tables_dir)
-    variants = {
-        "local-unscaled": op.aggregate(obs, scaled=False),
-        "local-no-delta": op.aggregate(obs, with_delta=False),
-        "local (p10)": op.aggregate(obs, wall_stat="p10"),
-    }
+    no_glue = dataclasses.replace(
+        profile, tables={k: v for k, v in profile.tables.items() if k != "glue"}
+    )
     kernel_us = {
         tuple(r[c] for c in op.LAYER_KEY): float(r["kernel_us"])
         for r in tables.layers.to_dict("records")
     }
-    for row in rows:
-        best = min(row["timings"], key=lambda t: t["median_ms"])
-        row["measured_ms"] = best["median_ms"]
-        row["measured_p10_ms"] = min(t["p10_ms"] for t in row["timings"])
-        row["measured_first_pass_ms"] = row["timings"][0]["median_ms"]
-        row["busy"] = best["busy"]
-    for name in dict.fromkeys(r["model"] for r in rows):
-        q = quantizer(name)
-        specs = q.layers
-        lookup = LookupCostModel(profile, specs, threads=args.threads, learned=None)
-        local = op.TablePredictor(specs, name, args.threads, tables=tables)
-        others = {
-            k: op.TablePredictor(specs, name, args.threads, tables=t) for k, t in variants.items()
-        }
-        for row in (r for r in rows if r["model"] == name):
-            kernels = row["kernels"]
-            est = lookup.score(op.class_config(q.layer_names, kernels))
-            pred = local.predict(kernels)
-            row["pred_ms"] = {
-                "lookup": est.latency_ms,
-                "lookup+glue": None if est.latency_ms is None else est.latency_ms + pred.glue_us / 1e3,
-                "local": pred.total_us / 1e3,
-                **{k: p.predict(kernels).total_us / 1e3 for k, p in others.items()},
-                "kernel-sum": sum(
+    with tempfile.TemporaryDirectory() as tmp:
+        p10 = variant_profile(profile, op.aggregate(obs, wall_stat="p10"), Path(tmp))
+        methods = {"lookup": (profile, "best_round_median_ms"),
+                   "lookup (no glue)": (no_glue, "best_round_median_ms"),
+                   "lookup (p10 tables)": (p10, "p10_ms")}  # fmt: skip
+        for name in dict.fromkeys(r["model"] for r in rows):
+            specs = quantizer(name).layers
+            names = [s.name for s in specs]
+            models = {
+                m: LookupCostModel(prof, specs, threads=args.threads, learned=None)
+                for m, (prof, _) in methods.items()
+            }
+            for row in (r for r in rows if r["model"] == name):
+                config = op.class_config(names, row["kernels"])
+                row["pred_ms"] = {m: models[m].score(config).latency_ms for m in methods}
+                row["pred_ms"]["kernel-sum"] = sum(
                     kernel_us[(*op.signature(s, 1).values(), k, args.threads)]
-                    for s, k in zip(specs, kernels, strict=True)
-                ) / 1e3,
-            }  # fmt: skip
-            row["parts_us"] = {"layers": round(pred.layers_us, 1),
-                               "transitions": round(pred.transitions_us, 1),
-                               "glue": round(pred.glue_us, 1)}  # fmt: skip
-    models = list(dict.fromkeys(r["model"] for r in rows))
+                    for s, k in zip(specs, row["kernels"], strict=True)
+                ) / 1e3  # fmt: skip
+                row["answered_by"] = models["lookup"].score(config).model
+    model_names = list(dict.fromkeys(r["model"] for r in rows))
+    cases = [(m, key) for m, (_, key) in methods.items()]
+    cases += [("kernel-sum", "best_round_median_ms"), ("lookup", "median_ms")]
+    measured_as = {"best_round_median_ms": "best round's median", "median_ms": "median of all",
+                   "p10_ms": "10th percentile"}  # fmt: skip
     summary: dict[str, Any] = {}
-    measured_of = {
-        "measured_ms": "fastest median",
-        "measured_p10_ms": "fastest 10th percentile",
-        "measured_first_pass_ms": "first pass median only",
-    }
-    cases = [(m, "measured_ms") for m in rows[0]["pred_ms"] if m != "local (p10)"]
-    cases += [("local (p10)", "measured_p10_ms"), ("lookup+glue", "measured_first_pass_ms")]
     for method, key in cases:
         per_model = {}
-        for name in models:
+        for name in model_names:
             sel = [r for r in rows if r["model"] == name]
             pred = [r["pred_ms"][method] for r in sel]
             meas = [r[key] for r in sel]
@@ -224,36 +248,33 @@ def analyze(rows: list[dict[str, Any]], args: argparse.Namespace) -> dict[str, A
         meas = [r[key] for r in rows]
         label = (
             method
-            if key == "measured_ms" or method == "local (p10)"
-            else f"{method} vs {measured_of[key]}"
+            if key == methods.get(method, (None, "best_round_median_ms"))[1]
+            else (f"{method} vs {measured_as[key]}")
         )
         summary[label] = {
-            "measured": measured_of[key],
+            "measured": measured_as[key],
             "per_model": per_model,
             "overall": {
                 "mape_pct": round(mape(pred, meas), 2),
                 "kendall_tau_pooled": round(kendall_tau(pred, meas), 3),
-                "kendall_tau_mean_per_model": round(
-                    statistics.fmean(v["kendall_tau"] for v in per_model.values()), 3
-                ),
+                "kendall_tau_min_per_model": round(min(v["kendall_tau"] for v in per_model.values()), 3),
             },
-        }
+        }  # fmt: skip
         summary[label]["meets_acceptance"] = summary[label]["overall"]["mape_pct"] <= 5 and all(
             v["kendall_tau"] >= 0.9 for v in per_model.values()
         )
     for label, s in summary.items():
         per = "  ".join(f"{m}: {v['mape_pct']:.1f}% tau {v['kendall_tau']:.2f}"
                         for m, v in s["per_model"].items())  # fmt: skip
-        print(f"{label:>32}: MAPE {s['overall']['mape_pct']:5.2f}%  tau(mean) "
-              f"{s['overall']['kendall_tau_mean_per_model']:.3f}  | {per}")  # fmt: skip
-    spread = [max(t["median_ms"] for t in r["timings"]) / min(t["median_ms"] for t in r["timings"]) - 1
-              for r in rows if len(r["timings"]) > 1]  # fmt: skip
+        print(f"{label:>32} ({s['measured']}): MAPE {s['overall']['mape_pct']:5.2f}%  "
+              f"tau pooled {s['overall']['kendall_tau_pooled']:.3f}  | {per}")  # fmt: skip
+    spread = [r["median_ms"] / r["best_round_median_ms"] - 1 for r in rows]
     return {
         "summary": summary,
-        "pass_to_pass_spread_pct": {
-            "median": round(100 * statistics.median(spread), 2) if spread else None,
-            "max": round(100 * max(spread), 2) if spread else None,
-        },
+        "median_over_best_round_pct": {
+            "median": round(100 * statistics.median(spread), 2),
+            "max": round(100 * max(spread), 2),
+        },  # fmt: skip
         "tables_jobs": len(obs),
     }
 
@@ -262,42 +283,37 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--models", default="resnet18,resnet50,mobilenet_v2")
     ap.add_argument("--configs", type=int, default=20)
-    ap.add_argument("--runs", type=int, default=30)
-    ap.add_argument("--repeats", type=int, default=2,
-                    help="timing passes over all configs; the fastest median counts")  # fmt: skip
+    ap.add_argument("--rounds", type=int, default=12)
+    ap.add_argument("--runs-per-round", type=int, default=6)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--tables", default=str(TABLES))
-    ap.add_argument("--wait-idle", type=float, default=0.0,
-                    help="wait up to this many seconds per timing for idle CPUs")  # fmt: skip
+    ap.add_argument("--out", default=NAME, help="results name under experiments/results/")
     ap.add_argument("--reanalyze", action="store_true",
                     help="recompute predictions for the measurements in the saved results")  # fmt: skip
     args = ap.parse_args()
     warnings.filterwarnings("ignore")
+    keys = ("models", "configs", "rounds", "runs_per_round", "threads", "seed")
     if args.reanalyze:
-        saved = json.loads((RESULTS / f"{NAME}.json").read_text())
-        for key in ("models", "configs_per_model", "runs", "repeats", "threads", "seed"):
-            if key in saved.get("args", {}):
-                setattr(args, key.replace("configs_per_model", "configs"), saved["args"][key])
+        saved = json.loads((RESULTS / f"{args.out}.json").read_text())
+        for key in keys:
+            setattr(args, key, saved["args"][key])
         measured = {k: saved.get(k) for k in ("rows", "drift", "loadavg_start", "loadavg_end",
                                                "measuring_seconds", "cpu", "measured_at")}  # fmt: skip
-        measured["measured_at"] = measured["measured_at"] or saved.get("machine", {}).get("date")
     else:
         measured = run_measurements(args, op.read_observations(args.tables))
         measured["cpu"] = op.machine_info()
         measured["measured_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     result = analyze(measured["rows"], args)
-    save(NAME, {
+    save(args.out, {
         "target": "cpu-avx512",
-        "args": {"models": args.models, "configs_per_model": args.configs, "runs": args.runs,
-                 "repeats": args.repeats, "threads": args.threads, "seed": args.seed},
-        "measured": "per config the fastest of `repeats` wall-clock medians (profiler off), "
-                    "taken in separate passes over all configs",
-        "predictor_used": "haq.cost.LookupCostModel (+ glue.csv along the config); local = "
-                          "haq.hardware.ort_profile.TablePredictor",
+        "args": {k: getattr(args, k) for k in keys},
+        "measured": "per config `rounds` interleaved rounds (random order per round) of "
+                    "`runs_per_round` timed runs each: the best round's median (the tables' "
+                    "statistic: the fastest pass median), the median and 10th percentile of all",
+        "predictor_used": "haq.cost.LookupCostModel (lookup+glue for these profiled models)",
         "acceptance": "MAPE <= 5% overall, Kendall tau >= 0.9 per model",
         **result, **measured,
-        "busy_configs": sum(1 for r in measured["rows"] if r["busy"]),
         "tables_meta": str(Path(args.tables) / "layers.meta.json"), "argv": sys.argv[1:],
     })  # fmt: skip
 
