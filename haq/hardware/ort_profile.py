@@ -567,7 +567,8 @@ def _uniform_class(config: str) -> str | None:
 
 
 def _is_mnb(config: str) -> bool:
-    return not config.startswith(("uniform:", "alt:"))
+    """MatMulNBits configs (``fp32+matmulnbits4``): only their Linear layers are new."""
+    return "+matmulnbits" in config
 
 
 def aggregate(
@@ -702,7 +703,7 @@ def aggregate(
         for j, key in enumerate(keys):
             if mnb and key[0] not in MATMULNBITS_CLASSES and key[1] not in MATMULNBITS_CLASSES:
                 continue
-            if alt and key[0] in (key[1], INPUT) or alt and key[1] == OUTPUT:
+            if alt and (key[0] in (key[1], INPUT) or key[1] == OUTPUT):
                 continue  # the input/output positions come from the uniform configs
             measured = ob["boundaries"][j][1] * s
             table = 0.0
@@ -1140,8 +1141,8 @@ def profile_target(
                         f"scale {ob['scale']:.3f}{', busy' if ob['walls'][-1]['busy'] else ''})"
                         f"  elapsed {elapsed:.0f}s  ETA {eta:.0f}s")  # fmt: skip
     report.seconds = time.time() - t_start
-    if report.tables is None and observations:
-        report.tables = aggregate(observations)
+    if report.tables is None and observations:  # nothing new: re-derive (the code may have changed)
+        report.tables = write_all(d, observations, _meta(observations, info))
     if observations:
         write_profile_yaml(profile_yaml or d.parent / f"{target}.yaml", d, observations, info)
     return report

@@ -192,3 +192,19 @@ def test_fresh_measures_the_selected_jobs_again(profiled: tuple, tmp_path: Path)
     assert report.measured == 1 and report.skipped == 0
     # the planned job was measured again, replacing its old record; the rest are kept
     assert sorted(o["config"] for o in op.read_observations(out)) == before
+
+
+def test_a_run_with_nothing_to_measure_rederives_the_tables(
+    profiled: tuple, tmp_path: Path
+) -> None:
+    import shutil
+
+    out = tmp_path / "cpu-avx512"
+    shutil.copytree(profiled[0], out)
+    before = (out / "glue.csv").read_bytes()
+    (out / "glue.csv").unlink()
+    (out / "transitions.csv").write_text("stale\n")
+    report = op.profile_target(["digits_cnn"], directory=out, progress=lambda _: None, **FAST)
+    assert report.measured == 0
+    assert (out / "glue.csv").read_bytes() == before
+    assert (out / "transitions.csv").read_text() != "stale\n"
