@@ -6,7 +6,9 @@ the held-out model's per-row MAPE, latency-weighted error and the work model's M
 (stage 1 without the trees). Also measures how far the *same* signature's measured row differs
 between two models of the cpu-avx512 tables (kernel time in each model's uniform config): a
 floor for any predictor keyed on layer shapes alone, because the graph around a layer (fused
-activations, residual adds) changes its in-graph time.
+activations, residual adds) changes its in-graph time. And what a user of an unprofiled
+network feels: per held-out model, kernel class and thread count, the sum of the predicted
+rows over all its layers (a uniform config) against the sum of its measured rows.
 
     python experiments/learned_cost_model.py [--targets cpu-avx512,gpu-h100] [--save]
 
@@ -20,9 +22,13 @@ import itertools
 import statistics
 import warnings
 
-from haq.cost.learned import fit_target
+import numpy as np
+import pandas as pd
+
+from haq.cost.learned import LearnedCostModel, fit_target
 from haq.hardware import ort_profile as op
 from haq.hardware.profile import get_target
+from haq.hardware.tables import SIGNATURE_COLUMNS, read_table
 
 from common import ROOT, save
 
@@ -60,6 +66,32 @@ def same_signature_spread() -> dict[str, object]:
     }
 
 
+def whole_network_errors(target: str) -> dict[str, object]:
+    """Per held-out model: |sum of predicted rows - sum of measured rows| / measured, over its
+    layers (with multiplicity), for each kernel class x threads the tables hold for it."""
+    profile = get_target(target)
+    table = read_table(profile.tables["layers"])
+    lmap = pd.read_csv(profile.tables["layer_map"])
+    model = LearnedCostModel(target)
+    frame = model._prepare(table, profile.threads[0])
+    model.kernels = sorted(frame["precision"].astype(str).unique())
+    sig = [c for c in SIGNATURE_COLUMNS if c != "batch"]
+    out: dict[str, object] = {}
+    for name, mask in sorted((model._membership(frame, lmap) or {}).items()):
+        train, test = frame[~mask], frame[mask & (frame["batch"] == profile.batch)]
+        test = test.assign(pred=model._predict_with(model._fit_frame(train), test))
+        counts = lmap[lmap["model"] == name].groupby(sig).size().rename("count").reset_index()
+        test = test.merge(counts, on=sig)
+        errors = []
+        for _, g in test.groupby(["precision", "threads"]):
+            if g["count"].sum() == len(lmap[lmap["model"] == name]):  # every layer has a row
+                true, pred = (g["latency_us"] * g["count"]).sum(), (g["pred"] * g["count"]).sum()
+                errors.append(abs(pred - true) / true)
+        if errors:
+            out[name] = {"configs": len(errors), "mape_pct": round(100 * float(np.mean(errors)), 1)}
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--targets", default="cpu-avx512,gpu-h100")
@@ -73,11 +105,15 @@ def main() -> None:
         out[target] = {"rows": model.report["rows"],
                        "in_sample_mape": model.report["in_sample_mape"],
                        "leave_one_model_out": lomo}  # fmt: skip
+        whole = whole_network_errors(target)
+        out[target]["whole_network_uniform_configs"] = whole  # type: ignore[index]
         print(f"{target}: {model.report['rows']} rows, in-sample {model.report['in_sample_mape']}%")
         for name, v in (lomo or {}).get("per_model", {}).items():
             if v:
+                w = whole.get(name, {})
                 print(f"  held out {name:>20}: MAPE {v['mape']:6.1f}%  weighted {v['weighted_ape']:5.1f}%"
-                      f"  work model alone {v['work_model_mape']:6.1f}%  ({v['rows']} rows)")  # fmt: skip
+                      f"  work model alone {v['work_model_mape']:6.1f}%  ({v['rows']} rows)"
+                      f"  whole network {w.get('mape_pct', float('nan')):5.1f}%")  # fmt: skip
     spread = same_signature_spread()
     print(f"same signature, two models (cpu-avx512): median {spread['all']['median_pct']}% "
           f"over {spread['all']['rows']} rows")  # fmt: skip
