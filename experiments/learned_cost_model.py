@@ -25,7 +25,7 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from haq.cost.learned import LearnedCostModel, fit_target
+from haq.cost.learned import LearnedCostModel, fit_target, with_activations
 from haq.hardware import ort_profile as op
 from haq.hardware.profile import get_target
 from haq.hardware.tables import SIGNATURE_COLUMNS, read_table
@@ -70,11 +70,12 @@ def whole_network_errors(target: str) -> dict[str, object]:
     """Per held-out model: |sum of predicted rows - sum of measured rows| / measured, over its
     layers (with multiplicity), for each kernel class x threads the tables hold for it."""
     profile = get_target(target)
-    table = read_table(profile.tables["layers"])
     lmap = pd.read_csv(profile.tables["layer_map"])
+    table = with_activations(read_table(profile.tables["layers"]), lmap)  # as fit_target does
     model = LearnedCostModel(target)
     frame = model._prepare(table, profile.threads[0])
     model.kernels = sorted(frame["precision"].astype(str).unique())
+    model.acts = "act" in frame
     sig = [c for c in SIGNATURE_COLUMNS if c != "batch"]
     out: dict[str, object] = {}
     for name, mask in sorted((model._membership(frame, lmap) or {}).items()):

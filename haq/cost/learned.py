@@ -38,6 +38,11 @@ from haq.errors import HaqError
 from haq.hardware.profile import OP_KINDS, HardwareProfile
 from haq.hardware.tables import SIGNATURE_COLUMNS
 from haq.io import atomic_write_bytes, atomic_write_text
+from haq.models.layers import ACTIVATIONS
+
+#: Values of the optional ``act`` column (`LayerSpec.act`): one-hot features when a table has
+#: it (a measured in-graph time depends on whether the runtime fuses the activation).
+ACTS = ["none", *ACTIVATIONS.values()]
 
 MODEL_FILE = "model.pkl"
 REPORT_FILE = "fit_report.json"
@@ -116,13 +121,16 @@ class WorkModel:
         return np.maximum(out, 1e-3)
 
 
-def feature_names(kernels: list[str]) -> list[str]:
-    return [f"kind={k}" for k in OP_KINDS] + NUMERIC + [f"kernel={k}" for k in kernels]
+def feature_names(kernels: list[str], acts: bool = False) -> list[str]:
+    names = [f"kind={k}" for k in OP_KINDS] + NUMERIC + [f"kernel={k}" for k in kernels]
+    return names + ([f"act={a}" for a in ACTS] if acts else [])
 
 
-def features(frame: pd.DataFrame, kernels: list[str], work_us: np.ndarray) -> np.ndarray:
-    """Tree features of table-like rows (`SIGNATURE_COLUMNS`, ``precision``, ``threads``) with
-    their work-model latency."""
+def features(
+    frame: pd.DataFrame, kernels: list[str], work_us: np.ndarray, acts: bool = False
+) -> np.ndarray:
+    """Tree features of table-like rows (`SIGNATURE_COLUMNS`, ``precision``, ``threads``, with
+    ``acts`` also ``act``; missing = "none") with their work-model latency."""
     f = frame
     a = work_terms(f)
     cin, cout, g = _col(f, "in_channels"), _col(f, "out_channels"), _col(f, "groups")
@@ -149,6 +157,9 @@ def features(frame: pd.DataFrame, kernels: list[str], work_us: np.ndarray) -> np
         np.log(work_us),
     ]
     cols += [(f["precision"] == k).to_numpy(np.float64) for k in kernels]
+    if acts:
+        act = f["act"].fillna("none") if "act" in f else pd.Series("none", index=f.index)
+        cols += [(act == a).to_numpy(np.float64) for a in ACTS]
     return np.column_stack(cols)
 
 
@@ -194,6 +205,7 @@ class LearnedCostModel:
         self.max_depth = max_depth
         self.fitted: _Fitted | None = None
         self.kernels: list[str] = []
+        self.acts = False  # whether the training table had an ``act`` column
         self.seen: set[tuple[str, str]] = set()
         self.report: dict[str, Any] = {}
 
@@ -210,7 +222,7 @@ class LearnedCostModel:
                 min_samples_leaf=min(20, max(2, len(frame) // 10)), l2_regularization=1.0,
                 random_state=self.seed,
             )  # fmt: skip
-            trees.fit(features(frame, self.kernels, base),
+            trees.fit(features(frame, self.kernels, base, self.acts),
                       np.log(_col(frame, "latency_us") / base))  # fmt: skip
         return _Fitted(work, trees)
 
@@ -218,7 +230,7 @@ class LearnedCostModel:
         base = fitted.work.predict(frame)
         if fitted.trees is None:
             return base
-        return base * np.exp(fitted.trees.predict(features(frame, self.kernels, base)))
+        return base * np.exp(fitted.trees.predict(features(frame, self.kernels, base, self.acts)))
 
     @staticmethod
     def _prepare(tables: pd.DataFrame | list[pd.DataFrame], threads: int) -> pd.DataFrame:
@@ -250,6 +262,7 @@ class LearnedCostModel:
         """
         frame = self._prepare(tables, threads)
         self.kernels = sorted(frame["precision"].astype(str).unique())
+        self.acts = "act" in frame
         membership = self._membership(frame, layer_map)
         train = frame
         holdout: dict[str, Any] | None = None
@@ -289,7 +302,7 @@ class LearnedCostModel:
                 "learning_rate": self.learning_rate,
                 "max_depth": self.max_depth,
             },
-            "features": feature_names(self.kernels),
+            "features": feature_names(self.kernels, self.acts),
             "rows": len(train),
             "kernels": self.kernels,
             "seen": sorted(f"{a}/{b}" for a, b in self.seen),
@@ -373,7 +386,8 @@ class LearnedCostModel:
     def save(self, folder: str | Path | None = None) -> Path:
         folder = Path(folder) if folder is not None else self.folder(self.target)
         payload = {"format": FORMAT, "sklearn": _sklearn_version(), "target": self.target,
-                   "fitted": self.fitted, "kernels": self.kernels, "seen": sorted(self.seen),
+                   "fitted": self.fitted, "kernels": self.kernels, "acts": self.acts,
+                   "seen": sorted(self.seen),
                    "params": {"max_iter": self.max_iter, "seed": self.seed,
                               "learning_rate": self.learning_rate, "max_depth": self.max_depth}}  # fmt: skip
         atomic_write_bytes(folder / MODEL_FILE, pickle.dumps(payload))
@@ -400,6 +414,7 @@ class LearnedCostModel:
         model = cls(payload["target"], **payload["params"])
         model.fitted = payload["fitted"]
         model.kernels = list(payload["kernels"])
+        model.acts = bool(payload.get("acts", False))
         model.seen = {tuple(x) for x in payload["seen"]}  # type: ignore[misc]
         report = path.parent / REPORT_FILE
         model.report = json.loads(report.read_text()) if report.is_file() else {}
@@ -416,6 +431,22 @@ class LearnedCostModel:
         except HaqError as e:
             warnings.warn(f"ignoring the learned cost model of {target}: {e}", stacklevel=2)
             return None
+
+
+def with_activations(table: pd.DataFrame, layer_map: pd.DataFrame) -> pd.DataFrame:
+    """``table`` with an ``act`` column when it can be known: rows that name the model that
+    measured them (``model``) take the most common activation of that model's layers with the
+    signature (layer_map ``act``); otherwise the table is returned as is."""
+    if "model" not in table or "act" not in layer_map:
+        return table
+    acts = (
+        layer_map.groupby(["model", *_SIG_NO_BATCH])["act"]
+        .agg(lambda a: a.mode().iloc[0])
+        .reset_index()
+    )
+    out = table.merge(acts, on=["model", *_SIG_NO_BATCH], how="left")
+    out["act"] = out["act"].fillna("none")
+    return out
 
 
 def fit_target(
@@ -436,6 +467,8 @@ def fit_target(
         raise HaqError(f"{profile.tables['layers']} has kernel classes {unknown} that profile "
                        f"{profile.id} does not declare; add them under 'kernels'")  # fmt: skip
     layer_map = pd.read_csv(profile.tables["layer_map"]) if "layer_map" in profile.tables else None
+    if layer_map is not None:
+        table = with_activations(table, layer_map)
     model = LearnedCostModel(profile.id, max_iter=max_iter)
     model.fit(table, layer_map, holdout_model, threads=profile.threads[0])
     model.report["table"] = str(profile.tables["layers"].name)

@@ -136,6 +136,7 @@ class LookupCostModel(MatrixCostModel):
                     **signature(self.layers[i], self.batch),
                     "precision": self.kernels[k],
                     "threads": self.threads,
+                    "act": self.layers[i].act,
                 }
                 for i, k in cells
             ]  # fmt: skip

@@ -545,7 +545,7 @@ def measure_job(
 
 def _spec_row(s: LayerSpec) -> list[Any]:
     return [s.kind, s.in_channels, s.out_channels, *s.kernel, *s.stride, s.groups, *s.in_hw,
-            *s.out_hw, s.macs, s.params]  # fmt: skip
+            *s.out_hw, s.macs, s.params, s.act]  # fmt: skip
 
 
 def _spec_signature(row: Sequence[Any], batch: int) -> dict[str, Any]:
@@ -866,7 +866,8 @@ def write_all(
 
 
 def layer_map(observations: Sequence[dict[str, Any]]) -> pd.DataFrame:
-    """model, name, index, signature (without batch), macs, params of every profiled layer."""
+    """model, name, index, signature (without batch), macs, params and the activation after
+    it (`LayerSpec.act`) of every profiled layer."""
     import pandas as pd
 
     rows: dict[tuple[str, str], dict[str, Any]] = {}
@@ -876,7 +877,8 @@ def layer_map(observations: Sequence[dict[str, Any]]) -> pd.DataFrame:
                 spec = ob["specs"][idx]
                 sig = dict(zip(SIGNATURE_COLUMNS[:-1], spec[:12], strict=True))
                 rows[(ob["model"], name)] = {"model": ob["model"], "name": name, "index": idx,
-                                             **sig, "macs": spec[12], "params": spec[13]}  # fmt: skip
+                                             **sig, "macs": spec[12], "params": spec[13],
+                                             "act": spec[14] if len(spec) > 14 else "none"}  # fmt: skip
     return pd.DataFrame(list(rows.values()))
 
 
@@ -905,7 +907,10 @@ _TABLE_DOCS = {
         "mean of n observations (uniform configs for same-class pairs, alternating configs "
         "otherwise); add the rows along a config to the lookup sum for a profiled model"
     ),
-    "layer_map": "model, layer name, execution index and signature of every profiled layer",
+    "layer_map": (
+        "model, layer name, execution index, signature, MACs, parameters and the activation "
+        "after it (act) of every profiled layer"
+    ),
 }
 
 
@@ -1054,6 +1059,10 @@ def profile_target(
     with reuse_float_graph():
         for m in models:
             model = loaded[m] = _load(m, weights, calib_images)
+            rows = [_spec_row(s) for s in model.specs]
+            for ob in observations:  # layer descriptions as this version discovers them
+                if ob["model"] == m and len(ob["specs"]) == len(rows):
+                    ob["specs"] = rows
             names = [s.name for s in model.specs]
             kinds = [s.kind for s in model.specs]
             for label, kernels in plan_configs(names, kinds, classes, transitions):

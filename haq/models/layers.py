@@ -6,7 +6,7 @@ token counts and MACs are the ones the network really sees, in execution order.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import pandas as pd
@@ -14,6 +14,15 @@ import torch
 from torch import nn
 
 QUANTIZABLE = (nn.Conv2d, nn.Linear)
+#: Activation modules by the name `LayerSpec.act` gives them ("none": anything else, e.g. a
+#: residual add, or nothing). Runtimes fuse some into the layer (ORT: Relu, Clip), not others.
+ACTIVATIONS: dict[type[nn.Module], str] = {
+    nn.ReLU: "relu", nn.ReLU6: "relu6", nn.Hardswish: "hardswish", nn.SiLU: "silu",
+    nn.GELU: "gelu", nn.Sigmoid: "sigmoid", nn.Hardsigmoid: "hardsigmoid", nn.Tanh: "tanh",
+    nn.LeakyReLU: "leakyrelu",
+}  # fmt: skip
+#: Modules an activation is looked for through (BN folded or not, dropout at inference).
+_PASS_THROUGH = (nn.BatchNorm1d, nn.BatchNorm2d, nn.Identity, nn.Dropout)
 
 
 @dataclass(frozen=True)
@@ -32,6 +41,7 @@ class LayerSpec:
     out_hw: tuple[int, int]
     macs: int
     params: int
+    act: str = "none"  # activation applied to the output (through BN / Identity): `ACTIVATIONS`
 
     @property
     def tokens(self) -> int:
@@ -95,11 +105,45 @@ def discover_layers(model: nn.Module, example_input: torch.Tensor) -> list[Layer
             )  # fmt: skip
         seen[name] = spec
 
+    # activation: the leaf module that consumes a layer's output, through pass-through modules
+    outputs: dict[str, int] = {}  # layer -> id of its output tensor
+    consumed_by: dict[int, tuple[nn.Module, int]] = {}  # tensor id -> (first consumer, its output)
+    keep: list[torch.Tensor] = []  # keep tensors alive so their ids are not reused mid-run
+
+    def record_output(mod: nn.Module, _inputs: tuple[Any, ...], output: Any) -> None:
+        if isinstance(output, torch.Tensor):
+            keep.append(output)
+            if isinstance(mod, QUANTIZABLE) and names[mod] not in outputs:
+                outputs[names[mod]] = id(output)
+
+    def record_consumer(mod: nn.Module, inputs: tuple[Any, ...], output: Any) -> None:
+        if inputs and isinstance(inputs[0], torch.Tensor) and isinstance(output, torch.Tensor):
+            if output is inputs[0] and isinstance(mod, _PASS_THROUGH):
+                return  # nn.Identity (a folded BN) hands the same tensor on
+            consumed_by.setdefault(id(inputs[0]), (mod, id(output)))
+            keep.extend((inputs[0], output))
+
     for m in model.modules():
         if isinstance(m, QUANTIZABLE):
             handles.append(m.register_forward_hook(hook))
+            handles.append(m.register_forward_hook(record_output))
+        elif not any(True for _ in m.children()):
+            handles.append(m.register_forward_hook(record_consumer))
     probe(model, example_input, handles)
-    return list(seen.values())
+
+    def activation(tensor: int | None) -> str:
+        for _ in range(8):
+            mod, out = consumed_by.get(tensor, (None, None)) if tensor is not None else (None, None)
+            if mod is None:
+                return "none"
+            if type(mod) in ACTIVATIONS:
+                return ACTIVATIONS[type(mod)]
+            if not isinstance(mod, _PASS_THROUGH):
+                return "none"
+            tensor = out
+        return "none"
+
+    return [replace(s, act=activation(outputs.get(name))) for name, s in seen.items()]
 
 
 def layers_frame(layers: list[LayerSpec]) -> pd.DataFrame:

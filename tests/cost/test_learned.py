@@ -118,3 +118,32 @@ def test_fit_target_on_profile_tables(tmp_path: Path) -> None:
     assert (tmp_path / "out" / MODEL_FILE).is_file()
     with pytest.raises(HaqError, match="cannot fit"):
         LearnedCostModel().fit(frame.head(2))
+
+
+def test_activation_column_joins_from_the_layer_map_and_is_learned() -> None:
+    """Random shapes, a random activation per layer; a fused relu6 costs 1.5x. Only the
+    ``act`` column can tell which rows pay it."""
+    from haq.cost.learned import with_activations
+
+    rng = np.random.default_rng(1)
+    rows, lmap = [], []
+    for model in "abcd":
+        for i in range(12):
+            cin, cout, hw = (int(x) for x in rng.choice([16, 32, 64, 128], 3))
+            act = str(rng.choice(["relu", "relu6"]))
+            sig = {"kind": "conv", "in_channels": cin, "out_channels": cout, "kernel_h": 3,
+                   "kernel_w": 3, "stride_h": 1, "stride_w": 1, "groups": 1, "in_h": hw,
+                   "in_w": hw, "out_h": hw, "out_w": hw}  # fmt: skip
+            lmap.append({"model": model, "name": f"l{i}", "act": act, **sig})
+            lat = (2.0 + cin * cout * 9 * hw * hw / 1e3) * (1.5 if act == "relu6" else 1.0)
+            rows.append({**sig, "batch": 1, "precision": "fp32", "latency_us": lat, "threads": 1,
+                         "model": model})  # fmt: skip
+    frame, layer_map = pd.DataFrame(rows).drop_duplicates(SIGNATURE_COLUMNS), pd.DataFrame(lmap)
+    joined = with_activations(frame, layer_map)
+    assert len(joined) == len(frame) and set(joined["act"]) == {"relu", "relu6"}
+    report = LearnedCostModel("toy", max_iter=50).fit(joined, layer_map)
+    assert "act=relu6" in report["features"]
+    without = LearnedCostModel("toy", max_iter=50).fit(frame, layer_map)
+    assert report["leave_one_model_out"]["mean_mape"] < without["leave_one_model_out"]["mean_mape"]
+    # tables without a model column (layers measured alone) are left as they are
+    assert "act" not in with_activations(frame.drop(columns=["model"]), layer_map)
