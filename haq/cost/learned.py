@@ -9,7 +9,9 @@ larger, smaller or shaped unlike any training row, and a tree predicts the neare
    x threads, then kernel class. It extrapolates the way hardware does: in proportion to work.
 2. Gradient-boosted trees on log(latency / work model) from shape features
    (`feature_names`): what the work terms miss (3-channel stems, alignment to the vector
-   width, small spatial sizes), bounded by what the training rows showed.
+   width, small spatial sizes), bounded by what the training rows showed. Where the table
+   says which model measured each row, the activation after the layer is a feature too
+   (`with_activations`; `LayerSpec.act`): runtimes fuse some activations into the layer.
 
 It predicts layers no table row covers (new models, other batch sizes) and only answers for
 (op kind, kernel class) pairs it saw in training.
