@@ -28,7 +28,7 @@ import pandas as pd
 from haq.cost.learned import LearnedCostModel, fit_target, with_activations
 from haq.hardware import ort_profile as op
 from haq.hardware.profile import get_target
-from haq.hardware.tables import SIGNATURE_COLUMNS, read_table
+from haq.hardware.tables import SHAPE_COLUMNS, read_table
 
 from common import ROOT, save
 
@@ -76,7 +76,7 @@ def whole_network_errors(target: str) -> dict[str, object]:
     frame = model._prepare(table, profile.threads[0])
     model.kernels = sorted(frame["precision"].astype(str).unique())
     model.acts = "act" in frame
-    sig = [c for c in SIGNATURE_COLUMNS if c != "batch"]
+    sig = SHAPE_COLUMNS
     out: dict[str, object] = {}
     for name, mask in sorted((model._membership(frame, lmap) or {}).items()):
         train, test = frame[~mask], frame[mask & (frame["batch"] == profile.batch)]

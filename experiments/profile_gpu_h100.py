@@ -58,7 +58,7 @@ import pandas as pd
 import torch
 
 from haq.hardware import torch_gpu as tg
-from haq.hardware.tables import COLUMNS, SIGNATURE_COLUMNS, signature, write_table
+from haq.hardware.tables import COLUMNS, SHAPE_COLUMNS, signature, write_table
 from haq.models import discover_layers, load_model
 
 TARGET = "gpu-h100"
@@ -183,7 +183,7 @@ def _e2e_frame(state: State) -> pd.DataFrame:
     frame = pd.DataFrame(state.e2e_rows, columns=E2E_COLUMNS)
     if frame.empty or not state.rows or not state.layer_map:
         return frame
-    key = [c for c in SIGNATURE_COLUMNS if c != "batch"]
+    key = SHAPE_COLUMNS
     layers = _layers_frame(state.rows)[key + ["batch", "precision", "latency_us"]]
     lmap = pd.DataFrame(state.layer_map)
     for i, row in frame.iterrows():

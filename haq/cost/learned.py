@@ -38,7 +38,7 @@ import pandas as pd
 
 from haq.errors import HaqError
 from haq.hardware.profile import OP_KINDS, HardwareProfile
-from haq.hardware.tables import SIGNATURE_COLUMNS
+from haq.hardware.tables import SHAPE_COLUMNS, SIGNATURE_COLUMNS
 from haq.io import atomic_write_bytes, atomic_write_text
 from haq.models.layers import ACTIVATIONS
 
@@ -54,7 +54,6 @@ NUMERIC = ["log_macs", "log_in_channels", "log_out_channels", "kernel_h", "kerne
            "stride_w", "log_groups", "log_channels_per_group", "log_in_hw", "log_out_hw",
            "log_input_elements", "log_output_elements", "log_weights", "log_batch",
            "log_threads", "in_channels_mod16", "out_channels_mod16", "log_work_model"]  # fmt: skip
-_SIG_NO_BATCH = [c for c in SIGNATURE_COLUMNS if c != "batch"]
 
 
 def _col(frame: pd.DataFrame, name: str) -> np.ndarray:
@@ -324,13 +323,13 @@ class LearnedCostModel:
         """model -> boolean mask of the table rows whose signature (any batch) it uses."""
         if layer_map is None:
             return None
-        missing = [c for c in ["model"] + _SIG_NO_BATCH if c not in layer_map]
+        missing = [c for c in ["model"] + SHAPE_COLUMNS if c not in layer_map]
         if missing:
             raise HaqError(f"layer map lacks columns {missing}; it needs model + signature columns")
-        keys = pd.MultiIndex.from_frame(frame[_SIG_NO_BATCH])
+        keys = pd.MultiIndex.from_frame(frame[SHAPE_COLUMNS])
         out = {}
         for model, rows in layer_map.groupby("model"):
-            own = pd.MultiIndex.from_frame(rows[_SIG_NO_BATCH].drop_duplicates())
+            own = pd.MultiIndex.from_frame(rows[SHAPE_COLUMNS].drop_duplicates())
             out[str(model)] = np.asarray(keys.isin(own))
         return out
 
@@ -442,11 +441,11 @@ def with_activations(table: pd.DataFrame, layer_map: pd.DataFrame) -> pd.DataFra
     if "model" not in table or "act" not in layer_map:
         return table
     acts = (
-        layer_map.groupby(["model", *_SIG_NO_BATCH])["act"]
+        layer_map.groupby(["model", *SHAPE_COLUMNS])["act"]
         .agg(lambda a: a.mode().iloc[0])
         .reset_index()
     )
-    out = table.merge(acts, on=["model", *_SIG_NO_BATCH], how="left")
+    out = table.merge(acts, on=["model", *SHAPE_COLUMNS], how="left")
     out["act"] = out["act"].fillna("none")
     return out
 

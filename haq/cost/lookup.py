@@ -26,6 +26,7 @@ from haq.hardware.profile import HardwareProfile
 from haq.hardware.tables import (
     INPUT,
     OUTPUT,
+    SHAPE_COLUMNS,
     SIGNATURE_COLUMNS,
     read_glue,
     read_table,
@@ -186,8 +187,7 @@ class LookupCostModel(MatrixCostModel):
     def profiled_as(self, layer_map: pd.DataFrame) -> str | None:
         """The profiled model whose layer table is this network's (names and signatures, in
         execution order), or None."""
-        sig_cols = [c for c in SIGNATURE_COLUMNS if c != "batch"]
-        missing = [c for c in ["model", "name", "index", *sig_cols] if c not in layer_map]
+        missing = [c for c in ["model", "name", "index", *SHAPE_COLUMNS] if c not in layer_map]
         if missing:
             raise HaqError(f"{self.profile.tables['layer_map']} lacks columns {missing}; "
                            "re-measure the target or restore the file")  # fmt: skip
@@ -196,7 +196,7 @@ class LookupCostModel(MatrixCostModel):
             if len(rows) != len(ours):
                 continue
             rows = rows.sort_values("index")
-            theirs = [(str(r[0]), *_key(r[1:])) for r in rows[["name", *sig_cols]].to_numpy()]
+            theirs = [(str(r[0]), *_key(r[1:])) for r in rows[["name", *SHAPE_COLUMNS]].to_numpy()]
             if theirs == ours:
                 return str(model)
         return None

@@ -96,7 +96,7 @@ from typing import TYPE_CHECKING, Any
 
 from haq.errors import HaqError
 from haq.hardware.profile import KernelRule
-from haq.hardware.tables import COLUMNS, INPUT, OUTPUT, SIGNATURE_COLUMNS, signature
+from haq.hardware.tables import COLUMNS, INPUT, OUTPUT, SHAPE_COLUMNS, SIGNATURE_COLUMNS, signature
 from haq.io import atomic_write_bytes, atomic_write_text
 
 if TYPE_CHECKING:
@@ -875,7 +875,7 @@ def layer_map(observations: Sequence[dict[str, Any]]) -> pd.DataFrame:
         for idx, name, *_ in ob["layers"]:
             if (ob["model"], name) not in rows:
                 spec = ob["specs"][idx]
-                sig = dict(zip(SIGNATURE_COLUMNS[:-1], spec[:12], strict=True))
+                sig = dict(zip(SHAPE_COLUMNS, spec[:12], strict=True))
                 rows[(ob["model"], name)] = {"model": ob["model"], "name": name, "index": idx,
                                              **sig, "macs": spec[12], "params": spec[13],
                                              "act": spec[14] if len(spec) > 14 else "none"}  # fmt: skip

@@ -48,6 +48,8 @@ SIGNATURE_COLUMNS = [
 ]  # fmt: skip
 MEASURE_COLUMNS = ["precision", "kernel", "latency_us", "p10_us", "p90_us", "runs", "threads"]
 COLUMNS = SIGNATURE_COLUMNS + MEASURE_COLUMNS
+#: A layer's shape: the signature without the batch (``layer_map`` tables are keyed by it).
+SHAPE_COLUMNS = [c for c in SIGNATURE_COLUMNS if c != "batch"]
 TRANSITION_COLUMNS = [
     "from_kernel", "to_kernel", "channels", "h", "w", "batch", "threads", "latency_us",
 ]  # fmt: skip
