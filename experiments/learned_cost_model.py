@@ -93,6 +93,17 @@ def whole_network_errors(target: str) -> dict[str, object]:
     return out
 
 
+def without_activations(target: str) -> dict[str, float]:
+    """Leave-one-model-out MAPE per model when the table's act column is not used."""
+    profile = get_target(target)
+    table = read_table(profile.tables["layers"])
+    lmap = pd.read_csv(profile.tables["layer_map"])
+    report = LearnedCostModel(target).fit(table, lmap)["leave_one_model_out"]
+    per = {k: v["mape"] for k, v in report["per_model"].items() if v}
+    print(f"  without the act feature: {per}")
+    return per
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--targets", default="cpu-avx512,gpu-h100")
@@ -103,6 +114,8 @@ def main() -> None:
     for target in args.targets.split(","):
         model = fit_target(get_target(target), save=args.save)
         lomo = model.report["leave_one_model_out"]
+        if model.acts:  # the same fit without the activation feature, for comparison
+            out[f"{target} without act"] = without_activations(target)
         out[target] = {"rows": model.report["rows"],
                        "in_sample_mape": model.report["in_sample_mape"],
                        "leave_one_model_out": lomo}  # fmt: skip
