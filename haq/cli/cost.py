@@ -93,6 +93,7 @@ def run(args: argparse.Namespace) -> int:
     if args.per_layer:
         out["layers"] = detail["layers"]
         out["boundary_costs"] = detail["boundaries"]
+        out["same_class_glue_us"] = detail.get("same_class_glue_us", 0.0)
     if args.json:
         print(json.dumps(out))
         return 0
@@ -117,4 +118,7 @@ def run(args: argparse.Namespace) -> int:
             note = "" if b["costed"] else "  (no transition row: not costed)"
             print(f"  boundary {b['after']} -> {b['before']}: {b['from']} -> {b['to']} "
                   f"{b['latency_us']:.2f} us{note}")  # fmt: skip
+        if detail.get("same_class_glue_us"):
+            print(f"  glue of {detail['glue_model']} at same-class boundaries: "
+                  f"{detail['same_class_glue_us']:.2f} us")  # fmt: skip
     return 0

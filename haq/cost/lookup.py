@@ -180,8 +180,13 @@ class LookupCostModel(MatrixCostModel):
 
     def breakdown(self, config: Any) -> dict[str, Any]:
         """`MatrixCostModel.breakdown` plus the profiled model whose glue rows are included
-        (in the first / last layer's latency and in the boundaries' costs)."""
-        return {**super().breakdown(config), "glue_model": self.glue_model}
+        (in the first / last layer's latency and in the boundaries' costs) and the glue of the
+        boundaries between layers of the same class, which ``boundaries`` does not list."""
+        out = super().breakdown(config)
+        ks = [self.kernel_index[r["kernel"]] for r in out["layers"]]
+        pairs = enumerate(zip(ks[:-1], ks[1:], strict=True))
+        same = [self.trans_us[i, a, b] for i, (a, b) in pairs if a == b]
+        return {**out, "glue_model": self.glue_model, "same_class_glue_us": float(sum(same))}
 
     # Glue -----------------------------------------------------------------------------------
     def profiled_as(self, layer_map: pd.DataFrame) -> str | None:

@@ -267,6 +267,12 @@ def test_glue_rows_of_a_profiled_model(tmp_path: Path) -> None:
     assert est.model == "lookup+glue" and m.breakdown(MIXED)["glue_model"] == "toynet"
     fp = m.score(BitConfig.uniform("fp32"))  # only the same-class dw -> fc row applies
     assert fp.latency_ms == pytest.approx((10 + 6 + 3 - 1.0) / 1000)
+    for config in (MIXED, BitConfig.uniform("fp32")):  # the breakdown adds up to the total
+        d = m.breakdown(config)
+        parts = sum(r["latency_us"] for r in d["layers"]) + d["same_class_glue_us"]
+        parts += sum(b["latency_us"] for b in d["boundaries"])
+        assert parts / 1000 == pytest.approx(d["latency_ms"])
+    assert m.breakdown(BitConfig.uniform("fp32"))["same_class_glue_us"] == pytest.approx(-1.0)
     # another network (renamed layers) is not the profiled model
     other = [dataclasses.replace(s, name=f"m.{s.name}") for s in layers()]
     plain = LookupCostModel(get_target(path), other, learned=None)
