@@ -183,6 +183,17 @@ def test_batch_axis(models: dict[str, Path]) -> None:
         benchmark(models["fixed"], batch=2, profile=False, **FAST)
 
 
+def test_rounds_report_the_fastest_round(models: dict[str, Path]) -> None:
+    one = benchmark(models["fp32"], profile=False, **FAST)
+    assert one.rounds == 1 and one.best_round_median_ms == one.median_ms
+    r = benchmark(models["fp32"], profile=False, rounds=3, pause_s=0.0, **FAST)
+    assert r.rounds == 3
+    # at least half of every round is at or above its median, so of all runs too
+    assert r.min_ms <= r.best_round_median_ms <= r.median_ms
+    with pytest.raises(HaqError, match="rounds must be at least 1"):
+        benchmark(models["fp32"], profile=False, rounds=0, **FAST)
+
+
 def test_busy_machine_warns(models: dict[str, Path], monkeypatch: pytest.MonkeyPatch,
                             capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
     ticks = {"busy": 0, "total": 0}
