@@ -214,20 +214,21 @@ def analyze(rows: list[dict[str, Any]], args: argparse.Namespace) -> dict[str, A
             specs = quantizer(name).layers
             names = [s.name for s in specs]
             models = {
-                m: LookupCostModel(prof, specs, threads=args.threads, learned=None)
+                m: LookupCostModel(prof, specs, threads=args.threads)  # + learned for missing rows
                 for m, (prof, _) in methods.items()
             }
             for row in (r for r in rows if r["model"] == name):
                 config = op.class_config(names, row["kernels"])
                 row["pred_ms"] = {m: models[m].score(config).latency_ms for m in methods}
-                row["pred_ms"]["kernel-sum"] = sum(
-                    kernel_us[(*op.signature(s, 1).values(), k, args.threads)]
-                    for s, k in zip(specs, row["kernels"], strict=True)
-                ) / 1e3  # fmt: skip
+                keys = [(*op.signature(s, 1).values(), k, args.threads)
+                        for s, k in zip(specs, row["kernels"], strict=True)]  # fmt: skip
+                if all(k in kernel_us for k in keys):  # a profiled model's own rows
+                    row["pred_ms"]["kernel-sum"] = sum(kernel_us[k] for k in keys) / 1e3
                 row["answered_by"] = models["lookup"].score(config).model
     model_names = list(dict.fromkeys(r["model"] for r in rows))
     cases = [(m, key) for m, (_, key) in methods.items()]
     cases += [("kernel-sum", "best_round_median_ms"), ("lookup", "median_ms")]
+    cases = [(m, k) for m, k in cases if all(m in r["pred_ms"] for r in rows)]
     measured_as = {"best_round_median_ms": "best round's median", "median_ms": "median of all",
                    "p10_ms": "10th percentile"}  # fmt: skip
     summary: dict[str, Any] = {}
