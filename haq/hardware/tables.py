@@ -146,9 +146,10 @@ def read_table(path: str | Path) -> pd.DataFrame:
 
 
 def write_table(frame: pd.DataFrame, path: str | Path, meta: dict[str, Any] | None = None) -> None:
-    """Atomically write the table (and its metadata sidecar), de-duplicated on key + precision."""
+    """Atomically write the table (and its metadata sidecar), de-duplicated on key + precision
+    (+ threads, when the table has them: rows of different thread counts are different rows)."""
     path = Path(path)
-    key = SIGNATURE_COLUMNS + ["precision"]
+    key = SIGNATURE_COLUMNS + ["precision"] + (["threads"] if "threads" in frame else [])
     frame = frame.drop_duplicates(subset=key, keep="last").sort_values(key, kind="stable")
     cols = [c for c in COLUMNS if c in frame.columns] + [
         c for c in frame.columns if c not in COLUMNS
