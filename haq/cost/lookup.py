@@ -161,10 +161,17 @@ class LookupCostModel(MatrixCostModel):
             return
         size = rows["channels"] * rows["h"] * rows["w"]
         rows = rows.assign(size=size.astype(np.float64))
-        for (src, dst), grp in rows.groupby(["from_kernel", "to_kernel"]):
+        groups = {(str(a), str(b)): g for (a, b), g in rows.groupby(["from_kernel", "to_kernel"])}
+        alias = self.profile.transition_aliases
+        for src in self.kernels:  # pairs without rows take their aliases' rows (the profile's)
+            for dst in self.kernels:
+                stand_in = (alias.get(src, src), alias.get(dst, dst))
+                if (src, dst) not in groups and stand_in in groups and src != dst:
+                    groups[(src, dst)] = groups[stand_in]
+        for (src, dst), grp in groups.items():
             if src == dst:
                 continue
-            f, t = self.kernel_index[str(src)], self.kernel_index[str(dst)]
+            f, t = self.kernel_index[src], self.kernel_index[dst]
             agg = grp.groupby("size").mean(numeric_only=True).sort_index()
             xs = agg.index.to_numpy(np.float64)
             self.trans_us[:, f, t] = interpolate(xs, agg["latency_us"].to_numpy(np.float64), x)

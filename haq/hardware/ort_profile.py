@@ -1295,11 +1295,14 @@ def write_profile_yaml(
         },
         "energy": False,
         "peaks": {},
+        # the glue is derived with these stand-ins (`_Lookup.transition`): cost models use them too
+        "transition_aliases": dict(TRANSITION_FALLBACK),
         "notes": (
             "Tables: layers (kernel + same-class boundary time), transitions (extra time where "
             "classes differ), glue per model, boundary position and class pair (the lookup "
             "cost model adds it for a profiled model). MatMulNBits measured at block "
-            "32 with fp32 convs; its missing transition keys fall back to fp32's. int8 with "
+            "32 with fp32 convs; its missing transition pairs use fp32's (transition_aliases). "
+            "int8 with "
             "activations under 8 bits adds a Clip node the tables do not charge."
         ),
     }

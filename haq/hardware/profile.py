@@ -46,7 +46,7 @@ TABLE_KEYS = (
 )  # "layers" required when tables given
 REQUIRED_KEYS = ("id", "kind", "description", "provenance", "provenance_details", "kernels",
                  "rules", "batch", "threads")  # fmt: skip
-OPTIONAL_KEYS = ("tables", "energy", "peaks", "kernel_bits", "notes")
+OPTIONAL_KEYS = ("tables", "energy", "peaks", "kernel_bits", "transition_aliases", "notes")
 PEAK_SUFFIXES = ("_gops", "_overhead_us")  # per kernel class; plus bandwidth_gbs, overhead_us
 PEAK_GLOBALS = ("bandwidth_gbs", "overhead_us")
 
@@ -114,6 +114,8 @@ class HardwareProfile:
     )  # e.g. {"int8_gops": ..., "fp32_gops": ..., "bandwidth_gbs": ..., "overhead_us": ...}
     path: Path | None = None
     kernel_bits: dict[str, tuple[int, int]] = field(default_factory=dict)  # storage (w, a) bits
+    # kernel class -> class whose transition rows stand in where it has none of its own
+    transition_aliases: dict[str, str] = field(default_factory=dict)
     notes: str = ""
 
     # Capabilities -----------------------------------------------------------------------
@@ -424,12 +426,21 @@ def load_profile(path: str | Path) -> HardwareProfile:
             raise c.fail(f"kernel_bits.{key}", f"{value!r} is not [w_bits, a_bits]",
                          "write e.g. [16, 16]")  # fmt: skip
         kernel_bits[str(key)] = (int(value[0]), int(value[1]))
+    aliases_raw = data.get("transition_aliases") or {}
+    if not isinstance(aliases_raw, Mapping):
+        raise c.fail("transition_aliases", "is not a mapping", "write e.g. 'matmulnbits4: fp32'")
+    for key, value in aliases_raw.items():
+        for name in (key, value):
+            if name not in kernels:
+                raise c.fail(f"transition_aliases.{key}", f"{name!r} is not a declared kernel "
+                             "class", f"use one of {', '.join(kernels)}")  # fmt: skip
     notes = data.get("notes") or ""
     return HardwareProfile(
         id=pid, kind=kind, description=data["description"].strip(), provenance=prov,
         provenance_details=dict(details), kernels=kernels, rules=rules, batch=batch,
         threads=threads, tables=tables, energy=energy, peaks=peaks, path=path,
         kernel_bits=kernel_bits, notes=str(notes).strip(),
+        transition_aliases={str(k): str(v) for k, v in aliases_raw.items()},
     )  # fmt: skip
 
 

@@ -294,3 +294,21 @@ def test_bad_glue_tables(tmp_path: Path, edit, message: str) -> None:
     path = _glue_target(tmp_path, edit(glue))
     with pytest.raises(HaqError, match=message):
         LookupCostModel(get_target(path), layers(), learned=None)
+
+
+def test_transition_aliases_stand_in_for_missing_pairs(tmp_path: Path) -> None:
+    kernels = {"fp32": "float", "int8": "integer GEMM", "int4": "4-bit GEMM"}
+    rules = [{"ops": ["conv"], "w": [2, 4], "a": [2, 4], "kernel": "int4"}]
+    rules += profile_dict()["rules"]
+    frame = pd.concat([table(), table().query("precision == 'int8'").assign(precision="int4")])
+    trans = pd.DataFrame([("int8", "fp32", 16, 8, 8, 1, 1, 2.0)], columns=TRANSITION_COLUMNS)
+    config = BitConfig({"c1": "w4a4", "dw": "fp32", "fc": "fp32"})  # int4 -> fp32 -> fp32
+    plain = _model(tmp_path, profile=profile_dict(kernels=kernels, rules=rules), frame=frame,
+                   transitions=trans)  # fmt: skip
+    assert plain.score(config).latency_ms == pytest.approx((4 + 6 + 3) / 1000)  # no row: 0
+    aliased = profile_dict(kernels=kernels, rules=rules, transition_aliases={"int4": "int8"})
+    m = _model(tmp_path, profile=aliased, frame=frame, transitions=trans)
+    assert m.score(config).latency_ms == pytest.approx((4 + 6 + 3 + 2.0) / 1000)
+    with pytest.raises(HaqError, match="transition_aliases.int4"):
+        _model(tmp_path, profile=profile_dict(kernels=kernels, rules=rules,
+                                              transition_aliases={"int4": "int2"}))  # fmt: skip
