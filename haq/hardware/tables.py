@@ -77,27 +77,37 @@ def signature(spec: LayerSpec, batch: int = 1) -> dict[str, Any]:
     }
 
 
-def _read_csv(path: Path, what: str) -> pd.DataFrame:
+def _read_csv(path: Path, what: str, required: list[str]) -> pd.DataFrame:
+    """The CSV at ``path`` with its ``required`` columns, or a one-line error."""
     if not path.is_file():
         raise HaqError(
             f"{what} {path} not found; measure it with `haq profile` or fix the profile's path"
         )
     try:
-        return pd.read_csv(path)
+        frame = pd.read_csv(path)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
         raise HaqError(
             f"{what} {path} is not readable CSV ({type(e).__name__}); re-measure or restore it"
         ) from e
+    missing = [c for c in required if c not in frame.columns]
+    if missing:
+        raise HaqError(
+            f"{what} {path} lacks columns {missing}; see haq.hardware.tables for the schema"
+        )
+    return frame
 
 
-def _check_numeric(frame: pd.DataFrame, path: Path, what: str, columns: list[str]) -> None:
+def _check_numeric(
+    frame: pd.DataFrame, path: Path, what: str, columns: list[str], negative: bool = False
+) -> None:
     for col in columns:
         values = pd.to_numeric(frame[col], errors="coerce")
-        bad = values.isna() | (values < 0)
+        bad = values.isna() if negative else values.isna() | (values < 0)
         if bad.any():
             row = int(bad.to_numpy().nonzero()[0][0]) + 2  # 1-based, after the header line
+            sign = "" if negative else ", negative"
             raise HaqError(
-                f"{what} {path}: column {col!r} has a missing, negative or non-numeric value "
+                f"{what} {path}: column {col!r} has a missing{sign} or non-numeric value "
                 f"(line {row}); fix or drop that row"
             )
 
@@ -105,12 +115,7 @@ def _check_numeric(frame: pd.DataFrame, path: Path, what: str, columns: list[str
 def read_transitions(path: str | Path) -> pd.DataFrame:
     """A transition table (`TRANSITION_COLUMNS`), validated."""
     path = Path(path)
-    frame = _read_csv(path, "transition table")
-    missing = [c for c in TRANSITION_COLUMNS if c not in frame.columns]
-    if missing:
-        raise HaqError(
-            f"transition table {path} lacks columns {missing}; see haq.hardware.tables for the schema"
-        )
+    frame = _read_csv(path, "transition table", TRANSITION_COLUMNS)
     _check_numeric(frame, path, "transition table", TRANSITION_COLUMNS[2:])
     return frame
 
@@ -118,28 +123,16 @@ def read_transitions(path: str | Path) -> pd.DataFrame:
 def read_glue(path: str | Path) -> pd.DataFrame:
     """A glue table (`GLUE_COLUMNS`), validated (glue may be negative: it corrects the sums)."""
     path = Path(path)
-    frame = _read_csv(path, "glue table")
-    missing = [c for c in GLUE_COLUMNS if c not in frame.columns]
-    if missing:
-        raise HaqError(
-            f"glue table {path} lacks columns {missing}; see haq.hardware.tables for the schema"
-        )
+    frame = _read_csv(path, "glue table", GLUE_COLUMNS)
     _check_numeric(frame, path, "glue table", ["threads", "batch", "index"])
-    if pd.to_numeric(frame["latency_us"], errors="coerce").isna().any():
-        raise HaqError(f"glue table {path}: column 'latency_us' has a missing or non-numeric "
-                       "value; fix or drop that row")  # fmt: skip
+    _check_numeric(frame, path, "glue table", ["latency_us"], negative=True)
     return frame
 
 
 def read_table(path: str | Path) -> pd.DataFrame:
     """A layer latency table, validated (key columns present, latencies numeric and >= 0)."""
     path = Path(path)
-    frame = _read_csv(path, "latency table")
-    missing = [c for c in SIGNATURE_COLUMNS + ["precision", "latency_us"] if c not in frame.columns]
-    if missing:
-        raise HaqError(
-            f"latency table {path} lacks columns {missing}; see haq.hardware.tables for the schema"
-        )
+    frame = _read_csv(path, "latency table", SIGNATURE_COLUMNS + ["precision", "latency_us"])
     numeric = [c for c in SIGNATURE_COLUMNS if c != "kind"] + ["latency_us"]
     _check_numeric(frame, path, "latency table", numeric)
     return frame
