@@ -1,14 +1,20 @@
 """How well does the learned cost model predict a network it has never seen?
 
 For each target with latency tables and a layer map (cpu-avx512, gpu-h100), fits
-`haq.cost.LearnedCostModel` with each model's layer signatures held out in turn and reports
-the held-out model's per-row MAPE, latency-weighted error and the work model's MAPE alone
-(stage 1 without the trees). Also measures how far the *same* signature's measured row differs
-between two models of the cpu-avx512 tables (kernel time in each model's uniform config): a
-floor for any predictor keyed on layer shapes alone, because the graph around a layer (fused
-activations, residual adds) changes its in-graph time. And what a user of an unprofiled
-network feels: per held-out model, kernel class and thread count, the sum of the predicted
-rows over all its layers (a uniform config) against the sum of its measured rows.
+`haq.cost.LearnedCostModel` as `haq fit-cost-model` does and reads its leave-one-model-out
+report: each named model's layer signatures held out of the tables (and of the probe networks'
+rows) in turn, the held-out model's per-row MAPE, latency-weighted error, the work model's MAPE
+alone (stage 1 without the trees) and the whole-network error of its uniform configs (what a
+user of an unprofiled network feels). On cpu-avx512 also:
+
+- the same fit without the probe networks' rows;
+- the same fit on the layers' own kernel time (``kernel_us``: the layer's fused nodes, without
+  the boundary nodes in front of it - quantize/dequantize, transposes, and model ops such as a
+  squeeze-excite pool that belong to the graph around the layer, not to its signature);
+- a floor for any predictor keyed on layer features: each held-out row whose exact signature,
+  kernel class, thread count and activation another network (named or probe) also measured,
+  predicted by that other measurement. The graph around a layer (what the boundary in front
+  of it runs, cache state) changes its in-graph time, so even this "oracle" misses.
 
     python experiments/learned_cost_model.py [--targets cpu-avx512,gpu-h100] [--save]
 
@@ -18,90 +24,70 @@ rows over all its layers (a uniform config) against the sum of its measured rows
 from __future__ import annotations
 
 import argparse
-import itertools
 import statistics
 import warnings
+from pathlib import Path
+from typing import Any
 
-import numpy as np
 import pandas as pd
 
-from haq.cost.learned import LearnedCostModel, fit_target, with_activations
+from haq.cost.learned import fit_target
 from haq.hardware import ort_profile as op
 from haq.hardware.profile import get_target
-from haq.hardware.tables import SHAPE_COLUMNS, read_table
 
 from common import ROOT, save
 
+CPU_TABLES = ROOT / "hardware_profiles" / "cpu-avx512"
 
-def same_signature_spread() -> dict[str, object]:
-    """Relative difference of one signature's kernel time between two profiled models."""
-    obs = op.read_observations(ROOT / "hardware_profiles" / "cpu-avx512")
-    per: dict[tuple, dict[str, list[float]]] = {}
-    for ob in obs:
+
+def _rows(directory: Path, kernel_only: bool) -> dict[tuple[Any, ...], dict[str, list[float]]]:
+    """(signature, kernel, threads, act) -> model -> its rows' latency_us (kernel + same-class
+    boundary in front + output boundary after the last layer; ``kernel_only``: kernel_us),
+    from uniform configs."""
+    per: dict[tuple[Any, ...], dict[str, list[float]]] = {}
+    for ob in op.read_observations(directory):
         if op._uniform_class(ob["config"]) is None:
             continue
+        s, n = ob["scale"], len(ob["layers"])
+        bound = {b[0]: b[1] for b in ob["boundaries"]}
         for idx, _, k, med, *_ in ob["layers"]:
-            sig = tuple(op._spec_signature(ob["specs"][idx], ob["batch"]).values())
-            per.setdefault((sig, k, ob["threads"]), {}).setdefault(ob["model"], []).append(
-                med * ob["scale"]
+            row = (
+                med
+                if kernel_only
+                else med + bound.get(idx, 0.0) + (bound.get(n, 0.0) if idx == n - 1 else 0.0)
             )
-    pairs: dict[str, list[float]] = {}
-    for models in per.values():
-        for a, b in itertools.combinations(sorted(models), 2):
-            if a.startswith("cifar") and b.startswith("cifar"):
-                continue  # the same architecture family at other depths
-            x, y = statistics.fmean(models[a]), statistics.fmean(models[b])
-            pairs.setdefault(f"{a}/{b}", []).append(abs(x - y) / min(x, y))
-    every = [v for vs in pairs.values() for v in vs]
-    return {
-        "pairs": {
-            k: {"rows": len(v), "median_pct": round(100 * statistics.median(v), 1)}
-            for k, v in sorted(pairs.items())
-        },  # fmt: skip
-        "all": {
-            "rows": len(every),
-            "median_pct": round(100 * statistics.median(every), 1),
-            "mean_pct": round(100 * statistics.fmean(every), 1),
-        },  # fmt: skip
-    }
-
-
-def whole_network_errors(target: str) -> dict[str, object]:
-    """Per held-out model: |sum of predicted rows - sum of measured rows| / measured, over its
-    layers (with multiplicity), for each kernel class x threads the tables hold for it."""
-    profile = get_target(target)
-    lmap = pd.read_csv(profile.tables["layer_map"])
-    table = with_activations(read_table(profile.tables["layers"]), lmap)  # as fit_target does
-    model = LearnedCostModel(target)
-    frame = model._prepare(table, profile.threads[0])
-    model.kernels = sorted(frame["precision"].astype(str).unique())
-    model.acts = "act" in frame
-    sig = SHAPE_COLUMNS
-    out: dict[str, object] = {}
-    for name, mask in sorted((model._membership(frame, lmap) or {}).items()):
-        train, test = frame[~mask], frame[mask & (frame["batch"] == profile.batch)]
-        test = test.assign(pred=model._predict_with(model._fit_frame(train), test))
-        counts = lmap[lmap["model"] == name].groupby(sig).size().rename("count").reset_index()
-        test = test.merge(counts, on=sig)
-        errors = []
-        for _, g in test.groupby(["precision", "threads"]):
-            if g["count"].sum() == len(lmap[lmap["model"] == name]):  # every layer has a row
-                true, pred = (g["latency_us"] * g["count"]).sum(), (g["pred"] * g["count"]).sum()
-                errors.append(abs(pred - true) / true)
-        if errors:
-            out[name] = {"configs": len(errors), "mape_pct": round(100 * float(np.mean(errors)), 1)}
-    return out
-
-
-def without_activations(target: str) -> dict[str, float]:
-    """Leave-one-model-out MAPE per model when the table's act column is not used."""
-    profile = get_target(target)
-    table = read_table(profile.tables["layers"])
-    lmap = pd.read_csv(profile.tables["layer_map"])
-    report = LearnedCostModel(target).fit(table, lmap)["leave_one_model_out"]
-    per = {k: v["mape"] for k, v in report["per_model"].items() if v}
-    print(f"  without the act feature: {per}")
+            sig = tuple(op._spec_signature(ob["specs"][idx], ob["batch"]).values())
+            key = (sig, k, ob["threads"], ob["specs"][idx][-1])
+            per.setdefault(key, {}).setdefault(ob["model"], []).append(row * s)
     return per
+
+
+def oracle_floor(kernel_only: bool = False) -> dict[str, Any]:
+    """Per named model: MAPE of predicting its rows by another network's measurement of the
+    identical (signature, kernel class, threads, activation), where one exists."""
+    per = _rows(CPU_TABLES, kernel_only)
+    for key, models in _rows(CPU_TABLES / op.PROBES_DIR, kernel_only).items():
+        per.setdefault(key, {}).update(models)
+    errors: dict[str, list[float]] = {}
+    for models in per.values():
+        for name, own in models.items():
+            if name.startswith("probe_"):
+                continue
+            family = "cifar" if name.startswith("cifar") else name  # 20 and 56 share layers
+            others = [statistics.fmean(v) for m, v in models.items()
+                      if not (m.startswith("cifar") and family == "cifar") and m != name]  # fmt: skip
+            if others and statistics.fmean(own) > 0:
+                truth = statistics.fmean(own)
+                errors.setdefault(name, []).append(abs(statistics.fmean(others) - truth) / truth)
+    return {
+        name: {"rows": len(v), "mape": round(100 * statistics.fmean(v), 1),
+               "median_ape": round(100 * statistics.median(v), 1)}
+        for name, v in sorted(errors.items())
+    }  # fmt: skip
+
+
+def lomo(report: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in (report["leave_one_model_out"] or {})["per_model"].items() if v}
 
 
 def main() -> None:
@@ -110,28 +96,38 @@ def main() -> None:
     ap.add_argument("--save", action="store_true")
     args = ap.parse_args()
     warnings.filterwarnings("ignore")
-    out: dict[str, object] = {}
+    out: dict[str, Any] = {}
     for target in args.targets.split(","):
-        model = fit_target(get_target(target), save=args.save)
-        lomo = model.report["leave_one_model_out"]
-        if model.acts:  # the same fit without the activation feature, for comparison
-            out[f"{target} without act"] = without_activations(target)
-        out[target] = {"rows": model.report["rows"],
-                       "in_sample_mape": model.report["in_sample_mape"],
-                       "leave_one_model_out": lomo}  # fmt: skip
-        whole = whole_network_errors(target)
-        out[target]["whole_network_uniform_configs"] = whole  # type: ignore[index]
-        print(f"{target}: {model.report['rows']} rows, in-sample {model.report['in_sample_mape']}%")
-        for name, v in (lomo or {}).get("per_model", {}).items():
-            if v:
-                w = whole.get(name, {})
-                print(f"  held out {name:>20}: MAPE {v['mape']:6.1f}%  weighted {v['weighted_ape']:5.1f}%"
-                      f"  work model alone {v['work_model_mape']:6.1f}%  ({v['rows']} rows)"
-                      f"  whole network {w.get('mape_pct', float('nan')):5.1f}%")  # fmt: skip
-    spread = same_signature_spread()
-    print(f"same signature, two models (cpu-avx512): median {spread['all']['median_pct']}% "
-          f"over {spread['all']['rows']} rows")  # fmt: skip
-    out["same_signature_spread_cpu_avx512"] = spread
+        profile = get_target(target)
+        model = fit_target(profile, save=args.save)
+        r = model.report
+        out[target] = {"rows": r["rows"], "probe_rows": r["probe_rows"],
+                       "in_sample_mape": r["in_sample_mape"],
+                       "leave_one_model_out": r["leave_one_model_out"]}  # fmt: skip
+        print(f"{target}: {r['rows']} rows ({r['probe_rows']} from probe networks), "
+              f"in-sample {r['in_sample_mape']}%")  # fmt: skip
+        variants: dict[str, dict[str, Any]] = {}
+        if "probes" in profile.tables:
+            variants["without probes"] = lomo(fit_target(profile, save=False, probes=False).report)
+        if "kernel_us" in pd.read_csv(profile.tables["layers"], nrows=1):
+            variants["kernel time"] = lomo(
+                fit_target(profile, save=False, column="kernel_us").report
+            )
+        for name, v in lomo(r).items():
+            extra = "  ".join(f"{k}: {w[name]['mape']:5.1f}%" for k, w in variants.items())
+            print(f"  held out {name:>20}: MAPE {v['mape']:5.1f}%  weighted {v['weighted_ape']:5.1f}%"
+                  f"  work model alone {v['work_model_mape']:5.1f}%  whole network "
+                  f"{v['network_ape'] if v['network_ape'] is not None else float('nan'):5.1f}%"
+                  f"  ({v['rows']} rows)  {extra}")  # fmt: skip
+        for k, w in variants.items():
+            out[target][k] = {name: v["mape"] for name, v in w.items()}
+    floor = {"row": oracle_floor(), "kernel time": oracle_floor(kernel_only=True)}
+    print("another network's measurement of the identical row (signature, kernel, threads, act):")
+    for name, v in floor["row"].items():
+        k = floor["kernel time"].get(name, {})
+        print(f"  {name:>20}: MAPE {v['mape']:5.1f}%  median {v['median_ape']:5.1f}%  "
+              f"({v['rows']} rows); kernel time alone {k.get('mape', float('nan')):5.1f}%")  # fmt: skip
+    out["oracle_floor_cpu_avx512"] = floor
     save("learned_cost_model", out)
 
 

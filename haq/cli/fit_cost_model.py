@@ -17,6 +17,8 @@ def register(sub: Any) -> None:
         "--out", default=None, help="folder to save into (default cost_models/<target>/)"
     )
     p.add_argument("--max-iter", type=int, default=300, help="boosting iterations (default 300)")
+    p.add_argument("--no-probes", action="store_true",
+                   help="leave the probe networks' rows (tables.probes) out of the training data")  # fmt: skip
     p.add_argument("--json", action="store_true", help="print the fit report as JSON")
     p.set_defaults(func=run)
 
@@ -29,15 +31,16 @@ def run(args: argparse.Namespace) -> int:
     if args.max_iter < 1:
         raise HaqError(f"--max-iter must be at least 1, not {args.max_iter}")
     profile = get_target(args.target)
-    model = fit_target(profile, args.holdout_model, args.out, max_iter=args.max_iter)
+    model = fit_target(
+        profile, args.holdout_model, args.out, max_iter=args.max_iter, probes=not args.no_probes
+    )
     r = model.report
     folder = args.out or LearnedCostModel.folder(profile.id)
     if args.json:
         print(json.dumps({**r, "saved_to": str(folder)}))
         return 0
-    print(
-        f"{profile.id}: fitted on {r['rows']} rows ({', '.join(r['kernels'])}); saved to {folder}"
-    )
+    print(f"{profile.id}: fitted on {r['rows']} rows ({r['probe_rows']} from probe networks; "
+          f"{', '.join(r['kernels'])}); saved to {folder}")  # fmt: skip
     print(f"  in-sample MAPE {r['in_sample_mape']:.1f}%")
     lomo = r["leave_one_model_out"]
     if lomo:

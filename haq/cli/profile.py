@@ -19,8 +19,12 @@ def register(sub: Any) -> None:
         ),
     )
     p.add_argument("--target", required=True, help="hardware target (measured here: cpu-avx512)")
-    p.add_argument("--model", "-m", required=True,
+    p.add_argument("--model", "-m", default=None,
                    help="registered model name(s), comma-separated (see `haq models`)")  # fmt: skip
+    p.add_argument("--probes", type=int, default=None, metavar="N",
+                   help="measure the probe networks probe_0 .. probe_<N-1> (seeded random CNNs "
+                        "of the classifier design space, haq.models.probe) into <tables>/probes/: "
+                        "training rows for the learned cost model (uniform configs only)")  # fmt: skip
     p.add_argument("--weights", "-w", default="none",
                    help="'none' (default: random init; latency does not depend on the values), "
                         "'default' or a checkpoint path")  # fmt: skip
@@ -67,7 +71,14 @@ def run(args: argparse.Namespace) -> int:
             f"unknown target {args.target!r}; `haq profile` measures: {', '.join(op.TARGETS)}"
         )
     threads = _int_list("--threads", args.threads)
-    models = [m.strip() for m in args.model.split(",") if m.strip()]
+    if (args.model is None) == (args.probes is None):
+        raise HaqError("give either --model NAMES or --probes N")
+    if args.probes is not None:
+        if args.probes < 1:
+            raise HaqError(f"--probes must be at least 1, not {args.probes}")
+        models = [f"probe_{i}" for i in range(args.probes)]
+    else:
+        models = [m.strip() for m in args.model.split(",") if m.strip()]
     if not models:
         raise HaqError("--model needs at least one model name (see `haq models`)")
     classes = (
@@ -89,6 +100,7 @@ def run(args: argparse.Namespace) -> int:
         wait_idle_s=args.wait_idle,
         repeats=args.repeats,
         fresh=args.fresh,
+        probes=args.probes is not None,
     )
     tables = report.tables
     sizes = (

@@ -174,6 +174,19 @@ def weighted_ape(pred: np.ndarray, true: np.ndarray) -> float:
     return float(np.abs(pred - true).sum() / true.sum() * 100.0)
 
 
+def _network_ape(test: pd.DataFrame, pred: np.ndarray, layers: pd.DataFrame) -> float | None:
+    """Mean |sum predicted - sum measured| / measured over a network's uniform configs: each
+    (kernel class, threads, batch) whose rows cover every layer; layers with multiplicity."""
+    counts = layers.groupby(SHAPE_COLUMNS).size().rename("count").reset_index()
+    rows = test.assign(pred=pred).merge(counts, on=SHAPE_COLUMNS)
+    errors = []
+    for _, g in rows.groupby(["precision", "threads", "batch"]):
+        if g["count"].sum() == len(layers):
+            true, guess = (g["latency_us"] * g["count"]).sum(), (g["pred"] * g["count"]).sum()
+            errors.append(abs(guess - true) / true)
+    return round(100 * float(np.mean(errors)), 2) if errors else None
+
+
 def _sklearn_version() -> str:
     import sklearn
 
@@ -254,18 +267,24 @@ class LearnedCostModel:
         layer_map: pd.DataFrame | None = None,
         holdout_model: str | None = None,
         threads: int = 1,
+        extra: pd.DataFrame | None = None,
     ) -> dict[str, Any]:
         """Fit on latency-table rows; returns the fit report (also kept as ``self.report``).
 
         ``layer_map`` (columns ``model`` + signature columns without ``batch``) enables the
         leave-one-model-out MAPE; ``holdout_model`` leaves that model's signatures out of the
-        fitted model itself and reports its MAPE on them.
+        fitted model itself and reports its MAPE on them. ``extra``: training-only rows (probe
+        networks): in every fit, minus the held-out model's signatures, never scored.
         """
         frame = self._prepare(tables, threads)
-        self.kernels = sorted(frame["precision"].astype(str).unique())
+        more = self._prepare(extra, threads) if extra is not None else frame.iloc[:0]
+        self.kernels = sorted(
+            set(frame["precision"].astype(str)) | set(more["precision"].astype(str))
+        )
         self.acts = "act" in frame
         membership = self._membership(frame, layer_map)
-        train = frame
+        more_membership = self._membership(more, layer_map)
+        train = pd.concat([frame, more], ignore_index=True)
         holdout: dict[str, Any] | None = None
         if holdout_model is not None:
             if membership is None or holdout_model not in membership:
@@ -274,7 +293,8 @@ class LearnedCostModel:
                     f"--holdout-model {holdout_model!r} is not in the layer map; use one of {known}"
                 )
             mask = membership[holdout_model]
-            train = frame[~mask]
+            train = pd.concat([frame[~mask], more[~more_membership[holdout_model]]],  # type: ignore[index]
+                              ignore_index=True)  # fmt: skip
             if len(train) < 4:
                 raise HaqError(
                     f"holding out {holdout_model} leaves {len(train)} rows; nothing to fit"
@@ -305,12 +325,13 @@ class LearnedCostModel:
             },
             "features": feature_names(self.kernels, self.acts),
             "rows": len(train),
+            "probe_rows": len(more),
             "kernels": self.kernels,
             "seen": sorted(f"{a}/{b}" for a, b in self.seen),
             "in_sample_mape": round(mape(pred, y), 2),
             "work_model_in_sample_mape": round(mape(self.fitted.work.predict(train), y), 2),
             "in_sample_mape_by_kernel": by_kernel,
-            "leave_one_model_out": self._lomo(frame, membership),
+            "leave_one_model_out": self._lomo(frame, membership, more, more_membership, layer_map),
             "holdout": holdout,
             "date": datetime.now(UTC).isoformat(timespec="seconds"),
         }
@@ -334,28 +355,40 @@ class LearnedCostModel:
         return out
 
     def _lomo(
-        self, frame: pd.DataFrame, membership: dict[str, np.ndarray] | None
+        self,
+        frame: pd.DataFrame,
+        membership: dict[str, np.ndarray] | None,
+        more: pd.DataFrame,
+        more_membership: dict[str, np.ndarray] | None,
+        layer_map: pd.DataFrame | None,
     ) -> dict[str, Any] | None:
-        if not membership or len(membership) < 2:
+        if not membership or not more_membership or layer_map is None or len(membership) < 2:
             return None
         per_model: dict[str, Any] = {}
         for model, mask in sorted(membership.items()):
-            train, test = frame[~mask], frame[mask]
+            test = frame[mask]
+            train = pd.concat([frame[~mask], more[~more_membership[model]]], ignore_index=True)
             if len(train) < 4 or test.empty:
                 per_model[model] = None
                 continue
             fitted = self._fit_frame(train)
+            pred = self._predict_with(fitted, test)
             per_model[model] = {
-                **self._errors(self._predict_with(fitted, test), test),
+                **self._errors(pred, test),
                 "work_model_mape": round(mape(fitted.work.predict(test), _col(test, "latency_us")), 2),
+                "network_ape": _network_ape(test, pred, layer_map[layer_map["model"] == model]),
             }  # fmt: skip
         done = [v for v in per_model.values() if v is not None]
         rows = sum(v["rows"] for v in done)
         return {
             "per_model": per_model,
             "mean_mape": round(sum(v["mape"] * v["rows"] for v in done) / rows, 2) if rows else None,
-            "method": "each model's signatures (all batches) held out; fit on the rest; mape per "
-                      "row, weighted_ape = sum |error| / sum latency, work_model_mape = stage 1 alone",
+            "method": "each model's signatures (all batches) held out of the table and the probe "
+                      "rows; fit on the rest; mape per row, weighted_ape = sum |error| / sum "
+                      "latency, work_model_mape = stage 1 alone, network_ape = mean over the "
+                      "model's uniform configs (kernel class x threads x batch with a row for "
+                      "every layer) of |sum of predicted rows - sum of measured rows| / measured, "
+                      "layers counted as often as the network has them",
         }  # fmt: skip
 
     def _errors(self, pred: np.ndarray, test: pd.DataFrame) -> dict[str, Any]:
@@ -456,23 +489,41 @@ def fit_target(
     out: str | Path | None = None,
     max_iter: int = 300,
     save: bool = True,
+    probes: bool = True,
+    column: str = "latency_us",
 ) -> LearnedCostModel:
-    """Fit the learned model on a target's own tables and (by default) save it."""
+    """Fit the learned model on a target's own tables (plus its probe networks' rows,
+    ``tables.probes``, unless ``probes`` is False) and (by default) save it. ``column``: the
+    time to learn, the table's ``latency_us`` (what the cost models add up) or, for analysis,
+    e.g. ``kernel_us`` (the layer's own nodes, without the boundary in front of it)."""
     from haq.hardware.tables import read_table
 
     if "layers" not in profile.tables:
         raise HaqError(f"target {profile.id} has no latency table to learn from; measure one first")
-    table = read_table(profile.tables["layers"])
-    unknown = sorted(set(table["precision"].astype(str)) - set(profile.kernels))
-    if unknown:
-        raise HaqError(f"{profile.tables['layers']} has kernel classes {unknown} that profile "
-                       f"{profile.id} does not declare; add them under 'kernels'")  # fmt: skip
+    table = _with_acts(read_table(profile.tables["layers"]), profile.tables.get("layer_map"))
     layer_map = pd.read_csv(profile.tables["layer_map"]) if "layer_map" in profile.tables else None
-    if layer_map is not None:
-        table = with_activations(table, layer_map)
+    extra = None
+    if probes and "probes" in profile.tables:
+        extra = _with_acts(read_table(profile.tables["probes"]), profile.tables.get("probe_map"))
+    for path, rows in ((profile.tables["layers"], table), (profile.tables.get("probes"), extra)):
+        unknown = (
+            set() if rows is None else set(rows["precision"].astype(str)) - set(profile.kernels)
+        )
+        if unknown:
+            raise HaqError(f"{path} has kernel classes {sorted(unknown)} that profile {profile.id} "
+                           "does not declare; add them under 'kernels'")  # fmt: skip
+    if column != "latency_us":
+        if column not in table:
+            raise HaqError(f"{profile.tables['layers']} has no column {column!r} to learn")
+        table = table.assign(latency_us=table[column])
+        extra = None if extra is None else extra.assign(latency_us=extra[column])
     model = LearnedCostModel(profile.id, max_iter=max_iter)
-    model.fit(table, layer_map, holdout_model, threads=profile.threads[0])
+    model.fit(table, layer_map, holdout_model, threads=profile.threads[0], extra=extra)
     model.report["table"] = str(profile.tables["layers"].name)
     if save:
         model.save(out)
     return model
+
+
+def _with_acts(table: pd.DataFrame, layer_map: Path | None) -> pd.DataFrame:
+    return table if layer_map is None else with_activations(table, pd.read_csv(layer_map))

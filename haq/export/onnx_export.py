@@ -356,7 +356,10 @@ def _export_layer(
                 np.float32(m.a_scale) * m.w_scale.reshape(-1).numpy().astype(np.float32)
             ).astype(np.float32)
             b_scale = np.broadcast_to(b_scale, bias.shape).copy()
-            b_int = np.round(bias / b_scale).astype(np.int32)
+            # saturate like the simulation (`quantize_bias`): a near-empty activation range
+            # (a dead ReLU) makes the grid so fine that the bias leaves int32
+            b_int = np.clip(np.round(bias / b_scale.astype(np.float64)), -(2**31), 2**31 - 1)
+            b_int = b_int.astype(np.int32)
             bq = g.add_init(f"{name}.bias_quantized", b_int)
             bs = g.add_init(f"{name}.bias_scale", b_scale)
             bz = g.add_init(f"{name}.bias_zero_point", np.zeros(b_scale.shape, dtype=np.int32))

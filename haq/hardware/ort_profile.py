@@ -161,6 +161,8 @@ TRANSITION_KEY = ["from_kernel", "to_kernel", "channels", "h", "w", "batch", "th
 LAYER_KEY = SIGNATURE_COLUMNS + ["precision", "threads"]
 GLUE_KEY = ["model", "threads", "batch", "index", "from_kernel", "to_kernel"]
 OBSERVATIONS = "observations.jsonl.gz"
+#: Sub-folder of a target's tables with the probe networks' tables (learned-model training rows).
+PROBES_DIR = "probes"
 
 
 def kernel_class(
@@ -824,10 +826,14 @@ def read_tables(directory: str | Path) -> Tables:
 
 
 def write_all(
-    directory: str | Path, observations: Sequence[dict[str, Any]], meta: dict[str, Any]
+    directory: str | Path,
+    observations: Sequence[dict[str, Any]],
+    meta: dict[str, Any],
+    tables_to_write: Sequence[str] = ("layers", "transitions", "glue"),
 ) -> Tables:
-    """Atomically write the observations, the derived tables, ``layer_map.csv`` and the
-    ``.meta.json`` sidecars.
+    """Atomically write the observations, the derived tables named in ``tables_to_write``
+    (probe networks need only their layer rows), ``layer_map.csv`` and the ``.meta.json``
+    sidecars.
 
     Layer rows already in ``layers.csv`` that the observations do not cover (e.g. from another
     harness) are kept; rows are unique on `LAYER_KEY`.
@@ -855,10 +861,13 @@ def write_all(
     cols = [c for c in COLUMNS if c in layers.columns]
     cols += [c for c in layers.columns if c not in COLUMNS]
     atomic_write_text(d / "layers.csv", layers[cols].to_csv(index=False))
-    atomic_write_text(d / "transitions.csv", tables.transitions.to_csv(index=False))
-    atomic_write_text(d / "glue.csv", tables.glue.to_csv(index=False))
+    for name in ("transitions", "glue"):
+        if name in tables_to_write:
+            atomic_write_text(d / f"{name}.csv", getattr(tables, name).to_csv(index=False))
     atomic_write_text(d / "layer_map.csv", layer_map(observations).to_csv(index=False))
     for name, what in _TABLE_DOCS.items():
+        if name not in (*tables_to_write, "layer_map"):
+            continue
         atomic_write_text(d / f"{name}.meta.json",
                           json.dumps({**meta, "table": name, "contents": what}, indent=2,
                                      sort_keys=True, default=str))  # fmt: skip
@@ -1018,6 +1027,7 @@ def profile_target(
     calib_images: int = 8,
     wait_idle_s: float = 0.0,
     fresh: bool = False,
+    probes: bool = False,
     progress: Callable[[str], None] | None = None,
 ) -> ProfileReport:
     """Measure (resumably) every pending job of ``models`` and rewrite the tables after each.
@@ -1028,7 +1038,9 @@ def profile_target(
     long for other processes to use less than `IDLE_THRESHOLD` of the CPUs; a timing they
     disturbed anyway is retried once. ``fresh``: discard the stored observations of the
     planned jobs and measure them again (the old ones stay on disk until the first new one is
-    written).
+    written). ``probes``: the models are training networks for the learned cost model
+    (`haq.models.probe`): their tables go to ``<directory>/probes/`` (uniform configs only),
+    and the target's YAML, rewritten from the main tables, names them.
     """
     if target not in TARGETS:
         raise HaqError(f"unknown target {target!r}; `haq profile` measures: {', '.join(TARGETS)}")
@@ -1041,7 +1053,10 @@ def profile_target(
         if value < least:
             raise HaqError(f"{name} must be at least {least}, not {value}")
     say = progress or (lambda msg: print(msg, file=sys.stderr, flush=True))
-    d = Path(directory) if directory is not None else default_dir()
+    main_dir = Path(directory) if directory is not None else default_dir()
+    d = main_dir / PROBES_DIR if probes else main_dir
+    transitions = transitions and not probes
+    written = ("layers",) if probes else ("layers", "transitions", "glue")
     observations = read_observations(d)
     by_key = {(o["model"], o["threads"], o["batch"], o["config"]): o for o in observations}
     from haq.models.registry import get_entry
@@ -1056,9 +1071,9 @@ def profile_target(
     loaded: dict[str, _Model] = {}
     plans: list[tuple[str, str, tuple[str, ...], list[JobSpec]]] = []
     stale = 0
-    with reuse_float_graph():
-        for m in models:
-            model = loaded[m] = _load(m, weights, calib_images)
+    for m in models:  # one model in memory at a time; only those with jobs left are kept
+        with reuse_float_graph():
+            model = _load(m, weights, calib_images)
             rows = [_spec_row(s) for s in model.specs]
             for ob in observations:  # layer descriptions as this version discovers them
                 if ob["model"] == m and len(ob["specs"]) == len(rows):
@@ -1079,6 +1094,7 @@ def profile_target(
                 report.skipped += len(jobs) - len(pending)
                 if pending:
                     plans.append((m, label, kernels, pending))
+                    loaded[m] = model
     if stale:
         say(f"{target}: {stale} jobs were measured on graphs the exporter no longer writes; "
             "measuring them again")  # fmt: skip
@@ -1094,7 +1110,9 @@ def profile_target(
             todo += weight[m] * ((3.0 if have == 0 else 0.0) + n)  # profiling ~3 timings
     spent = 0.0
     n_done = 0
-    say(f"{target}: {units} timings to take ({report.skipped} jobs already complete in {d})")
+    say(f"{target}: {units} timings to take ({report.skipped} jobs already complete in {d}; "
+        f"planned in {time.time() - t_start:.0f}s)")  # fmt: skip
+    t_measure = time.time()  # the ETA extrapolates the measuring rate only
 
     def timed(run: Callable[[], dict[str, Any]]) -> tuple[dict[str, Any], float]:
         """Run a timing after waiting for idle CPUs; once more if it was disturbed."""
@@ -1139,11 +1157,12 @@ def profile_target(
                     except Exception as e:
                         report.failed.append(f"{job.key}: {_oneline(e)}")
                         continue
-                    report.tables = write_all(d, observations, _meta(observations, info))
+                    report.tables = write_all(d, observations, _meta(observations, info), written)
                     n_done += 1
                     spent += weight[m]
                     elapsed = time.time() - t_start
-                    eta = elapsed / spent * max(todo - spent, 0.0) if spent else 0.0
+                    rate = (time.time() - t_measure) / spent if spent else 0.0
+                    eta = rate * max(todo - spent, 0.0)
                     last = ob["walls"][-1]["median_us"]
                     say(f"[{n_done}/{units}] pass {pass_no + 1}/{repeats} {m} {label} "
                         f"{job.threads}t: {last / 1e3:.3f} ms (best {ob['wall_us'] / 1e3:.3f}, "
@@ -1151,9 +1170,11 @@ def profile_target(
                         f"  elapsed {elapsed:.0f}s  ETA {eta:.0f}s")  # fmt: skip
     report.seconds = time.time() - t_start
     if report.tables is None and observations:  # nothing new: re-derive (the code may have changed)
-        report.tables = write_all(d, observations, _meta(observations, info))
-    if observations:
-        write_profile_yaml(profile_yaml or d.parent / f"{target}.yaml", d, observations, info)
+        report.tables = write_all(d, observations, _meta(observations, info), written)
+    main_obs = read_observations(main_dir) if probes else observations
+    if main_obs:
+        write_profile_yaml(profile_yaml or main_dir.parent / f"{target}.yaml", main_dir, main_obs,
+                           info)  # fmt: skip
     return report
 
 
@@ -1292,6 +1313,14 @@ def write_profile_yaml(
             "transitions": str(rel / "transitions.csv"),
             "glue": str(rel / "glue.csv"),
             "layer_map": str(rel / "layer_map.csv"),
+            **(
+                {
+                    "probes": str(rel / PROBES_DIR / "layers.csv"),
+                    "probe_map": str(rel / PROBES_DIR / "layer_map.csv"),
+                }
+                if (tables_dir / PROBES_DIR / "layers.csv").is_file()
+                else {}
+            ),  # fmt: skip
         },
         "energy": False,
         "peaks": {},

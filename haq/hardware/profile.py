@@ -43,6 +43,8 @@ TABLE_KEYS = (
     "glue",
     "layer_map",
     "e2e",
+    "probes",
+    "probe_map",
 )  # "layers" required when tables given
 REQUIRED_KEYS = ("id", "kind", "description", "provenance", "provenance_details", "kernels",
                  "rules", "batch", "threads")  # fmt: skip

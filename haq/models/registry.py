@@ -85,6 +85,10 @@ def get_entry(name: str) -> ModelEntry:
     _ensure_builtins()
     if name in _REGISTRY:
         return _REGISTRY[name]
+    if name.startswith("probe_"):
+        from haq.models.probe import probe_entry
+
+        return probe_entry(name)
     if ":" in name:
         from haq.models.custom import custom_entry
 

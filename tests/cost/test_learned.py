@@ -82,6 +82,22 @@ def test_holdout_model() -> None:
         m.fit(frame, None, holdout_model="a")
 
 
+def test_extra_rows_train_every_fit_but_lose_the_held_out_signatures() -> None:
+    """Probe rows (``extra``) are training data only: never scored, and a held-out model's
+    signatures leave them too, so a probe that happens to share a layer cannot leak it."""
+    frame, lmap = _synthetic()
+    a = frame[frame.index < 24]  # model a's rows
+    probe = frame.assign(in_channels=frame["in_channels"] + 8)  # signatures no model has
+    base = LearnedCostModel("toy", max_iter=30).fit(frame, lmap, extra=probe)
+    report = LearnedCostModel("toy", max_iter=30).fit(
+        frame, lmap, extra=pd.concat([probe, a], ignore_index=True)
+    )
+    assert report["probe_rows"] == len(probe) + len(a) and report["rows"] == 2 * 72 + 24
+    per, ref = report["leave_one_model_out"]["per_model"], base["leave_one_model_out"]["per_model"]
+    assert per["a"] == ref["a"]  # the copies of a's rows were left out of a's fold
+    assert all(v["rows"] == 24 for v in per.values())  # extra rows are never scored
+
+
 def test_save_load_roundtrip(tmp_path: Path) -> None:
     frame, lmap = _synthetic()
     m = LearnedCostModel("toy", max_iter=20)
@@ -115,7 +131,22 @@ def test_fit_target_on_profile_tables(tmp_path: Path) -> None:
     path.write_text(text)
     m = fit_target(get_target(path), out=tmp_path / "out", max_iter=20)
     assert m.report["leave_one_model_out"]["per_model"].keys() == {"a", "b", "c"}
-    assert (tmp_path / "out" / MODEL_FILE).is_file()
+    assert (tmp_path / "out" / MODEL_FILE).is_file() and m.report["probe_rows"] == 0
+    # probe networks' rows (tables.probes + probe_map) join the training data, not the scoring
+    probes = frame.assign(out_channels=frame["out_channels"] * 2, model="probe_0")
+    probes.to_csv(tmp_path / "toy" / "probes.csv", index=False)
+    lmap.assign(model="probe_0").to_csv(tmp_path / "toy" / "probe_map.csv", index=False)
+    path.write_text(text.replace("layer_map: toy/layer_map.csv", "layer_map: toy/layer_map.csv\n"
+                                 "  probes: toy/probes.csv\n  probe_map: toy/probe_map.csv"))  # fmt: skip
+    m = fit_target(get_target(path), save=False, max_iter=20)
+    assert m.report["probe_rows"] == len(probes) and m.report["rows"] == 2 * len(frame)
+    assert m.report["leave_one_model_out"]["per_model"].keys() == {"a", "b", "c"}
+    assert (
+        fit_target(get_target(path), save=False, max_iter=20, probes=False).report["probe_rows"]
+        == 0
+    )
+    with pytest.raises(HaqError, match="no column 'kernel_us'"):
+        fit_target(get_target(path), save=False, max_iter=20, column="kernel_us")
     with pytest.raises(HaqError, match="cannot fit"):
         LearnedCostModel().fit(frame.head(2))
 

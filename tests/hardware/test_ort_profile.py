@@ -140,6 +140,9 @@ def test_unknown_target_and_class_raise() -> None:
         (["--target", "cpu-avx512", "--model", "nosuch"], "unknown model 'nosuch'"),
         (["--target", "cpu-avx512", "--model", "digits_cnn", "--threads", "0"], "--threads"),
         (["--target", "cpu-avx512", "--model", "digits_cnn", "--kernels", "int3"], "int3"),
+        (["--target", "cpu-avx512"], "either --model NAMES or --probes N"),
+        (["--target", "cpu-avx512", "--model", "digits_cnn", "--probes", "2"], "either --model"),
+        (["--target", "cpu-avx512", "--probes", "0"], "--probes must be at least 1"),
     ],
 )
 def test_cli_bad_input_is_one_line_exit_2(
@@ -208,3 +211,31 @@ def test_a_run_with_nothing_to_measure_rederives_the_tables(
     assert report.measured == 0
     assert (out / "glue.csv").read_bytes() == before
     assert (out / "transitions.csv").read_text() != "stale\n"
+
+
+def test_probe_networks_go_to_their_own_folder_and_the_yaml_names_them(
+    profiled: tuple, tmp_path: Path
+) -> None:
+    """`--probes`: uniform configs of probe_<seed> into <tables>/probes/ (layer rows and map
+    only); the main tables stay as they were and the rewritten YAML lists the probe tables."""
+    import shutil
+
+    from haq.hardware.profile import load_profile
+
+    out = tmp_path / "cpu-avx512"
+    shutil.copytree(profiled[0], out)
+    before = (out / "layers.csv").read_bytes()
+    report = op.profile_target(["probe_10"], directory=out, probes=True, progress=lambda _: None,
+                               classes=("fp32", "int8"), **FAST)  # fmt: skip
+    assert report.failed == [] and report.measured == 2  # uniform configs only
+    probes = out / op.PROBES_DIR
+    rows = pd.read_csv(probes / "layers.csv")
+    assert set(rows["model"]) == {"probe_10"} and set(rows["config"]) <= {
+        "uniform:fp32",
+        "uniform:int8",
+    }
+    assert (probes / "layer_map.csv").is_file() and not (probes / "glue.csv").exists()
+    assert (out / "layers.csv").read_bytes() == before
+    profile = load_profile(tmp_path / "cpu-avx512.yaml")
+    assert profile.tables["probes"].resolve() == (probes / "layers.csv").resolve()
+    assert profile.tables["probe_map"].resolve() == (probes / "layer_map.csv").resolve()
