@@ -181,3 +181,20 @@ def test_residual_add_runs_int8_and_matches() -> None:
     sim = predict(sim_model, x[32:]).numpy()
     assert float((ort_out.argmax(1) == sim.argmax(1)).mean()) >= 0.95
     assert float(np.abs(ort_out - sim).max()) <= 2.5 * sim_model.head[2].out_scale + 1e-4
+
+
+def test_bias_beyond_int32_saturates_like_the_simulation() -> None:
+    """An almost empty activation range (a dead ReLU, a near-constant input) puts the bias
+    grid s_act * s_w so fine that the bias leaves int32: saturate, never wrap around."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.Flatten()).eval()
+    with torch.no_grad():
+        model[0].bias.copy_(torch.tensor([1.0, -1.0, 0.5, 0.0]))
+    x = torch.randn(8, 3, 6, 6) * 1e-9
+    data, _ = export_onnx(Quantizer(model, x[:1], calibration_images=x), "w8a8")
+    inits = {
+        t.name: onnx.numpy_helper.to_array(t) for t in onnx.load_from_string(data).graph.initializer
+    }
+    bias = next(v for k, v in inits.items() if k.endswith("bias_quantized"))
+    assert bias.dtype == np.int32
+    assert bias.tolist() == [2**31 - 1, -(2**31), 2**31 - 1, 0]
