@@ -3,12 +3,12 @@
 For each target with latency tables and a layer map (cpu-avx512, gpu-h100), fits
 `haq.cost.LearnedCostModel` as `haq fit-cost-model` does and reads its leave-one-model-out
 report: each named model's layer signatures held out of the tables (and of the probe networks'
-rows) in turn, the held-out model's per-row MAPE, latency-weighted error, the work model's MAPE
+rows where they are used) in turn, the held-out model's per-row MAPE, latency-weighted error, the work model's MAPE
 alone (stage 1 without the trees) and the whole-network error of its uniform configs (what a
 user of an unprofiled network feels). On cpu-avx512 also:
 
-- the same fit without the probe networks' rows;
-- the same fit on the layers' own kernel time (``kernel_us``: the layer's fused nodes, without
+- the same fit with the probe networks' rows added (`haq fit-cost-model --probes`);
+- the same fits on the layers' own kernel time (``kernel_us``: the layer's fused nodes, without
   the boundary nodes in front of it - quantize/dequantize, transposes, and model ops such as a
   squeeze-excite pool that belong to the graph around the layer, not to its signature);
 - a floor for any predictor keyed on layer features: each held-out row whose exact signature,
@@ -101,18 +101,21 @@ def main() -> None:
         profile = get_target(target)
         model = fit_target(profile, save=args.save)
         r = model.report
-        out[target] = {"rows": r["rows"], "probe_rows": r["probe_rows"],
+        out[target] = {"rows": r["rows"],
                        "in_sample_mape": r["in_sample_mape"],
                        "leave_one_model_out": r["leave_one_model_out"]}  # fmt: skip
-        print(f"{target}: {r['rows']} rows ({r['probe_rows']} from probe networks), "
-              f"in-sample {r['in_sample_mape']}%")  # fmt: skip
+        print(f"{target}: {r['rows']} rows, in-sample {r['in_sample_mape']}%")
         variants: dict[str, dict[str, Any]] = {}
         if "probes" in profile.tables:
-            variants["without probes"] = lomo(fit_target(profile, save=False, probes=False).report)
+            variants["with probes"] = lomo(fit_target(profile, save=False, probes=True).report)
         if "kernel_us" in pd.read_csv(profile.tables["layers"], nrows=1):
             variants["kernel time"] = lomo(
                 fit_target(profile, save=False, column="kernel_us").report
             )
+            if "probes" in profile.tables:
+                variants["kernel time with probes"] = lomo(
+                    fit_target(profile, save=False, column="kernel_us", probes=True).report
+                )
         for name, v in lomo(r).items():
             extra = "  ".join(f"{k}: {w[name]['mape']:5.1f}%" for k, w in variants.items())
             print(f"  held out {name:>20}: MAPE {v['mape']:5.1f}%  weighted {v['weighted_ape']:5.1f}%"

@@ -17,8 +17,9 @@ def register(sub: Any) -> None:
         "--out", default=None, help="folder to save into (default cost_models/<target>/)"
     )
     p.add_argument("--max-iter", type=int, default=300, help="boosting iterations (default 300)")
-    p.add_argument("--no-probes", action="store_true",
-                   help="leave the probe networks' rows (tables.probes) out of the training data")  # fmt: skip
+    p.add_argument("--probes", action="store_true",
+                   help="train on the probe networks' rows (tables.probes) too; see "
+                        "experiments/learned_cost_model.py for what they change")  # fmt: skip
     p.add_argument("--json", action="store_true", help="print the fit report as JSON")
     p.set_defaults(func=run)
 
@@ -32,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
         raise HaqError(f"--max-iter must be at least 1, not {args.max_iter}")
     profile = get_target(args.target)
     model = fit_target(
-        profile, args.holdout_model, args.out, max_iter=args.max_iter, probes=not args.no_probes
+        profile, args.holdout_model, args.out, max_iter=args.max_iter, probes=args.probes
     )
     r = model.report
     folder = args.out or LearnedCostModel.folder(profile.id)

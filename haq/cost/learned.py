@@ -489,11 +489,11 @@ def fit_target(
     out: str | Path | None = None,
     max_iter: int = 300,
     save: bool = True,
-    probes: bool = True,
+    probes: bool = False,
     column: str = "latency_us",
 ) -> LearnedCostModel:
-    """Fit the learned model on a target's own tables (plus its probe networks' rows,
-    ``tables.probes``, unless ``probes`` is False) and (by default) save it. ``column``: the
+    """Fit the learned model on a target's own tables (with ``probes`` also on its probe
+    networks' rows, ``tables.probes``) and (by default) save it. ``column``: the
     time to learn, the table's ``latency_us`` (what the cost models add up) or, for analysis,
     e.g. ``kernel_us`` (the layer's own nodes, without the boundary in front of it)."""
     from haq.hardware.tables import read_table

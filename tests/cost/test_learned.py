@@ -138,13 +138,10 @@ def test_fit_target_on_profile_tables(tmp_path: Path) -> None:
     lmap.assign(model="probe_0").to_csv(tmp_path / "toy" / "probe_map.csv", index=False)
     path.write_text(text.replace("layer_map: toy/layer_map.csv", "layer_map: toy/layer_map.csv\n"
                                  "  probes: toy/probes.csv\n  probe_map: toy/probe_map.csv"))  # fmt: skip
-    m = fit_target(get_target(path), save=False, max_iter=20)
+    m = fit_target(get_target(path), save=False, max_iter=20, probes=True)
     assert m.report["probe_rows"] == len(probes) and m.report["rows"] == 2 * len(frame)
     assert m.report["leave_one_model_out"]["per_model"].keys() == {"a", "b", "c"}
-    assert (
-        fit_target(get_target(path), save=False, max_iter=20, probes=False).report["probe_rows"]
-        == 0
-    )
+    assert fit_target(get_target(path), save=False, max_iter=20).report["probe_rows"] == 0
     with pytest.raises(HaqError, match="no column 'kernel_us'"):
         fit_target(get_target(path), save=False, max_iter=20, column="kernel_us")
     with pytest.raises(HaqError, match="cannot fit"):
