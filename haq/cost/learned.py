@@ -500,11 +500,11 @@ def fit_target(
 
     if "layers" not in profile.tables:
         raise HaqError(f"target {profile.id} has no latency table to learn from; measure one first")
-    table = _with_acts(read_table(profile.tables["layers"]), profile.tables.get("layer_map"))
-    layer_map = pd.read_csv(profile.tables["layer_map"]) if "layer_map" in profile.tables else None
+    layer_map = _read_map(profile, "layer_map")
+    table = _with_acts(read_table(profile.tables["layers"]), layer_map)
     extra = None
     if probes and "probes" in profile.tables:
-        extra = _with_acts(read_table(profile.tables["probes"]), profile.tables.get("probe_map"))
+        extra = _with_acts(read_table(profile.tables["probes"]), _read_map(profile, "probe_map"))
     for path, rows in ((profile.tables["layers"], table), (profile.tables.get("probes"), extra)):
         unknown = (
             set() if rows is None else set(rows["precision"].astype(str)) - set(profile.kernels)
@@ -525,5 +525,9 @@ def fit_target(
     return model
 
 
-def _with_acts(table: pd.DataFrame, layer_map: Path | None) -> pd.DataFrame:
-    return table if layer_map is None else with_activations(table, pd.read_csv(layer_map))
+def _read_map(profile: HardwareProfile, key: str) -> pd.DataFrame | None:
+    return pd.read_csv(profile.tables[key]) if key in profile.tables else None
+
+
+def _with_acts(table: pd.DataFrame, layer_map: pd.DataFrame | None) -> pd.DataFrame:
+    return table if layer_map is None else with_activations(table, layer_map)

@@ -829,11 +829,11 @@ def write_all(
     directory: str | Path,
     observations: Sequence[dict[str, Any]],
     meta: dict[str, Any],
-    tables_to_write: Sequence[str] = ("layers", "transitions", "glue"),
+    boundary_tables: bool = True,
 ) -> Tables:
-    """Atomically write the observations, the derived tables named in ``tables_to_write``
-    (probe networks need only their layer rows), ``layer_map.csv`` and the ``.meta.json``
-    sidecars.
+    """Atomically write the observations, the derived layer table (with ``boundary_tables``
+    also the transition and glue tables: probe networks need only their layer rows),
+    ``layer_map.csv`` and the ``.meta.json`` sidecars.
 
     Layer rows already in ``layers.csv`` that the observations do not cover (e.g. from another
     harness) are kept; rows are unique on `LAYER_KEY`.
@@ -861,12 +861,13 @@ def write_all(
     cols = [c for c in COLUMNS if c in layers.columns]
     cols += [c for c in layers.columns if c not in COLUMNS]
     atomic_write_text(d / "layers.csv", layers[cols].to_csv(index=False))
-    for name in ("transitions", "glue"):
-        if name in tables_to_write:
+    boundary = ("transitions", "glue")
+    if boundary_tables:
+        for name in boundary:
             atomic_write_text(d / f"{name}.csv", getattr(tables, name).to_csv(index=False))
     atomic_write_text(d / "layer_map.csv", layer_map(observations).to_csv(index=False))
     for name, what in _TABLE_DOCS.items():
-        if name not in (*tables_to_write, "layer_map"):
+        if name in boundary and not boundary_tables:
             continue
         atomic_write_text(d / f"{name}.meta.json",
                           json.dumps({**meta, "table": name, "contents": what}, indent=2,
@@ -1056,7 +1057,6 @@ def profile_target(
     main_dir = Path(directory) if directory is not None else default_dir()
     d = main_dir / PROBES_DIR if probes else main_dir
     transitions = transitions and not probes
-    written = ("layers",) if probes else ("layers", "transitions", "glue")
     observations = read_observations(d)
     by_key = {(o["model"], o["threads"], o["batch"], o["config"]): o for o in observations}
     from haq.models.registry import get_entry
@@ -1157,7 +1157,9 @@ def profile_target(
                     except Exception as e:
                         report.failed.append(f"{job.key}: {_oneline(e)}")
                         continue
-                    report.tables = write_all(d, observations, _meta(observations, info), written)
+                    report.tables = write_all(
+                        d, observations, _meta(observations, info), not probes
+                    )
                     n_done += 1
                     spent += weight[m]
                     elapsed = time.time() - t_start
@@ -1170,7 +1172,7 @@ def profile_target(
                         f"  elapsed {elapsed:.0f}s  ETA {eta:.0f}s")  # fmt: skip
     report.seconds = time.time() - t_start
     if report.tables is None and observations:  # nothing new: re-derive (the code may have changed)
-        report.tables = write_all(d, observations, _meta(observations, info), written)
+        report.tables = write_all(d, observations, _meta(observations, info), not probes)
     main_obs = read_observations(main_dir) if probes else observations
     if main_obs:
         write_profile_yaml(profile_yaml or main_dir.parent / f"{target}.yaml", main_dir, main_obs,

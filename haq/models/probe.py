@@ -5,8 +5,9 @@ hundred layer signatures; the layers of the next network fall between them. Like
 sampled kernels, ``probe_<seed>`` networks cover that space (input resolutions 32-224, widths
 8-1280, 1x1/3x3/5x5/7x7 and depthwise convs at stride 1 and 2, plain, basic, bottleneck and
 inverted-residual blocks, squeeze-excite, ReLU/ReLU6/SiLU/Hardswish), in the contexts real
-networks put them in, so `haq profile --model probe_0,probe_1,...` measures training rows the
-same way it measures any model. Random weights: latency does not depend on their values.
+networks put them in, so `haq profile --target cpu-avx512 --probes N` measures training rows
+the same way it measures any model (into the target's ``probes/`` tables; `haq fit-cost-model
+--probes` learns from them). Random weights: latency does not depend on their values.
 """
 
 from __future__ import annotations
