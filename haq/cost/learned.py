@@ -284,7 +284,7 @@ class LearnedCostModel:
         self.acts = "act" in frame
         membership = self._membership(frame, layer_map)
         more_membership = self._membership(more, layer_map)
-        train = pd.concat([frame, more], ignore_index=True)
+        own, probes = frame, more
         holdout: dict[str, Any] | None = None
         if holdout_model is not None:
             if membership is None or holdout_model not in membership:
@@ -292,21 +292,19 @@ class LearnedCostModel:
                 raise HaqError(
                     f"--holdout-model {holdout_model!r} is not in the layer map; use one of {known}"
                 )
-            mask = membership[holdout_model]
-            train = pd.concat([frame[~mask], more[~more_membership[holdout_model]]],  # type: ignore[index]
-                              ignore_index=True)  # fmt: skip
-            if len(train) < 4:
-                raise HaqError(
-                    f"holding out {holdout_model} leaves {len(train)} rows; nothing to fit"
-                )
+            own = frame[~membership[holdout_model]]
+            probes = more[~more_membership[holdout_model]]  # type: ignore[index]
+        train = pd.concat([own, probes], ignore_index=True)
+        if len(train) < 4:
+            raise HaqError(f"holding out {holdout_model} leaves {len(train)} rows; nothing to fit")
         self.fitted = self._fit_frame(train)
         self.seen = set(zip(train["kind"], train["precision"].astype(str), strict=True))
-        y = train["latency_us"].to_numpy(np.float64)
-        pred = self._predict_array(train)
+        y = own["latency_us"].to_numpy(np.float64)  # in-sample errors: the table's own rows
+        pred = self._predict_array(own)
         by_kernel = {
             k: round(mape(pred[m], y[m]), 2)
             for k in self.kernels
-            if (m := (train["precision"] == k).to_numpy()).any()
+            if (m := (own["precision"] == k).to_numpy()).any()
         }
         if holdout_model is not None:
             test = frame[membership[holdout_model]]  # type: ignore[index]
@@ -325,11 +323,16 @@ class LearnedCostModel:
             },
             "features": feature_names(self.kernels, self.acts),
             "rows": len(train),
-            "probe_rows": len(more),
+            "probe_rows": len(probes),
             "kernels": self.kernels,
             "seen": sorted(f"{a}/{b}" for a, b in self.seen),
             "in_sample_mape": round(mape(pred, y), 2),
-            "work_model_in_sample_mape": round(mape(self.fitted.work.predict(train), y), 2),
+            "work_model_in_sample_mape": round(mape(self.fitted.work.predict(own), y), 2),
+            "probe_in_sample_mape": (
+                round(mape(self._predict_array(probes), _col(probes, "latency_us")), 2)
+                if len(probes)
+                else None
+            ),
             "in_sample_mape_by_kernel": by_kernel,
             "leave_one_model_out": self._lomo(frame, membership, more, more_membership, layer_map),
             "holdout": holdout,
