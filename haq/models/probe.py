@@ -201,8 +201,7 @@ def probe_entry(name: str) -> ModelEntry:
     if not seed_text.isdigit():
         raise HaqError(f"probe networks are named probe_<seed>, e.g. probe_0, not {name!r}")
     seed = int(seed_text)
-    torch.manual_seed(seed)
-    net = probe_net(seed)
+    net = ProbeNet(seed)  # resolution and classes; narrower re-draws keep both (same draws)
 
     def build(weights: str) -> nn.Module:
         if weights not in ("none", "default"):
