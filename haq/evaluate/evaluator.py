@@ -2,7 +2,9 @@
 
 An evaluator turns a BitConfig into accuracy numbers. `LocalEvaluator` holds the model's
 `Quantizer` (folded weights, calibration), the evaluation tensors and the float reference
-logits, all loaded once, so each call is one inference pass.
+logits, all loaded once, so each call is one inference pass, or less: with prefix reuse
+(`haq.evaluate.prefix`) a config resumes from the activations of an earlier config that
+shares its first layers, with bit-identical logits.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from haq.config import BitConfig
 from haq.data import TensorData
 from haq.evaluate.metrics import Metrics, classification_metrics
 from haq.evaluate.predict import predict
+from haq.evaluate.prefix import PrefixRunner, cache_budget_bytes
 from haq.io import atomic_write_bytes
 from haq.quant import Quantizer
 
@@ -45,7 +48,12 @@ class Evaluator(Protocol):
 
 
 class LocalEvaluator:
-    """Evaluates configs in this process on in-memory data."""
+    """Evaluates configs in this process on in-memory data.
+
+    ``reuse_prefixes`` caches activations shared by configs that agree on their first layers
+    (bounded by ``$HAQ_PREFIX_CACHE_MB``, default 1 GiB; 0 turns it off). Models the replay
+    cannot reproduce exactly are evaluated the plain way.
+    """
 
     def __init__(
         self,
@@ -53,12 +61,28 @@ class LocalEvaluator:
         data: TensorData,
         batch_size: int = 256,
         reference_cache: Path | None = None,
+        reuse_prefixes: bool = True,
     ) -> None:
         self.quantizer = quantizer
         self.data = data
         self.batch_size = batch_size
+        self.reuse_prefixes = reuse_prefixes
         self._reference_cache = reference_cache
         self._reference: torch.Tensor | None = None
+        self._runner: PrefixRunner | None = None
+        self._runner_built = False
+
+    @property
+    def prefix_runner(self) -> PrefixRunner | None:
+        """The prefix cache (built on first use; None when off or the model cannot use it)."""
+        if not self._runner_built:
+            self._runner_built = True
+            budget = cache_budget_bytes()
+            if self.reuse_prefixes and budget > 0:
+                self._runner = PrefixRunner.build(
+                    self.quantizer, self.data.x, self.batch_size, budget
+                )
+        return self._runner
 
     @property
     def reference(self) -> torch.Tensor:
@@ -75,13 +99,21 @@ class LocalEvaluator:
                     atomic_write_bytes(path, buf.getvalue())
         return self._reference
 
+    def logits(self, config: BitConfig | str) -> torch.Tensor:
+        """The model's outputs under ``config`` on the evaluation images."""
+        resolved = self.quantizer.resolve(config)
+        if all(p.is_float for p in resolved.values()):
+            return self.reference
+        runner = self.prefix_runner
+        out = runner.logits(resolved) if runner is not None else None
+        if out is None:
+            out = predict(self.quantizer.apply(resolved), self.data.x, self.batch_size)
+        return out
+
     def evaluate(self, config: BitConfig | str) -> EvalResult:
         start = time.perf_counter()
         resolved = self.quantizer.resolve(config)
-        if all(p.is_float for p in resolved.values()):
-            logits = self.reference
-        else:
-            logits = predict(self.quantizer.apply(resolved), self.data.x, self.batch_size)
+        logits = self.logits(resolved)
         seconds = time.perf_counter() - start
         metrics = classification_metrics(logits, self.data.y, self.data.classes, self.reference)
         return EvalResult(resolved, metrics, seconds)
