@@ -24,6 +24,7 @@ COMMANDS = (
     "bench",
     "space",
     "search",
+    "sensitivity",
     "targets",
     "cost",
     "fit_cost_model",

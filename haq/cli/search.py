@@ -24,7 +24,18 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--calib-data", default=None,
                    help="calibration images; search-time validation images are drawn from the rest")  # fmt: skip
-    p.add_argument("--driver", default="nsga2", help="nsga2 (default), tpe, gp, random, exhaustive")
+    p.add_argument(
+        "--driver",
+        default=None,
+        help="hybrid (default: sensitivity + ILP + evolution), nsga2, tpe, gp, random, exhaustive",
+    )
+    p.add_argument(
+        "--driver-opt",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a driver option, e.g. sensitivity=accuracy (hybrid) or population=20 (nsga2)",
+    )
     p.add_argument("--objectives", default=None,
                    help="comma list of top1, fidelity, worst_class, latency, energy, size, bops "
                         "(default: top1,latency with --target, else top1,size)")  # fmt: skip
@@ -50,6 +61,13 @@ def register(sub: Any) -> None:
     )
     p.add_argument(
         "--val-limit", type=int, default=1000, help="validation images per trial (default 1000)"
+    )
+    p.add_argument(
+        "--val-split",
+        type=float,
+        default=None,
+        metavar="F",
+        help="validate on a seeded fraction F of --data (held-out images), test on the rest",
     )
     p.add_argument(
         "--calib-limit",
@@ -91,7 +109,8 @@ def parse_duration(text: str | None) -> float | None:
 def run(args: argparse.Namespace) -> int:
     import os
 
-    from haq.search.objectives import Budgets
+    from haq.search.budgets import Budgets
+    from haq.search.drivers import DEFAULT_DRIVER, parse_driver_options
     from haq.search.runner import Search, SearchOptions
 
     workers = (
@@ -103,7 +122,8 @@ def run(args: argparse.Namespace) -> int:
         raise HaqError("--resume DIR already names the results dir; drop --out")
     opts = SearchOptions(
         model=args.model or "digits_cnn", weights=args.weights, target=args.target, data=args.data,
-        calib_data=args.calib_data, space=args.space, driver=args.driver, objectives=args.objectives,
+        calib_data=args.calib_data, space=args.space, driver=args.driver or DEFAULT_DRIVER,
+        driver_options=parse_driver_options(args.driver_opt), objectives=args.objectives, val_split=args.val_split,
         budget=args.budget if args.budget is not None else 50, time_limit=parse_duration(args.time_limit), workers=workers,
         ray_address=args.ray_address, val_limit=args.val_limit, calib_limit=args.calib_limit,
         test_limit=args.test_limit, seed=args.seed, threads=args.threads, pins=args.pin,
@@ -130,8 +150,8 @@ def _restore_from_run(opts: Any, keep_budget: bool) -> None:
             f"nothing to resume in {opts.out}; pass the results dir of an earlier search"
         )
     saved = json.loads(run_json.read_text())["options"]
-    for key in ("model", "weights", "target", "data", "calib_data", "space", "driver", "objectives", "val_limit",
-                "calib_limit", "seed", "threads", "pins", "ties"):  # fmt: skip
+    for key in ("model", "weights", "target", "data", "calib_data", "space", "driver", "driver_options",
+                "objectives", "val_limit", "val_split", "calib_limit", "seed", "threads", "pins", "ties"):  # fmt: skip
         setattr(opts, key, saved.get(key, getattr(opts, key)))
     if keep_budget:
         opts.budget = saved.get("budget", opts.budget)

@@ -9,6 +9,6 @@ Sources are named by what users type after ``--data`` / ``--calib-data``:
   input statistics match its running statistics (no data needed; labels unknown).
 """
 
-from haq.data.sources import TensorData, load_data, select_indices
+from haq.data.sources import DataSplit, TensorData, load_data, select_indices
 
-__all__ = ["TensorData", "load_data", "select_indices"]
+__all__ = ["DataSplit", "TensorData", "load_data", "select_indices"]

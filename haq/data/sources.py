@@ -17,6 +17,36 @@ from haq.errors import HaqError
 from haq.models.registry import Preprocess
 
 
+@dataclass(frozen=True)
+class DataSplit:
+    """A seeded ``fraction`` of a source's images (``part="val"``) or all the others
+    (``part="test"``): search-time validation and final test drawn from one held-out set,
+    never overlapping."""
+
+    fraction: float
+    seed: int = 0
+    part: str = "val"
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.fraction < 1.0:
+            raise HaqError(
+                f"--val-split {self.fraction} must lie strictly between 0 and 1, e.g. 0.2"
+            )
+        if self.part not in ("val", "test"):
+            raise ValueError(f"part must be 'val' or 'test', not {self.part!r}")
+
+    def of(self, part: str) -> DataSplit:
+        return DataSplit(self.fraction, self.seed, part)
+
+    def exclusion(self, n_total: int) -> np.ndarray:
+        """The source indices this part must not use."""
+        k = min(n_total - 1, max(1, round(self.fraction * n_total)))
+        val = select_indices(n_total, k, self.seed)
+        if self.part == "test":
+            return val
+        return np.setdiff1d(np.arange(n_total, dtype=np.int64), val)
+
+
 @dataclass
 class TensorData:
     """Decoded, preprocessed images kept in memory (decoded once, reused for every trial)."""
@@ -99,13 +129,14 @@ def load_data(
     exclude: np.ndarray | None = None,
     model: torch.nn.Module | None = None,
     num_classes: int | None = None,
+    split: DataSplit | None = None,
 ) -> TensorData:
     """Materialise ``source`` (see package docstring) as tensors.
 
     ``exclude`` removes those source indices first (calibration/evaluation disjointness);
     ``model`` is required for ``distilled``; ``num_classes`` is the model's class count
     (labels of ``synthetic``, names of ``distilled``; default 10; directories and digits
-    must not have more). Raises `HaqError` (one line) for a missing or empty directory,
+    must not have more). ``split`` keeps only its part of the source's images. Raises `HaqError` (one line) for a missing or empty directory,
     unreadable images, an unknown source name, or images that do not match
     ``preprocess.input_size``.
     """
@@ -117,7 +148,11 @@ def load_data(
     input_size = preprocess.input_size
 
     def pick(n_total: int) -> np.ndarray:
-        idx = select_indices(n_total, limit, seed, exclude)
+        ex = exclude
+        if split is not None:
+            part = split.exclusion(n_total)
+            ex = part if ex is None else np.union1d(np.asarray(ex, dtype=np.int64), part)
+        idx = select_indices(n_total, limit, seed, ex)
         if len(idx) == 0:
             raise HaqError(
                 f"no images left in {source} ({n_total} in all) after excluding those already "

@@ -26,6 +26,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from haq.config import BitConfig
+from haq.data import DataSplit
 from haq.errors import HaqError
 from haq.evaluate.evaluator import EvalResult, LocalEvaluator
 from haq.evaluate.setup import DEFAULT_CALIB_LIMIT, EvalSetup
@@ -33,6 +34,8 @@ from haq.quant.settings import QuantSettings
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
+
+    from haq.models import LoadedModel
 
 MAX_ATTEMPTS = 2  # first try + one retry
 
@@ -59,14 +62,16 @@ class EvalSpec:
     needs_calibration: bool = True
     batch_size: int = 256
     threads_per_worker: int | None = None
+    split: DataSplit | None = None
     crash_on_trial: tuple[tuple[int, int], ...] = field(default=(), repr=False)
 
-    def setup(self) -> EvalSetup:
-        """Load model and data, calibrate: the whole `EvalSetup`."""
+    def setup(self, loaded: LoadedModel | None = None) -> EvalSetup:
+        """Load model (unless ``loaded`` is the same model already in memory) and data,
+        calibrate: the whole `EvalSetup`."""
         from haq.evaluate.setup import build_setup
 
         return build_setup(
-            self.model,
+            loaded if loaded is not None else self.model,
             self.weights,
             self.data,
             self.calib_data,
@@ -76,6 +81,7 @@ class EvalSpec:
             settings=self.settings,
             needs_calibration=self.needs_calibration,
             batch_size=self.batch_size,
+            split=self.split,
         )
 
     def build(self) -> LocalEvaluator:

@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from haq.data import TensorData, load_data
+from haq.data import DataSplit, TensorData, load_data
 from haq.errors import HaqError
 from haq.evaluate.evaluator import LocalEvaluator
 from haq.models import LoadedModel, load_model
@@ -61,23 +61,48 @@ def build_setup(
     settings: QuantSettings | None = None,
     needs_calibration: bool = True,
     batch_size: int = 256,
+    split: DataSplit | None = None,
 ) -> EvalSetup:
-    """Load the model and data once and return an evaluator for any number of configs."""
+    """Load the model and data once and return an evaluator for any number of configs.
+
+    ``split`` keeps only that part of ``data`` (and of the calibration images when they come
+    from the same source), so validation and test drawn from one set never overlap.
+    """
     loaded = model if isinstance(model, LoadedModel) else load_model(model, weights)
     pre = loaded.preprocess
-    n_classes = loaded.entry.num_classes
     data_src = resolve_data(loaded, data)
     calib: TensorData | None = None
-    exclude = None
+    calib_src = calib_data or data_src
     if needs_calibration:
-        calib_src = calib_data or data_src
-        calib = load_data(
-            calib_src, pre, limit=calib_limit, seed=seed, model=loaded.model, num_classes=n_classes
-        )
-        if _same_source(calib_src, data_src):
-            exclude = calib.indices
-    evaluation = load_data(data_src, pre, limit=limit, seed=seed + 1, exclude=exclude, model=loaded.model,
-                           num_classes=n_classes)  # fmt: skip
+        same = _same_source(calib_src, data_src)
+        calib = load_data(calib_src, pre, limit=calib_limit, seed=seed, model=loaded.model,
+                          num_classes=loaded.entry.num_classes,
+                          split=split.of("val") if same and split else None)  # fmt: skip
+    evaluation = _evaluation_data(loaded, data_src, calib, calib_src, limit, seed, split)
+    quantizer = Quantizer(loaded.model, loaded.example_input(), settings,
+                          calibration_images=calib.x if calib is not None else None)  # fmt: skip
+    evaluator = _evaluator(loaded, quantizer, evaluation, batch_size)
+    return EvalSetup(loaded, quantizer, evaluation, calib, evaluator, state_hash(loaded.model))
+
+
+def evaluator_on(
+    setup: EvalSetup, data: str, calib_data: str | None = None, *, limit: int | None = None,
+    seed: int = 0, split: DataSplit | None = None, batch_size: int = 256,
+) -> LocalEvaluator:  # fmt: skip
+    """Another evaluator on other images sharing ``setup``'s model and calibrated quantizer
+    (e.g. the final test images of a search whose validation ``setup`` already holds)."""
+    calib_src = calib_data or data
+    evaluation = _evaluation_data(setup.loaded, data, setup.calib, calib_src, limit, seed, split)
+    return _evaluator(setup.loaded, setup.quantizer, evaluation, batch_size)
+
+
+def _evaluation_data(loaded: LoadedModel, data_src: str, calib: TensorData | None, calib_src: str,
+                     limit: int | None, seed: int, split: DataSplit | None) -> TensorData:  # fmt: skip
+    """Evaluation images, never the calibration images of the same source."""
+    n_classes = loaded.entry.num_classes
+    exclude = calib.indices if calib is not None and _same_source(calib_src, data_src) else None
+    evaluation = load_data(data_src, loaded.preprocess, limit=limit, seed=seed + 1, exclude=exclude,
+                           model=loaded.model, num_classes=n_classes, split=split)  # fmt: skip
     if len(evaluation) == 0:
         raise HaqError(
             f"no evaluation images left in {data_src} after holding out calibration images; pass --calib-data"
@@ -87,14 +112,14 @@ def build_setup(
             f"data {data_src} has {len(evaluation.classes)} classes but {loaded.name} predicts {n_classes}; "
             "pass data labelled for this model"
         )
-    quantizer = Quantizer(loaded.model, loaded.example_input(), settings,
-                          calibration_images=calib.x if calib is not None else None)  # fmt: skip
+    return evaluation
+
+
+def _evaluator(loaded: LoadedModel, quantizer: Quantizer, evaluation: TensorData,
+               batch_size: int) -> LocalEvaluator:  # fmt: skip
     mhash = state_hash(loaded.model)
     ref_path = cache_dir() / "reference" / f"{loaded.name}-{mhash}-{_safe(evaluation.key)}.pt"
-    evaluator = LocalEvaluator(
-        quantizer, evaluation, batch_size=batch_size, reference_cache=ref_path
-    )
-    return EvalSetup(loaded, quantizer, evaluation, calib, evaluator, mhash)
+    return LocalEvaluator(quantizer, evaluation, batch_size=batch_size, reference_cache=ref_path)
 
 
 def _safe(key: str) -> str:

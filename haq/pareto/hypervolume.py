@@ -161,3 +161,38 @@ def _wfg(pts: NDArray[np.float64], ref: NDArray[np.float64]) -> float:
                 box -= _hv(limit, sub_ref)
         total += height * box
     return total
+
+
+def hypervolume_gains(
+    front: ArrayLike, candidates: ArrayLike, directions: Sequence[str], reference: ArrayLike
+) -> NDArray[np.float64]:
+    """For each candidate, the hypervolume it would add to ``front`` on its own.
+
+    Two objectives are vectorised over the front's staircase (a search scores thousands of
+    candidates per proposal); more objectives take the exact difference point by point.
+    """
+    dirs = validate_directions(directions)
+    f = as_minimization(np.asarray(front, dtype=np.float64).reshape(-1, len(dirs)), dirs)
+    c = as_minimization(np.asarray(candidates, dtype=np.float64).reshape(-1, len(dirs)), dirs)
+    ref = as_minimization(np.asarray(reference, dtype=np.float64).reshape(1, -1), dirs)[0]
+    if len(dirs) != 2:
+        minimise = ["minimize"] * len(dirs)
+        base = hypervolume(f, minimise, ref)
+        return np.array([hypervolume(np.vstack([f, p]), minimise, ref) - base for p in c])
+    f = f[~np.isnan(f).any(axis=1)]
+    f = f[(f < ref).all(axis=1)]
+    order = np.argsort(f[:, 0], kind="stable")
+    xs = f[order, 0]
+    ys = np.minimum.accumulate(f[order, 1]) if len(f) else np.empty(0)
+    # s(t) = best y among front points with x <= t: +inf before xs[0], then ys[j] on [xs[j], xs[j+1])
+    starts = np.concatenate([[-np.inf], xs])
+    ends = np.concatenate([xs, [ref[0]]])
+    level = np.minimum(np.concatenate([[np.inf], ys]), ref[1])
+    cx, cy = c[:, :1], c[:, 1:2]
+    lo = np.maximum(starts[None, :], cx)
+    width = np.clip(np.minimum(ends[None, :], ref[0]) - lo, 0.0, None)
+    height = np.clip(level[None, :] - cy, 0.0, None)
+    gains = (width * height).sum(axis=1)
+    bad = np.isnan(c).any(axis=1) | ~(c < ref).all(axis=1)
+    gains[bad] = 0.0
+    return gains

@@ -10,7 +10,7 @@ import pandas as pd
 
 from haq.config import BitConfig
 from haq.errors import HaqError
-from haq.search.objectives import Budgets
+from haq.search.budgets import Budgets
 from haq.search.results import ResultsDir
 from haq.search.runner import Search, SearchOptions
 
@@ -99,8 +99,9 @@ def search(
 ) -> SearchResult:
     """Run a search (or resume one with ``resume=True, out=DIR``) and return its results.
 
-    Keyword options are those of `SearchOptions` (weights, space, driver, objectives, workers,
-    ray_address, val_limit, seed, pins, ties, out, time_limit, progress, ...).
+    Keyword options are those of `SearchOptions` (weights, space, driver, driver_options,
+    objectives, workers, ray_address, val_limit, val_split, seed, pins, ties, out, time_limit,
+    progress, ...).
     """
     budgets = Budgets(max_latency_ms, max_size_mb, min_top1, max_worst_class_drop)
     opts = SearchOptions(model=model, target=target, data=data, calib_data=calib_data, budget=budget,

@@ -1,13 +1,10 @@
-"""Objectives (what the front trades off) and constraints (hard budgets).
+"""Objectives: what the front trades off, their directions and units.
 
 Cost objectives come from the cheap cost model before any evaluation; accuracy objectives from
-the evaluation. Budgets on cost are checked before evaluating (repair or reject); budgets on
-accuracy after (the trial is recorded as infeasible and drivers steer away from it).
+the evaluation. Hard budgets live in `haq.search.budgets`.
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 from haq.cost.base import CostEstimate
 from haq.errors import HaqError
@@ -65,31 +62,10 @@ UNITS = {
 }
 
 
-@dataclass(frozen=True)
-class Budgets:
-    max_latency_ms: float | None = None
-    max_size_mb: float | None = None
-    min_top1: float | None = None
-    max_worst_class_drop: float | None = None
-
-    def cost_violation(self, cost: CostEstimate) -> float:
-        """How far over the cost budgets (0 = feasible), in relative units."""
-        over = 0.0
-        if self.max_latency_ms is not None and cost.latency_ms is not None:
-            over += max(0.0, cost.latency_ms / self.max_latency_ms - 1.0)
-        if self.max_size_mb is not None:
-            over += max(0.0, cost.size_bytes / 1e6 / self.max_size_mb - 1.0)
-        return over
-
-    def accuracy_constraints(self, m: Metrics, float_worst: float | None) -> list[float]:
-        """Optuna-style constraint values (<= 0 feasible) for the accuracy budgets."""
-        out = []
-        if self.min_top1 is not None:
-            out.append(self.min_top1 - (m.top1 if m.top1 is not None else m.agreement or 0.0))
-        if (
-            self.max_worst_class_drop is not None
-            and float_worst is not None
-            and m.worst_class_top1 is not None
-        ):
-            out.append((float_worst - m.worst_class_top1) - self.max_worst_class_drop)
-        return out
+def objective_values(names: list[str], cost: CostEstimate, m: Metrics) -> list[float]:
+    """The objective vector of one evaluated config (NaN where a value is unknown)."""
+    out = []
+    for name in names:
+        v = cost_value(name, cost) if name in COST_OBJECTIVES else accuracy_value(name, m)
+        out.append(float("nan") if v is None else float(v))
+    return out

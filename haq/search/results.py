@@ -2,11 +2,12 @@
 
 ```
 <out>/study.db          Optuna study (SQLite): the single source of truth, resumable
-<out>/sampler.pkl       pickled sampler state (Optuna storages do not keep it)
+<out>/driver.pkl        the driver's saved state, if it keeps one (a pickled Optuna sampler)
 <out>/trials.parquet    every trial: config, objectives, per-class accuracy, cost provenance, timings
 <out>/pareto.json       the front: each point's config, objectives, validation and test accuracy
 <out>/configs/<p>.yaml  one BitConfig per front point, ready for `haq export --bits`
 <out>/run.json          versions, seed, model and weights hash, target, command line
+<out>/sensitivity.csv   per-layer sensitivity the driver used (sensitivity-guided drivers)
 ```
 """
 
@@ -14,13 +15,17 @@ from __future__ import annotations
 
 import io
 import json
-import pickle
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from haq.io import atomic_write_bytes, atomic_write_text
+
+if TYPE_CHECKING:
+    from haq.evaluate.metrics import Metrics
+    from haq.search.trials import TrialRecord
 
 
 class ResultsDir:
@@ -61,19 +66,27 @@ class ResultsDir:
     def read_run(self) -> dict[str, Any]:
         return json.loads(self.run_path.read_text())
 
-    # sampler ------------------------------------------------------------------------------
-    def save_sampler(self, sampler: Any) -> None:
-        atomic_write_bytes(self.path / "sampler.pkl", pickle.dumps(sampler))
+    # driver state -------------------------------------------------------------------------
+    @property
+    def driver_state_path(self) -> Path:
+        return self.path / "driver.pkl"
 
-    def load_sampler(self) -> Any | None:
-        path = self.path / "sampler.pkl"
-        return pickle.loads(path.read_bytes()) if path.is_file() else None
+    def save_driver_state(self, state: bytes | None) -> None:
+        if state is not None:
+            atomic_write_bytes(self.driver_state_path, state)
+
+    def load_driver_state(self) -> bytes | None:
+        path = self.driver_state_path
+        return path.read_bytes() if path.is_file() else None
 
     # tables -------------------------------------------------------------------------------
     def write_trials(self, frame: pd.DataFrame) -> None:
         buf = io.BytesIO()
         frame.to_parquet(buf, index=False)
         atomic_write_bytes(self.trials_path, buf.getvalue())
+
+    def write_sensitivity(self, rows: pd.DataFrame) -> None:
+        atomic_write_text(self.path / "sensitivity.csv", rows.to_csv(index=False))
 
     def write_front(self, payload: dict[str, Any], configs: dict[str, str]) -> None:
         """``pareto.json`` plus ``configs/<name>.yaml``; stale config files are removed."""
@@ -85,3 +98,34 @@ class ResultsDir:
             if old.stem not in configs:
                 old.unlink()
         atomic_write_text(self.pareto_path, json.dumps(payload, indent=2, default=str))
+
+
+def trials_frame(
+    records: Sequence[TrialRecord], objectives: list[str], test: dict[int, Metrics] | None = None
+) -> pd.DataFrame:
+    """One row per trial, as ``trials.parquet`` holds it."""
+    rows = []
+    for r in records:
+        m, cost = r.metrics, r.cost
+        row: dict[str, Any] = {
+            "trial": r.number, "state": r.state, "status": r.status, "source": r.source,
+            "label": r.label, "config": r.config.to_json(), "config_hash": r.config.hash,
+            "summary": r.config.summary(),
+            "val_top1": m.top1 if m else None, "val_top5": m.top5 if m else None,
+            "val_worst_class": m.worst_class if m else None,
+            "val_worst_class_top1": m.worst_class_top1 if m else None,
+            "val_agreement": m.agreement if m else None,
+            "val_per_class": json.dumps(m.per_class) if m and m.per_class else None,
+            "latency_ms": cost.latency_ms if cost else None, "energy_mj": cost.energy_mj if cost else None,
+            "size_mb": cost.size_bytes / 1e6 if cost else None, "gbops": cost.bops / 1e9 if cost else None,
+            "cost_model": cost.model if cost else None, "repaired": r.repaired, "cached": r.cached,
+            "eval_seconds": r.eval_seconds, "cost_seconds": r.cost_seconds,
+        }  # fmt: skip
+        for name, v in zip(objectives, r.values or [None] * len(objectives), strict=True):
+            row[f"obj_{name}"] = v
+        if test is not None:
+            t = test.get(r.number)
+            row["test_top1"] = t.top1 if t else None
+            row["test_worst_class_top1"] = t.worst_class_top1 if t else None
+        rows.append(row)
+    return pd.DataFrame(rows)

@@ -9,6 +9,7 @@ search variable.
 from __future__ import annotations
 
 import fnmatch
+import functools
 import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -177,7 +178,7 @@ class SearchSpace:
         layers: dict[str, Precision] = {}
         for g in self.groups:
             opts = self.choices[g[0]]
-            p = Precision.parse(params[g[0]]) if len(opts) > 1 else opts[0]
+            p = _parse(params[g[0]]) if len(opts) > 1 else opts[0]
             for name in g:
                 layers[name] = p
         return BitConfig(layers)
@@ -249,6 +250,12 @@ class SearchSpace:
                          "pinned": spec.name in self.pinned,
                          "tied_to": next((g[0] for g in self.groups if spec.name in g and g[0] != spec.name), "")})  # fmt: skip
         return rows
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse(text: str | Precision) -> Precision:
+    """`Precision.parse`, memoised: drivers build thousands of configs per proposal."""
+    return Precision.parse(text)
 
 
 def _match(pattern: str, names: list[str]) -> list[str]:

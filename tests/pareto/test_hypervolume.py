@@ -135,3 +135,19 @@ def test_default_reference_counts_every_front_point() -> None:
     assert hypervolume(pts, dirs, ref) == pytest.approx(hv_inclusion_exclusion(pts, dirs, ref))
     for p in pts:  # each point alone has a positive box
         assert hypervolume([p], dirs, ref) > 0
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+def test_hypervolume_gains_match_the_exact_difference(dims: int) -> None:
+    from haq.pareto.hypervolume import hypervolume_gains
+
+    rng = np.random.default_rng(dims)
+    dirs = ["maximize"] + ["minimize"] * (dims - 1)
+    ref = np.array([0.0] + [1.0] * (dims - 1))
+    for _ in range(20):
+        front = rng.random((rng.integers(0, 8), dims))
+        cands = rng.random((30, dims)) * 1.2 - 0.1
+        got = hypervolume_gains(front, cands, dirs, ref)
+        base = hypervolume(front, dirs, ref) if len(front) else 0.0
+        want = [hypervolume(np.vstack([front, c]), dirs, ref) - base for c in cands]
+        np.testing.assert_allclose(got, want, atol=1e-12)

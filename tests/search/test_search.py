@@ -27,7 +27,7 @@ def _search(out: Path, budget: int = 10, **kw) -> SearchResult:
 
 def test_results_directory(tmp_path: Path) -> None:
     res = _search(tmp_path / "run", budget=10)
-    for name in ("study.db", "sampler.pkl", "trials.parquet", "pareto.json", "run.json"):
+    for name in ("study.db", "trials.parquet", "pareto.json", "run.json", "sensitivity.csv"):
         assert (res.path / name).is_file(), name
     trials = res.trials
     assert len(trials) == 10 and set(trials["state"]) <= {"complete", "pruned", "fail"}
@@ -72,6 +72,12 @@ def test_bad_inputs_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
         ],  # data that does not fit the model
         ["--budget", "0"],
         ["--resume", str(tmp_path / "missing")],
+        ["--driver-opt", "sensitivity=accuracy", "--budget", "5"],  # phase 1 exceeds the budget
+        ["--driver-opt", "speed=11"],  # unknown driver option
+        ["--driver-opt", "sensitivity"],  # not KEY=VALUE
+        ["--driver", "nsga2", "--driver-opt", "population=0"],
+        ["--val-split", "1.5"],
+        ["--val-split", "0"],
     ]
     for extra in cases:
         code = main(

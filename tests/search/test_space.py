@@ -55,14 +55,20 @@ def test_bad_space_inputs(layers, tmp_path) -> None:
         SearchSpace.build(layers, bad)
 
 
-def test_drivers_and_objectives(layers) -> None:
+def test_drivers_and_objectives(layers, tmp_path) -> None:
+    import haq
+
     with pytest.raises(HaqError, match="unknown driver"):
         get_driver("annealing")
-    space = SearchSpace.build(layers)
     with pytest.raises(HaqError, match="too large"):
-        get_driver("exhaustive").make(0, space, None)
-    small = SearchSpace.build(layers, "int8-only")
-    assert get_driver("exhaustive").make(0, small, None) is not None
+        haq.search(model="digits_cnn", driver="exhaustive", budget=2, workers=0, progress=False,
+                   out=str(tmp_path / "x"))  # fmt: skip
+    assert not (tmp_path / "x").exists()
+    for bad in ({"bogus": "1"}, {"population": "x"}, {"population": "1"}):
+        with pytest.raises(HaqError, match="driver (option|nsga2 has no option)"):
+            get_driver("nsga2").make(bad)
+    with pytest.raises(HaqError, match="sensitivity=fast is unknown"):
+        get_driver("hybrid").make({"sensitivity": "fast"})
     assert parse_objectives("top1, latency") == ["top1", "latency"]
     for bad in ("latency", "speed,top1", "top1,top1"):
         with pytest.raises(HaqError):

@@ -1,0 +1,69 @@
+"""Search drivers, registered by the names users type after ``--driver``.
+
+A driver implements the `Driver` protocol (`haq.search.drivers.base`): the loop asks it for
+configs and tells it every finished trial. Optuna samplers are one kind (`samplers`); haq's
+own sensitivity-guided `hybrid` (the default) is another. Adding a driver is one module plus
+one `register` line here, and one line in the conformance suite's parametrisation
+(`haq.testing.drivers`).
+"""
+
+from __future__ import annotations
+
+from haq.errors import HaqError
+from haq.search.drivers.base import (
+    Driver,
+    DriverContext,
+    DriverInfo,
+    Proposal,
+    parse_driver_options,
+)
+from haq.search.drivers.samplers import SAMPLERS, sampler_driver
+
+DEFAULT_DRIVER = "hybrid"
+
+_DRIVERS: dict[str, DriverInfo] = {}
+
+
+def register(info: DriverInfo) -> DriverInfo:
+    _DRIVERS[info.name] = info
+    return info
+
+
+def get_driver(name: str) -> DriverInfo:
+    if name not in _DRIVERS:
+        raise HaqError(f"unknown driver {name!r}; use one of {', '.join(sorted(_DRIVERS))}")
+    return _DRIVERS[name]
+
+
+def list_drivers() -> list[DriverInfo]:
+    return sorted(_DRIVERS.values(), key=lambda d: d.name)
+
+
+def _exhaustive(options: dict[str, str]) -> Driver:
+    from haq.search.drivers.exhaustive import ExhaustiveDriver
+
+    return ExhaustiveDriver(options)
+
+
+def _hybrid(options: dict[str, str]) -> Driver:
+    from haq.search.drivers.hybrid import HybridDriver
+
+    return HybridDriver(options)
+
+
+for _name, (_factory, _text, _options) in SAMPLERS.items():
+    register(DriverInfo(_name, _text, sampler_driver(_name, _factory), _options))
+
+register(
+    DriverInfo("exhaustive", "every config once, in a seeded order (tiny spaces only)", _exhaustive)
+)
+register(DriverInfo("hybrid", "sensitivity + ILP front in seconds, then surrogate-guided evolution "
+                    "seeded by it (default)", _hybrid, {
+                        "sensitivity": "kl (default: output KL on calibration images, no "
+                                       "evaluations), hessian, or accuracy (measured drops, costs "
+                                       "evaluations)",
+                        "ilp_points": "budgets swept by the ILP (default: a quarter of the budget, 4 to 40)",
+                    }))  # fmt: skip
+
+__all__ = ["DEFAULT_DRIVER", "Driver", "DriverContext", "DriverInfo", "Proposal", "get_driver",
+           "list_drivers", "parse_driver_options", "register"]  # fmt: skip

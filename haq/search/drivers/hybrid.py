@@ -1,0 +1,413 @@
+"""haq's own driver: a sensitivity-guided ILP front in seconds, then surrogate-guided evolution.
+
+Phases, each a function of (seed, space, cost model, sensitivity, trials told so far), so a
+resumed search replays its history and continues where it stopped:
+
+1. **Baselines**: the uniform configs and the usual w8a8 deployment variants.
+2. **Sensitivity** (`haq.search.sensitivity`): per search variable and candidate precision,
+   the proxy penalty of changing only that variable from the reference (w8a8). With
+   ``sensitivity=kl`` (default) it costs no evaluation (output KL on calibration images,
+   cached across searches); ``sensitivity=accuracy`` measures each drop as a trial.
+3. **ILP sweep** (scipy ``milp``): minimise the first cost objective in the target's own
+   per-layer costs (marginal to the reference, so the target's real kernel speeds decide)
+   subject to a summed penalty at most P, for P on a geometric scale, plus every hard cost
+   budget. Choices that cost no less than a higher-bit choice of the same layer are dropped
+   first: no speed is credited for bits the target does not exploit.
+4. **Evolution**: children of the evaluated front (one- and two-variable moves, crossover of
+   neighbours) are scored by the cost model (exact) and a surrogate of accuracy anchored at
+   the nearest evaluated parent (parent accuracy minus a fitted scale times the change in
+   summed penalty, with an optimistic margin growing with that change); the candidates of
+   largest predicted hypervolume gain are evaluated, several at once for parallel workers.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+from haq.config import BitConfig, Precision
+from haq.cost.base import CostEstimate
+from haq.errors import HaqError
+from haq.pareto import non_dominated_mask
+from haq.pareto.hypervolume import hypervolume_gains
+from haq.search.drivers.base import DriverContext, Proposal, choice_option, int_option
+from haq.search.objectives import COST_OBJECTIVES, cost_value
+from haq.search.sensitivity import SensitivityTable, reference_config, with_choice
+from haq.search.trials import TrialRecord
+
+WIDE_MARGIN = 10.0  # points below the reference's accuracy: the whole-trade-off box
+NARROW_MARGIN = 1.0  # points below it: the box of configs that keep the reference's accuracy
+RIDGE = 2.0  # pull of each pair's fitted drop towards its proxy prior (in squared points)
+MIN_NOISE = 0.1  # accuracy points: the smallest residual scale the surrogate assumes
+OPTIMISM = 0.5  # residual scales per sqrt(changed variable) added to predicted accuracy
+
+
+def _bits(choice: str) -> tuple[int, int]:
+    p = Precision.parse(choice)
+    return (p.w_bits or 32, p.a_bits or 32)
+
+
+class HybridDriver:
+    name = "hybrid"
+
+    def __init__(self, options: dict[str, str]) -> None:
+        self.mode = choice_option(options, "sensitivity", "kl", ("kl", "accuracy"))
+        self._ilp_points = options.get("ilp_points")
+        if self._ilp_points is not None:
+            int_option(options, "ilp_points", 1)
+        self.options = options
+
+    # Setup --------------------------------------------------------------------------------
+    def start(
+        self, ctx: DriverContext, history: Sequence[TrialRecord], state: bytes | None
+    ) -> None:
+        self.ctx = ctx
+        space = ctx.space
+        self.vars = space.variables()
+        self.reference = reference_config(space)
+        self.cost_dims = [o for o in ctx.objectives if o in COST_OBJECTIVES]
+        self.acc_dims = [o for o in ctx.objectives if o not in COST_OBJECTIVES]
+        self._marginal_costs()
+        self.choices = {v: self._undominated(v, opts) for v, opts in self.vars}
+        self.records: list[TrialRecord] = []
+        self.by_hash: dict[str, TrialRecord] = {}
+        self.proposed: set[str] = set()
+        self.queue: list[Proposal] = [Proposal(c, "baseline", label)
+                                      for label, c in space.seeds().items()]  # fmt: skip
+        if self.reference not in space.seeds().values():
+            self.queue.append(Proposal(self.reference, "baseline", "reference"))
+        pairs = [
+            (v, o) for v, _ in self.vars for o in self.choices[v] if o != str(self.reference[v])
+        ]
+        self.table: SensitivityTable | None = None
+        if self.mode == "accuracy":
+            if len(pairs) + len(self.queue) > ctx.budget:
+                raise HaqError(
+                    f"driver hybrid with sensitivity=accuracy needs {len(pairs) + len(self.queue)} "
+                    f"evaluations for its phase 1 but --budget is {ctx.budget}; raise the budget "
+                    "or use sensitivity=kl"
+                )
+            self.queue += [Proposal(with_choice(space, self.reference, v, o), "sensitivity")
+                           for v, o in pairs]  # fmt: skip
+        else:
+            if ctx.sensitivity is None:
+                raise HaqError("driver hybrid needs calibration images for its sensitivity proxy")
+            self.table = ctx.sensitivity.table(space, pairs)
+        self.var_names = [v for v, _ in self.vars]
+        self.ref_params = self._params(self.reference)
+        # every choice of the space gets a feature (baselines and repairs may use pruned ones)
+        self.pairs = [(i, o) for i, (_, opts) in enumerate(self.vars) for o in opts
+                      if o != self.ref_params[i]]  # fmt: skip
+        self.pair_index = {p: k for k, p in enumerate(self.pairs)}
+        self.pair_pen = self._pair_penalties()
+        self.proposed_params: set[tuple[str, ...]] = set()
+        self._costs: dict[tuple[str, ...], CostEstimate] = {}
+        self.ilp_done = False
+        for rec in history:
+            self.tell(rec)
+
+    def _cost_vector(self, config: BitConfig) -> np.ndarray:
+        est = self.ctx.cost_model.score(config)
+        dims = self.cost_dims or ["bops"]
+        return np.array([cost_value(d, est) or 0.0 for d in dims], dtype=float)
+
+    def _marginal_costs(self) -> None:
+        """Per (variable, choice): the change of every cost objective from the reference."""
+        self.base_cost = self._cost_vector(self.reference)
+        self.delta: dict[tuple[str, str], np.ndarray] = {}
+        for var, opts in self.vars:
+            for o in opts:
+                cfg = with_choice(self.ctx.space, self.reference, var, o)
+                self.delta[(var, o)] = self._cost_vector(cfg) - self.base_cost
+
+    def _undominated(self, var: str, opts: list[str]) -> list[str]:
+        """Drop a choice when another one has at least its bits and costs no more."""
+        keep = []
+        for o in opts:
+            wo, ao = _bits(o)
+            beaten = any(
+                q != o and _bits(q)[0] >= wo and _bits(q)[1] >= ao
+                and bool(np.all(self.delta[(var, q)] <= self.delta[(var, o)] + 1e-12))
+                for q in opts
+            )  # fmt: skip
+            if not beaten or o == str(self.reference[var]):
+                keep.append(o)
+        return keep
+
+    # Sensitivity --------------------------------------------------------------------------
+    def penalty(self, var: str, choice: str) -> float:
+        if choice == str(self.reference[var]):
+            return 0.0
+        if self.table is not None:
+            return max(self.table.score(var, choice), 0.0)
+        ref = self.by_hash.get(self.reference.hash)
+        rec = self.by_hash.get(with_choice(self.ctx.space, self.reference, var, choice).hash)
+        if ref is None or rec is None or not ref.values or not rec.values:
+            return 0.0
+        i = self.ctx.objectives.index(self.acc_dims[0])
+        return max(ref.values[i] - rec.values[i], 0.0)
+
+    def _pair_penalties(self) -> np.ndarray:
+        return np.array([self.penalty(self.var_names[i], o) for i, o in self.pairs])
+
+    # ILP ----------------------------------------------------------------------------------
+    def _ilp_proposals(self) -> list[Proposal]:
+        from scipy.optimize import Bounds, LinearConstraint, milp
+
+        cols = [(v, o) for v, _ in self.vars for o in self.choices[v]]
+        if not cols:
+            return []
+        pen = np.array([self.penalty(v, o) for v, o in cols])
+        cost = np.array([self.delta[c][0] for c in cols])
+        scale = max(float(np.abs(cost).max()), 1e-12)
+        eq = np.zeros((len(self.vars), len(cols)))
+        for j, (v, _) in enumerate(cols):
+            eq[[i for i, (var, _) in enumerate(self.vars) if var == v][0], j] = 1
+        hard = self._hard_budget_rows(cols)
+        top = float(sum(max(self.penalty(v, o) for o in self.choices[v]) for v, _ in self.vars))
+        n_points = int_option(self.options, "ilp_points", max(4, min(40, self.ctx.budget // 4)))
+        positive = pen[pen > 0]
+        low = float(positive.min()) if len(positive) else 0.0
+        levels = np.geomspace(max(low, top * 1e-4), max(top, 1e-12), n_points) if top > 0 else [0.0]
+        out, seen = [], set()
+        for level in levels:
+            cons = [LinearConstraint(eq, 1, 1), LinearConstraint(pen[None, :], -np.inf, level)]
+            cons += [LinearConstraint(row[None, :], -np.inf, ub) for row, ub in hard]
+            # a tiny penalty tie-break keeps the most accurate of equally cheap solutions
+            res = milp(cost / scale + 1e-6 * pen / max(top, 1e-12), constraints=cons,
+                       integrality=np.ones(len(cols)), bounds=Bounds(0, 1))  # fmt: skip
+            if res.x is None:
+                continue
+            params = {cols[j][0]: cols[j][1] for j in np.flatnonzero(res.x > 0.5)}
+            cfg = self.ctx.space.config(params)
+            if cfg.hash not in seen:
+                seen.add(cfg.hash)
+                out.append(Proposal(cfg, "ilp", driver_attrs={"penalty_budget": float(level)}))
+        return out
+
+    def _hard_budget_rows(self, cols: list[tuple[str, str]]) -> list[tuple[np.ndarray, float]]:
+        """Hard cost budgets as ILP rows in marginal costs (the loop still checks exactly)."""
+        b = self.ctx.guard.budgets
+        rows = []
+        for limit, dim in ((b.max_latency_ms, "latency"), (b.max_size_mb, "size")):
+            if limit is None:
+                continue
+            ref = cost_value(dim, self.ctx.cost_model.score(self.reference)) or 0.0
+            row = []
+            for v, o in cols:
+                cfg = with_choice(self.ctx.space, self.reference, v, o)
+                row.append((cost_value(dim, self.ctx.cost_model.score(cfg)) or 0.0) - ref)
+            rows.append((np.array(row), limit - ref))
+        return rows
+
+    # Protocol -----------------------------------------------------------------------------
+    def ask(self, n: int) -> list[Proposal]:
+        out: list[Proposal] = []
+        while len(out) < n:
+            if not self.queue and not self.ilp_done and self._phase1_finished():
+                self.ilp_done = True
+                self.pair_pen = self._pair_penalties()  # measured drops are in by now
+                self.queue = self._ilp_proposals()
+            if self.queue:
+                p = self.queue.pop(0)
+                if p.config.hash not in self.proposed:
+                    self._mark(p)
+                    out.append(p)
+                continue
+            if not self.ilp_done:
+                break  # phase 1 evaluations still running: wait for their results
+            batch = self._evolve(n - len(out), pending=out)
+            if not batch:
+                break
+            for p in batch:
+                self._mark(p)
+            out += batch
+        return out
+
+    def _mark(self, p: Proposal) -> None:
+        self.proposed.add(p.config.hash)
+        if self.ctx.space.contains(p.config):
+            self.proposed_params.add(self._params(p.config))
+
+    def _phase1_finished(self) -> bool:
+        return self.mode != "accuracy" or self.proposed <= set(self.by_hash)
+
+    def tell(self, record: TrialRecord) -> None:
+        self.records.append(record)
+        self.by_hash[record.config.hash] = record
+        self.proposed.add(record.config.hash)
+        self.queue = [p for p in self.queue if p.config.hash not in self.by_hash]
+
+    def state(self) -> bytes | None:
+        return None
+
+    # Evolution ----------------------------------------------------------------------------
+    def _params(self, config: BitConfig) -> tuple[str, ...]:
+        return tuple(str(config[v]) for v in self.var_names)
+
+    def _config(self, params: tuple[str, ...]) -> BitConfig:
+        return self.ctx.space.config(dict(zip(self.var_names, params, strict=True)))
+
+    def _pair_ids(self, params: tuple[str, ...]) -> list[int]:
+        """Indices of the (variable, choice) pairs where ``params`` leaves the reference."""
+        return [self.pair_index[(i, o)] for i, o in enumerate(params) if o != self.ref_params[i]]
+
+    def _evaluated(self) -> list[TrialRecord]:
+        return [
+            r for r in self.records if r.feasible and r.values and self.ctx.space.contains(r.config)
+        ]
+
+    def _fit(
+        self, recs: list[TrialRecord], values: np.ndarray
+    ) -> dict[int, tuple[np.ndarray, float, float]]:
+        """Per accuracy objective: (points lost per pair, anchor accuracy, residual scale).
+
+        An additive model of the drop from the reference: the sensitivity proxy times one
+        fitted scale is the prior of each pair's drop, corrected by ridge regression on the
+        evaluated configs (so the measured accuracies overrule the proxy where they disagree).
+        """
+        ref = self.by_hash.get(self.reference.hash)
+        x = np.zeros((len(recs), len(self.pairs)))
+        for row, r in enumerate(recs):
+            x[row, self._pair_ids(self._params(r.config))] = 1.0
+        out = {}
+        for name in self.acc_dims:
+            i = self.ctx.objectives.index(name)
+            anchor = ref.values[i] if ref is not None and ref.values else float(values[:, i].max())
+            y = anchor - values[:, i]
+            s = x @ self.pair_pen
+            keep = s > 0
+            alpha = (
+                max(float((s[keep] * y[keep]).sum() / (s[keep] ** 2).sum()), 1e-6)
+                if keep.any()
+                else 1.0
+            )
+            prior = alpha * self.pair_pen
+            a = x.T @ x + RIDGE * np.eye(len(self.pairs))
+            w = prior + np.linalg.solve(a, x.T @ (y - x @ prior))
+            resid = y - x @ w
+            sigma = max(float(np.sqrt(np.mean(resid**2))) if len(resid) else 0.0, MIN_NOISE)
+            out[i] = (w, anchor, sigma)
+        return out
+
+    def _normaliser(self, values: np.ndarray, margin: float, anchors: dict[int, float],
+                    cost_ref: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+        """(scale, reference) mapping objective vectors into a minimisation box whose
+        accuracy side lies ``margin`` points below the reference config's accuracy."""
+        scale, ref = [], []
+        for i, name in enumerate(self.ctx.objectives):
+            if name in COST_OBJECTIVES:
+                top = float(cost_ref[i]) or 1.0
+                scale.append(1.0 / top)
+                ref.append(1.0)
+            else:
+                scale.append(-1.0 / margin)
+                ref.append(-(anchors[i] - margin) / margin)
+        return np.array(scale), np.array(ref)
+
+    def _evolve(self, n: int, pending: list[Proposal]) -> list[Proposal]:
+        recs = self._evaluated()
+        if not recs:
+            return []
+        values = np.array([r.values for r in recs], dtype=float)
+        step = len(self.records) + len(pending)
+        rng = np.random.default_rng([self.ctx.seed, step])
+        fits = self._fit(recs, values)
+        mask = non_dominated_mask(values, self.ctx.directions)
+        parents = [r for r, m in zip(recs, mask, strict=True) if m]
+        cands = self._children(parents, rng)
+        if not cands:
+            return []
+        preds = np.array([self._predict(c, p, fits) for c, p in cands])
+        anchors = {i: f[1] for i, f in fits.items()}
+        # alternate a wide box (the whole trade-off) and a narrow one near the reference's
+        # accuracy, where the configs users ship live
+        wide = step % 2 == 0
+        cost_cols = np.vstack([values, preds])
+        cost_ref = np.nanmax(cost_cols, axis=0) * 1.1 if wide else self._ref_cost() * 1.05
+        scale, ref = self._normaliser(cost_cols, WIDE_MARGIN if wide else NARROW_MARGIN, anchors,
+                                      cost_ref)  # fmt: skip
+        front = (values * scale)[mask]
+        dirs = ["minimize"] * len(scale)
+        pts = preds * scale
+        used = np.zeros(len(pts), dtype=bool)
+        chosen: list[Proposal] = []
+        for _ in range(n):
+            gains = hypervolume_gains(front, pts, dirs, ref)
+            gains[used | ~np.isfinite(gains)] = -np.inf
+            best = int(np.argmax(gains))
+            if not math.isfinite(gains[best]) or (gains[best] <= 0 and chosen):
+                break
+            chosen.append(Proposal(self._config(cands[best][0]), "evolution",
+                                   driver_attrs={"predicted": preds[best].tolist()}))  # fmt: skip
+            front = np.vstack([front, pts[best]])  # believe the prediction for the next pick
+            used[best] = True
+        return chosen
+
+    def _cost(self, params: tuple[str, ...]) -> CostEstimate:
+        est = self._costs.get(params)
+        if est is None:
+            est = self._costs[params] = self.ctx.cost_model.score(self._config(params))
+        return est
+
+    def _ref_cost(self) -> np.ndarray:
+        est = self.ctx.cost_model.score(self.reference)
+        return np.array([cost_value(n, est) or 0.0 if n in COST_OBJECTIVES else 0.0
+                         for n in self.ctx.objectives])  # fmt: skip
+
+    def _predict(self, params: tuple[str, ...], parent: TrialRecord,
+                 fits: dict[int, tuple[np.ndarray, float, float]]) -> np.ndarray:  # fmt: skip
+        """Objectives of ``params``: costs exact, accuracy optimistic around the parent's."""
+        est = self._cost(params)
+        pp = self._params(parent.config)
+        child_ids, parent_ids = self._pair_ids(params), self._pair_ids(pp)
+        changed = sum(a != b for a, b in zip(params, pp, strict=True))
+        assert parent.values is not None
+        out = np.array(parent.values, dtype=float)
+        for i, name in enumerate(self.ctx.objectives):
+            if name in COST_OBJECTIVES:
+                out[i] = cost_value(name, est) or 0.0
+            else:
+                w, _, sigma = fits[i]
+                delta = float(w[child_ids].sum() - w[parent_ids].sum())
+                out[i] = out[i] - delta + OPTIMISM * sigma * math.sqrt(changed)
+        return out
+
+    def _children(self, parents: list[TrialRecord], rng: np.random.Generator
+                  ) -> list[tuple[tuple[str, ...], TrialRecord]]:  # fmt: skip
+        """One- and two-variable moves of every front point, and crossovers of neighbours."""
+        seen = {self._params(r.config) for r in self.records} | self.proposed_params
+        out: list[tuple[tuple[str, ...], TrialRecord]] = []
+        budgets = self.ctx.guard.budgets
+
+        def add(params: tuple[str, ...], parent: TrialRecord) -> None:
+            if params in seen:
+                return
+            seen.add(params)
+            if budgets.has_cost and budgets.cost_violation(self._cost(params)) > 0:
+                return
+            out.append((params, parent))
+
+        nv = len(self.var_names)
+        for parent in parents:
+            pp = self._params(parent.config)
+            for i, var in enumerate(self.var_names):
+                for o in self.choices[var]:
+                    if o != pp[i]:
+                        add(pp[:i] + (o,) + pp[i + 1 :], parent)
+            for _ in range(2 * nv):
+                child = list(pp)
+                for i in rng.choice(nv, size=min(2, nv), replace=False):
+                    child[i] = str(rng.choice(self.choices[self.var_names[i]]))
+                add(tuple(child), parent)
+        if self.cost_dims:
+            k = self.ctx.objectives.index(self.cost_dims[0])
+            parents = sorted(parents, key=lambda r: r.values[k] if r.values else 0.0)
+        for a, b in zip(parents, parents[1:], strict=False):
+            pa, pb = self._params(a.config), self._params(b.config)
+            for _ in range(nv):
+                take = rng.random(nv) < 0.5
+                add(tuple(x if t else y for x, y, t in zip(pa, pb, take, strict=True)), a)
+        return out

@@ -1,0 +1,57 @@
+"""The search's front: feasible, non-dominated, one point per distinct config, and its
+hypervolume on fixed normalised axes (accuracy / 100, cost / 1.1x the costliest baseline),
+so it only grows as trials arrive."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from haq.cost.base import CostModel
+from haq.pareto import hypervolume, non_dominated_mask
+from haq.search.objectives import COST_OBJECTIVES, DIRECTIONS, cost_value
+from haq.search.space import SearchSpace
+from haq.search.trials import TrialRecord
+
+
+def front_records(records: Sequence[TrialRecord], objectives: list[str]) -> list[TrialRecord]:
+    """The feasible non-dominated trials, the earliest of each config, in trial order."""
+    done = [r for r in records if r.feasible and r.values]
+    if not done:
+        return []
+    values = np.array([r.values for r in done], dtype=float)
+    mask = non_dominated_mask(values, [DIRECTIONS[n] for n in objectives])
+    seen: set[str] = set()
+    out = []
+    for r in sorted(
+        (r for r, keep in zip(done, mask, strict=True) if keep), key=lambda r: r.number
+    ):
+        if r.config.hash not in seen:
+            seen.add(r.config.hash)
+            out.append(r)
+    return out
+
+
+class FrontScale:
+    """Fixed hypervolume axes for one search (from its baselines' costs)."""
+
+    def __init__(self, space: SearchSpace, cost_model: CostModel, objectives: list[str]) -> None:
+        baselines = list(space.baselines().values()) or [
+            space.config({v: o[0] for v, o in space.variables()})]  # fmt: skip
+        costs = [cost_model.score(c) for c in baselines]
+        self.objectives = objectives
+        self.scale = np.array([
+            100.0 if n not in COST_OBJECTIVES else
+            1.1 * max((cost_value(n, c) or 0.0) for c in costs) or 1.0
+            for n in objectives
+        ])  # fmt: skip
+        dirs = [DIRECTIONS[n] for n in objectives]
+        self.dirs = dirs
+        self.ref = np.array([0.0 if d == "maximize" else 1.0 for d in dirs])
+
+    def hypervolume(self, front: Sequence[TrialRecord]) -> float | None:
+        if not front:
+            return None
+        values = np.array([r.values for r in front], dtype=float) / self.scale
+        return float(hypervolume(values, self.dirs, self.ref))

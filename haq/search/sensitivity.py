@@ -1,0 +1,244 @@
+"""Per-layer sensitivity: what changing one search variable alone does to the network's output.
+
+For every search variable (a layer or tie group) and candidate precision, the config is the
+reference (w8a8 where the layer allows it) with only that variable changed. Cheap proxies are
+measured on the calibration images, with no validation evaluation: the mean KL divergence of
+the softmax outputs from the float model's (relative to the reference's own KL) and the SQNR
+of the logits. Optionally the HAWQ proxy: the Hessian trace of the loss per weight (Hutchinson
+estimator) times the squared weight perturbation.
+
+Accuracy does not depend on the target, so rows are cached on disk per (model weights,
+calibration images, quantization settings, reference config) and reused by every later search
+and target; only the (variable, precision) pairs a search needs and the cache lacks are
+computed. `haq sensitivity` fills and prints the same cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import math
+import sys
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pandas as pd
+
+from haq.config import BitConfig, Precision
+from haq.io import atomic_write_bytes
+from haq.paths import cache_dir
+
+if TYPE_CHECKING:
+    import torch
+
+    from haq.evaluate.evaluator import LocalEvaluator
+    from haq.search.space import SearchSpace
+
+COLUMNS = ["variable", "layers", "precision", "kl", "sqnr_db", "agreement", "hessian"]
+Pair = tuple[str, str]  # (variable, precision as text)
+
+
+def reference_config(space: SearchSpace) -> BitConfig:
+    """w8a8 where a variable allows it, else its widest quantized choice, else float."""
+    params = {}
+    for var, opts in space.variables():
+        if "w8a8" in opts:
+            params[var] = "w8a8"
+        else:
+            quantized = [o for o in opts if not Precision.parse(o).is_float]
+            params[var] = max(quantized or opts, key=lambda o: Precision.parse(o).bops_factor())
+    return space.config(params)
+
+
+def with_choice(space: SearchSpace, config: BitConfig, var: str, choice: str) -> BitConfig:
+    """``config`` with every layer of variable ``var`` set to ``choice``."""
+    layers = dict(config.items())
+    group = next(g for g in space.groups if g[0] == var)
+    for name in group:
+        layers[name] = Precision.parse(choice)
+    return BitConfig(layers)
+
+
+@dataclass
+class SensitivityTable:
+    """One row per (variable, precision); ``kl`` is relative to the reference config."""
+
+    rows: pd.DataFrame
+    reference: BitConfig
+    images: int
+    seconds: float  # time spent computing rows in this process (0 when all came from the cache)
+
+    def score(self, var: str, choice: str, column: str = "kl") -> float:
+        """The proxy's penalty of one choice (0 for the reference choice)."""
+        if str(self.reference[var]) == choice:
+            return 0.0
+        v = self._index.get((var, choice), {}).get(column)
+        return float(v) if v is not None and math.isfinite(v) else 0.0
+
+    @property
+    def _index(self) -> dict[Pair, dict[str, float]]:
+        if not hasattr(self, "_idx"):
+            self._idx = {(r["variable"], r["precision"]): r for r in self.rows.to_dict("records")}
+        return self._idx
+
+
+class SensitivitySource:
+    """Computes and caches proxy sensitivities for one model, calibration set and settings."""
+
+    def __init__(
+        self, evaluator: Callable[[], LocalEvaluator], model_hash: str, progress: bool = True,
+        cache_root: Path | None = None,
+    ) -> None:  # fmt: skip
+        self._make_evaluator = evaluator  # builds a LocalEvaluator on the calibration images
+        self._evaluator: LocalEvaluator | None = None
+        self.model_hash = model_hash
+        self.progress = progress
+        self.cache_root = cache_root or cache_dir() / "sensitivity"
+        self.computed_seconds = 0.0
+        self.last: SensitivityTable | None = None  # the latest table handed out
+
+    @property
+    def evaluator(self) -> LocalEvaluator:
+        if self._evaluator is None:
+            self._evaluator = self._make_evaluator()
+        return self._evaluator
+
+    def cache_path(self, reference: BitConfig) -> Path:
+        settings = repr(sorted(self.evaluator.quantizer.settings.to_dict().items()))
+        key = f"{self.model_hash}|{self.evaluator.data.key}|{settings}|{reference.hash}"
+        return self.cache_root / f"{hashlib.sha256(key.encode()).hexdigest()[:20]}.parquet"
+
+    def _load(self, path: Path) -> pd.DataFrame:
+        if path.is_file():
+            try:
+                return pd.read_parquet(path)
+            except Exception:  # noqa: BLE001 - a corrupt cache is rebuilt, never trusted
+                path.unlink(missing_ok=True)
+        return pd.DataFrame(columns=COLUMNS)
+
+    def table(
+        self, space: SearchSpace, pairs: Iterable[Pair] | None = None, hessian: bool = False,
+    ) -> SensitivityTable:  # fmt: skip
+        """Rows for ``pairs`` (default: every variable x choice of ``space``)."""
+        reference = reference_config(space)
+        wanted = list(pairs) if pairs is not None else [
+            (v, o) for v, opts in space.variables() for o in opts]  # fmt: skip
+        wanted = [(v, o) for v, o in wanted if str(reference[v]) != o]
+        path = self.cache_path(reference)
+        rows = self._load(path)
+        have = set(zip(rows["variable"], rows["precision"], strict=True))
+        missing = [p for p in wanted if p not in have]
+        if hessian and len(rows) and rows["hessian"].isna().any():
+            missing += [p for p in wanted if p in have]
+        t0 = time.perf_counter()
+        if missing:
+            new = self._compute(space, reference, missing, hessian)
+            rows = rows[~rows.set_index(["variable", "precision"]).index.isin(
+                list(zip(new["variable"], new["precision"], strict=True)))]  # fmt: skip
+            rows = pd.concat([rows, new], ignore_index=True) if len(rows) else new
+            buf = io.BytesIO()
+            rows.to_parquet(buf, index=False)
+            atomic_write_bytes(path, buf.getvalue())
+        seconds = time.perf_counter() - t0
+        self.computed_seconds += seconds
+        index = set(wanted)
+        keep = rows[
+            [(v, p) in index for v, p in zip(rows["variable"], rows["precision"], strict=True)]
+        ]
+        self.last = SensitivityTable(
+            keep.reset_index(drop=True), reference, len(self.evaluator.data), seconds
+        )
+        return self.last
+
+    def _compute(self, space: SearchSpace, reference: BitConfig, pairs: Sequence[Pair],
+                 hessian: bool) -> pd.DataFrame:  # fmt: skip
+        ev = self.evaluator
+        ref_logits = ev.reference
+        base_kl = _kl(ref_logits, ev.logits(reference))
+        traces = hessian_traces(ev.quantizer, ev.data.x) if hessian else None
+        order = {v: i for i, (v, _) in enumerate(space.variables())}
+        out = []
+        t0 = time.perf_counter()
+        last = 0.0
+        for i, (var, choice) in enumerate(sorted(pairs, key=lambda p: (order.get(p[0], 0), p[1]))):
+            config = with_choice(space, reference, var, choice)
+            logits = ev.logits(config)
+            err = (logits - ref_logits).double().pow(2).sum()
+            sqnr = 10 * math.log10(float(ref_logits.double().pow(2).sum()) / max(float(err), 1e-30))
+            agree = float((logits.argmax(1) == ref_logits.argmax(1)).float().mean()) * 100
+            group = next(g for g in space.groups if g[0] == var)
+            row = {"variable": var, "layers": ",".join(group), "precision": choice,
+                   "kl": _kl(ref_logits, logits) - base_kl, "sqnr_db": sqnr, "agreement": agree,
+                   "hessian": float("nan")}  # fmt: skip
+            if traces is not None:
+                row["hessian"] = _hawq_score(ev.quantizer, group, Precision.parse(choice), traces)
+            out.append(row)
+            now = time.perf_counter()
+            if self.progress and (now - last > 5 or i + 1 == len(pairs)):
+                eta = (now - t0) / (i + 1) * (len(pairs) - i - 1)
+                print(f"sensitivity: {i + 1}/{len(pairs)} layer choices on {len(ev.data)} "
+                      f"calibration images, ETA {eta:.0f}s", file=sys.stderr, flush=True)  # fmt: skip
+                last = now
+        return pd.DataFrame(out, columns=COLUMNS)
+
+
+def _kl(ref: torch.Tensor, logits: torch.Tensor) -> float:
+    """Mean KL(float || quantized) of the softmax outputs."""
+    import torch.nn.functional as F
+
+    p = F.log_softmax(ref.double(), dim=1)
+    q = F.log_softmax(logits.double(), dim=1)
+    return float((p.exp() * (p - q)).sum(dim=1).mean())
+
+
+def hessian_traces(quantizer: object, x: torch.Tensor, iters: int = 16, batch: int = 128,
+                   seed: int = 0) -> dict[str, float]:  # fmt: skip
+    """Mean Hessian trace per weight of each layer (Hutchinson, Rademacher probes).
+
+    The loss is the cross-entropy against the float model's own predictions, so no labels are
+    needed; the BN-folded float copy is differentiated, as it is what gets quantized.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    model = quantizer.base  # type: ignore[attr-defined]
+    names = quantizer.layer_names  # type: ignore[attr-defined]
+    params = [model.get_submodule(n).weight for n in names]
+    for p in params:
+        p.requires_grad_(True)
+    gen = torch.Generator().manual_seed(seed)
+    sums = [0.0] * len(params)
+    try:
+        xb = x[:batch]
+        with torch.enable_grad():
+            logits = model(xb)
+            target = logits.detach().argmax(1)
+            loss = F.cross_entropy(logits, target)
+            grads = torch.autograd.grad(loss, params, create_graph=True)
+            for _ in range(iters):
+                vs = [
+                    torch.randint(0, 2, p.shape, generator=gen).to(p.dtype) * 2 - 1 for p in params
+                ]
+                hv = torch.autograd.grad(grads, params, grad_outputs=vs, retain_graph=True)
+                for i, (h, v) in enumerate(zip(hv, vs, strict=True)):
+                    sums[i] += float((h * v).sum())
+    finally:
+        for p in params:
+            p.requires_grad_(False)
+    return {n: s / iters / p.numel() for n, s, p in zip(names, sums, params, strict=True)}
+
+
+def _hawq_score(quantizer: object, group: list[str], p: Precision,
+                traces: dict[str, float]) -> float:  # fmt: skip
+    """HAWQ-V2: mean Hessian trace x ||W - Q(W)||^2, summed over the group (0 for float)."""
+    if p.w_bits is None:
+        return 0.0
+    total = 0.0
+    for name in group:
+        w = quantizer.base.get_submodule(name).weight  # type: ignore[attr-defined]
+        w_fq = quantizer._weight(name, p.w_bits)[0]  # type: ignore[attr-defined]
+        total += traces[name] * float((w_fq - w).double().pow(2).sum())
+    return total

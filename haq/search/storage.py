@@ -1,0 +1,83 @@
+"""The durable record of a search: the Optuna study on SQLite, one trial per `TrialRecord`.
+
+Every finished trial is written at once (params of the search variables, objective values,
+the record as user attributes, the driver's bookkeeping as system attributes), so a resume,
+the results files and optuna-dashboard see the same trials whichever driver proposed them.
+SQLite runs in WAL mode: durable across kill -9, with few fsyncs.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any
+
+from haq.search.space import SearchSpace
+from haq.search.trials import COMPLETE, FAILED, PRUNED, TrialRecord
+
+STUDY_NAME = "haq"
+
+
+def sqlite_storage(path: Path) -> Any:
+    """Optuna RDB storage on SQLite in WAL mode."""
+    import optuna
+    from sqlalchemy import event
+
+    storage = optuna.storages.RDBStorage(f"sqlite:///{path.resolve()}")
+
+    def pragmas(conn: Any, _record: Any) -> None:
+        cur = conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.close()
+
+    event.listen(storage.engine, "connect", pragmas)
+    storage.engine.dispose()
+    return storage
+
+
+def _states() -> dict[str, Any]:
+    import optuna
+
+    s = optuna.trial.TrialState
+    return {COMPLETE: s.COMPLETE, PRUNED: s.PRUNED, FAILED: s.FAIL}
+
+
+class StudyStore:
+    """The on-disk study of one results directory."""
+
+    def __init__(self, path: Path, space: SearchSpace, objectives: list[str],
+                 directions: list[str], resume: bool) -> None:  # fmt: skip
+        import optuna
+        from optuna.distributions import CategoricalDistribution
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+        self.space = space
+        self.study = optuna.create_study(storage=sqlite_storage(path), study_name=STUDY_NAME,
+                                         directions=directions, load_if_exists=resume)  # fmt: skip
+        self.study.set_metric_names(objectives)
+        self.dists = {v: CategoricalDistribution(o) for v, o in space.variables()}
+
+    def history(self) -> list[TrialRecord]:
+        """Every finished trial, in the order it finished."""
+        names = {v: k for k, v in _states().items()}
+        out = []
+        for t in self.study.get_trials(deepcopy=False):
+            if t.state in names and "config" in t.user_attrs:
+                out.append(TrialRecord.from_user_attrs(t.user_attrs, names[t.state], t.values,
+                                                       t.system_attrs))  # fmt: skip
+        return sorted(out, key=lambda r: r.number)
+
+    def add(self, record: TrialRecord) -> None:
+        import optuna
+
+        state = _states()[record.state]
+        in_space = self.space.contains(record.config)
+        trial = optuna.trial.create_trial(
+            params=self.space.params(record.config) if in_space else {},
+            distributions=self.dists if in_space else {}, state=state,
+            values=record.values if state == optuna.trial.TrialState.COMPLETE else None,
+            user_attrs=record.to_user_attrs(), system_attrs=record.driver_attrs,
+        )  # fmt: skip
+        self.study.add_trial(trial)
