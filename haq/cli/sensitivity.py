@@ -36,6 +36,22 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--hessian", action="store_true",
                    help="add HAWQ's Hessian trace x weight perturbation (Hutchinson; slower)")  # fmt: skip
+    p.add_argument("--accuracy", action="store_true",
+                   help="also measure each change's top-1 drop on the validation images a search with "
+                        "the same options uses (for --driver-opt sensitivity=accuracy)")  # fmt: skip
+    p.add_argument(
+        "--data", "-d", default=None, help="held-out images, with --val-split (as for `haq search`)"
+    )
+    p.add_argument(
+        "--val-limit", type=int, default=1000, help="validation images (as for `haq search`)"
+    )
+    p.add_argument(
+        "--val-split",
+        type=float,
+        default=None,
+        metavar="F",
+        help="validate on a seeded fraction F of --data (as for `haq search`)",
+    )
     p.add_argument("--out", "-o", default=None, help="also write the table here (.csv or .parquet)")
     p.add_argument("--json", action="store_true", help="print the rows as JSON")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress lines")
@@ -52,14 +68,22 @@ def run(args: argparse.Namespace) -> int:
     positive("--calib-limit", args.calib_limit)
     if args.out and not args.out.endswith((".csv", ".parquet")):
         raise HaqError(f"--out {args.out}: write a .csv or .parquet file")
+    from haq.data import DataSplit
+    from haq.search.sensitivity import validation_key
+
+    positive("--val-limit", args.val_limit)
     loaded = load_model(args.model, args.weights)
-    calib = args.calib_data or ("digits:calib" if loaded.entry.default_data == "digits" else None)
+    split = DataSplit(args.val_split, args.seed) if args.val_split is not None else None
+    if split is not None and not args.data:
+        raise HaqError("--val-split needs --data (the held-out images to split)")
+    default_calib = "digits:calib" if loaded.entry.default_data == "digits" else None
+    calib = args.calib_data or default_calib or (args.data if split else None)
     if not calib:
         raise HaqError(f"pass --calib-data DIR (calibration images) for {args.model}")
+    val_source = args.data if split else calib
     limit = args.calib_limit or (64 if calib.startswith("digits") else 256)
-    setup = build_setup(
-        loaded, data=calib, calib_data=calib, limit=1, calib_limit=limit, seed=args.seed
-    )
+    setup = build_setup(loaded, data=val_source, calib_data=calib, calib_limit=limit, seed=args.seed,
+                        limit=args.val_limit if args.accuracy else 1, split=split)  # fmt: skip
     can_run = None
     if args.target:
         from haq.hardware.profile import get_target
@@ -68,10 +92,21 @@ def run(args: argparse.Namespace) -> int:
     space = SearchSpace.build(setup.quantizer.layers, args.space, can_run, args.pin,
                               [t.split(",") for t in args.tie])  # fmt: skip
     assert setup.calib is not None
+    key = validation_key(val_source, calib, args.val_limit, limit, args.seed, split)
     source = SensitivitySource(lambda: LocalEvaluator(setup.quantizer, setup.calib), setup.model_hash,
-                               progress=not args.quiet)  # fmt: skip
+                               progress=not args.quiet, validation_key=key)  # fmt: skip
     table = source.table(space, hessian=args.hessian)
-    rows = table.rows.sort_values("kl", ascending=False)
+    rows = table.rows
+    if args.accuracy:
+        drops = source.measure_drops(
+            space, setup.evaluator, zip(rows["variable"], rows["precision"], strict=True)
+        )
+        rows = rows.assign(
+            top1_drop=[
+                drops[(v, p)] for v, p in zip(rows["variable"], rows["precision"], strict=True)
+            ]
+        )
+    rows = rows.sort_values("kl", ascending=False)
     if args.out:
         from haq.io import atomic_write_bytes, atomic_write_text
 

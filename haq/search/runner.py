@@ -25,6 +25,7 @@ from haq.search.budgets import BudgetGuard, Budgets
 from haq.search.drivers import DEFAULT_DRIVER, DriverContext, get_driver
 from haq.search.front import FrontScale, front_records
 from haq.search.objectives import COST_OBJECTIVES, DIRECTIONS, UNITS, cost_value, parse_objectives
+from haq.search.progress import fmt_secs
 from haq.search.results import ResultsDir, trials_frame
 from haq.search.space import SearchSpace
 from haq.search.trials import COMPLETE, TrialRecord
@@ -185,7 +186,7 @@ class Search:
 
     def _sensitivity(self) -> Any:
         """Proxies on the calibration images; nothing is loaded until a driver asks."""
-        from haq.search.sensitivity import SensitivitySource
+        from haq.search.sensitivity import SensitivitySource, validation_key
 
         def evaluator() -> LocalEvaluator:
             setup = self._local()
@@ -193,7 +194,12 @@ class Search:
                 raise HaqError("sensitivity needs calibration images; pass --calib-data DIR")
             return LocalEvaluator(setup.quantizer, setup.calib)
 
-        return SensitivitySource(evaluator, self.model_hash, progress=self.opts.progress)
+        o = self.opts
+        key = validation_key(self.val_source, self.calib, o.val_limit, o.calib_limit, o.seed,
+                             self.split.of("val") if self.split else None)  # fmt: skip
+        return SensitivitySource(
+            evaluator, self.model_hash, progress=o.progress, validation_key=key
+        )
 
     # Run ----------------------------------------------------------------------------------
     def run(self) -> SearchResultFiles:
@@ -292,10 +298,16 @@ class Search:
         with self._executor(test=True, workers=min(self.opts.workers, len(front))) as ex:
             for r in front:
                 ex.submit(r.number, r.config)
-            for _ in front:
+            t0 = time.time()
+            for k in range(len(front)):
                 number, res = ex.next_result()
                 if isinstance(res, EvalResult):
                     out[number] = res.metrics
+                if self.opts.progress:
+                    eta = (time.time() - t0) / (k + 1) * (len(front) - k - 1)
+                    print(f"  test [{k + 1}/{len(front)}] trial {number}: top-1 "
+                          f"{getattr(out.get(number), 'top1', None)}, ETA {fmt_secs(eta)}",
+                          file=sys.stderr, flush=True)  # fmt: skip
         return out
 
     def _write_outputs(self, records: list[TrialRecord], front: list[TrialRecord],

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import io
 import math
+import os
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -71,6 +72,9 @@ class SensitivityTable:
     images: int
     seconds: float  # time spent computing rows in this process (0 when all came from the cache)
 
+    def __post_init__(self) -> None:
+        self._index = {(r["variable"], r["precision"]): r for r in self.rows.to_dict("records")}
+
     def score(self, var: str, choice: str, column: str = "kl") -> float:
         """The proxy's penalty of one choice (0 for the reference choice)."""
         if str(self.reference[var]) == choice:
@@ -78,21 +82,16 @@ class SensitivityTable:
         v = self._index.get((var, choice), {}).get(column)
         return float(v) if v is not None and math.isfinite(v) else 0.0
 
-    @property
-    def _index(self) -> dict[Pair, dict[str, float]]:
-        if not hasattr(self, "_idx"):
-            self._idx = {(r["variable"], r["precision"]): r for r in self.rows.to_dict("records")}
-        return self._idx
-
 
 class SensitivitySource:
     """Computes and caches proxy sensitivities for one model, calibration set and settings."""
 
     def __init__(
         self, evaluator: Callable[[], LocalEvaluator], model_hash: str, progress: bool = True,
-        cache_root: Path | None = None,
+        cache_root: Path | None = None, validation_key: str | None = None,
     ) -> None:  # fmt: skip
         self._make_evaluator = evaluator  # builds a LocalEvaluator on the calibration images
+        self.validation_key = validation_key  # which validation images measured drops refer to
         self._evaluator: LocalEvaluator | None = None
         self.model_hash = model_hash
         self.progress = progress
@@ -110,6 +109,63 @@ class SensitivitySource:
         settings = repr(sorted(self.evaluator.quantizer.settings.to_dict().items()))
         key = f"{self.model_hash}|{self.evaluator.data.key}|{settings}|{reference.hash}"
         return self.cache_root / f"{hashlib.sha256(key.encode()).hexdigest()[:20]}.parquet"
+
+    # Measured accuracy drops (validation images, not calibration ones) ------------------
+    def drops_path(self, reference: BitConfig) -> Path | None:
+        if self.validation_key is None:
+            return None
+        key = hashlib.sha256(self.validation_key.encode()).hexdigest()[:12]
+        return self.cache_path(reference).with_name(
+            f"{self.cache_path(reference).stem}-top1-{key}.parquet"
+        )
+
+    def measured_drops(self, reference: BitConfig) -> dict[Pair, float]:
+        """Cached top-1 drops (points) of single-variable changes on these validation images."""
+        path = self.drops_path(reference)
+        if path is None:
+            return {}
+        rows = self._load(path)
+        if "top1_drop" not in rows:
+            return {}
+        return {
+            (v, p): float(d)
+            for v, p, d in zip(rows["variable"], rows["precision"], rows["top1_drop"], strict=True)
+        }
+
+    def store_drops(self, reference: BitConfig, drops: dict[Pair, float]) -> None:
+        path = self.drops_path(reference)
+        if path is None or not drops:
+            return
+        merged = {**self.measured_drops(reference), **drops}
+        rows = pd.DataFrame(
+            [{"variable": v, "precision": p, "top1_drop": d} for (v, p), d in merged.items()]
+        )
+        buf = io.BytesIO()
+        rows.to_parquet(buf, index=False)
+        atomic_write_bytes(path, buf.getvalue())
+
+    def measure_drops(self, space: SearchSpace, validation: LocalEvaluator,
+                      pairs: Iterable[Pair] | None = None) -> dict[Pair, float]:  # fmt: skip
+        """Evaluate every single-variable change on ``validation`` (those not cached yet)."""
+        reference = reference_config(space)
+        wanted = list(pairs) if pairs is not None else [
+            (v, o) for v, opts in space.variables() for o in opts if str(reference[v]) != o]  # fmt: skip
+        have = self.measured_drops(reference)
+        missing = [p for p in wanted if p not in have]
+        if missing:
+            ref_top1 = validation.evaluate(reference).metrics.top1 or 0.0
+            new = {}
+            t0 = time.perf_counter()
+            for i, (var, choice) in enumerate(missing):
+                m = validation.evaluate(with_choice(space, reference, var, choice)).metrics
+                new[(var, choice)] = ref_top1 - (m.top1 or 0.0)
+                if self.progress:
+                    eta = (time.perf_counter() - t0) / (i + 1) * (len(missing) - i - 1)
+                    print(f"accuracy drops: {i + 1}/{len(missing)} on {len(validation.data)} "
+                          f"validation images, ETA {eta:.0f}s", file=sys.stderr, flush=True)  # fmt: skip
+            self.store_drops(reference, new)
+            have.update(new)
+        return {p: have[p] for p in wanted}
 
     def _load(self, path: Path) -> pd.DataFrame:
         if path.is_file():
@@ -183,6 +239,17 @@ class SensitivitySource:
                       f"calibration images, ETA {eta:.0f}s", file=sys.stderr, flush=True)  # fmt: skip
                 last = now
         return pd.DataFrame(out, columns=COLUMNS)
+
+
+def validation_key(source: str, calib: str, limit: int | None, calib_limit: int | None,
+                   seed: int, split: object = None) -> str:  # fmt: skip
+    """Identity of a search's validation images, as `haq search` and `haq sensitivity` draw
+    them, so measured drops are reused only on the very same images."""
+
+    def norm(path: str) -> str:
+        return os.path.realpath(path) if os.path.exists(path) else path
+
+    return f"{norm(source)}|{norm(calib)}|{limit}|{calib_limit}|{seed}|{split!r}"
 
 
 def _kl(ref: torch.Tensor, logits: torch.Tensor) -> float:

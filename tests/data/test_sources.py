@@ -85,3 +85,19 @@ def test_limit_seed_exclude_apply_to_named_sources() -> None:
     assert not set(calib.indices) & set(evald.indices)
     assert calib.key != evald.key
     assert calib.key == load_data("digits", DIGITS, limit=100, seed=1).key
+
+
+def test_data_split_parts_are_disjoint_and_cover_the_source() -> None:
+    import numpy as np
+
+    from haq.data import DataSplit
+
+    split = DataSplit(0.2, seed=4)
+    val, test = split.of("val").exclusion(100), split.of("test").exclusion(100)
+    kept_val = np.setdiff1d(np.arange(100), val)
+    kept_test = np.setdiff1d(np.arange(100), test)
+    assert len(kept_val) == 20 and len(kept_test) == 80
+    assert not set(kept_val) & set(kept_test)
+    for bad in (0.0, 1.0, -0.1, 1.5):
+        with pytest.raises(HaqError, match="strictly between 0 and 1"):
+            DataSplit(bad)

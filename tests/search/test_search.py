@@ -165,3 +165,19 @@ def test_kill_and_resume_loses_and_repeats_nothing(tmp_path: Path) -> None:
         for p in json.loads((ref / "pareto.json").read_text())["points"]
     }
     assert front == ref_front
+
+
+def test_val_split_validates_and_tests_on_disjoint_parts_of_data(tmp_path: Path) -> None:
+    from haq.data import DataSplit, load_data
+    from haq.models import load_model
+
+    res = _search(tmp_path / "vs", budget=6, val_split=0.3)
+    run = json.loads((res.path / "run.json").read_text())
+    assert run["validation"]["source"] == "digits" and run["validation"]["split"]["part"] == "val"
+    pre = load_model("digits_cnn").preprocess
+    val = load_data("digits", pre, split=DataSplit(0.3, 0, "val"))
+    test = load_data("digits", pre, split=DataSplit(0.3, 0, "test"))
+    assert not set(val.indices) & set(test.indices)
+    point = json.loads((res.path / "pareto.json").read_text())["points"][0]
+    # digits calibrates on its own calib split, so the whole validation part validates
+    assert point["val"]["n_images"] == len(val) and point["test"]["n_images"] == len(test)

@@ -82,15 +82,21 @@ class HybridDriver:
             (v, o) for v, _ in self.vars for o in self.choices[v] if o != str(self.reference[v])
         ]
         self.table: SensitivityTable | None = None
+        self.drops: dict[tuple[str, str], float] = {}
         if self.mode == "accuracy":
-            if len(pairs) + len(self.queue) > ctx.budget:
+            # drops measured on these validation images by an earlier search or
+            # `haq sensitivity --accuracy` cost nothing; the rest are phase-1 trials
+            cached = ctx.sensitivity.measured_drops(self.reference) if ctx.sensitivity else {}
+            self.drops = {p: cached[p] for p in pairs if p in cached}
+            todo = [p for p in pairs if p not in self.drops]
+            if len(todo) + len(self.queue) > ctx.budget:
                 raise HaqError(
-                    f"driver hybrid with sensitivity=accuracy needs {len(pairs) + len(self.queue)} "
+                    f"driver hybrid with sensitivity=accuracy needs {len(todo) + len(self.queue)} "
                     f"evaluations for its phase 1 but --budget is {ctx.budget}; raise the budget "
                     "or use sensitivity=kl"
                 )
             self.queue += [Proposal(with_choice(space, self.reference, v, o), "sensitivity")
-                           for v, o in pairs]  # fmt: skip
+                           for v, o in todo]  # fmt: skip
         else:
             if ctx.sensitivity is None:
                 raise HaqError("driver hybrid needs calibration images for its sensitivity proxy")
@@ -142,12 +148,30 @@ class HybridDriver:
             return 0.0
         if self.table is not None:
             return max(self.table.score(var, choice), 0.0)
+        if (var, choice) in self.drops:
+            return max(self.drops[(var, choice)], 0.0)
         ref = self.by_hash.get(self.reference.hash)
         rec = self.by_hash.get(with_choice(self.ctx.space, self.reference, var, choice).hash)
         if ref is None or rec is None or not ref.values or not rec.values:
             return 0.0
         i = self.ctx.objectives.index(self.acc_dims[0])
         return max(ref.values[i] - rec.values[i], 0.0)
+
+    def _store_drops(self) -> None:
+        """Phase-1 drops into the sensitivity cache, for later searches on these images."""
+        ref = self.by_hash.get(self.reference.hash)
+        if self.mode != "accuracy" or self.ctx.sensitivity is None or ref is None or not ref.values:
+            return
+        i = self.ctx.objectives.index(self.acc_dims[0])
+        if self.acc_dims[0] != "top1":
+            return  # the cache holds top-1 drops only
+        new = {}
+        for var, opts in self.vars:
+            for o in opts:
+                rec = self.by_hash.get(with_choice(self.ctx.space, self.reference, var, o).hash)
+                if o != str(self.reference[var]) and rec is not None and rec.values:
+                    new[(var, o)] = ref.values[i] - rec.values[i]
+        self.ctx.sensitivity.store_drops(self.reference, new)
 
     def _pair_penalties(self) -> np.ndarray:
         return np.array([self.penalty(self.var_names[i], o) for i, o in self.pairs])
@@ -209,6 +233,7 @@ class HybridDriver:
             if not self.queue and not self.ilp_done and self._phase1_finished():
                 self.ilp_done = True
                 self.pair_pen = self._pair_penalties()  # measured drops are in by now
+                self._store_drops()
                 self.queue = self._ilp_proposals()
             if self.queue:
                 p = self.queue.pop(0)

@@ -1,0 +1,59 @@
+"""The sensitivity cache: proxies and measured drops, computed once, reused by later searches."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+import haq
+from haq.cli import main
+
+TARGET = ["--model", "digits_cnn", "--target", "npu-bitfusion-edge"]
+
+
+def _sources(out: Path) -> pd.Series:
+    return pd.read_parquet(out / "trials.parquet")["source"]
+
+
+def test_cli_table_is_cached_and_measured_drops_feed_the_driver(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    csv = tmp_path / "sens.csv"
+    assert main(["sensitivity", *TARGET, "--accuracy", "--hessian", "-q", "-o", str(csv)]) == 0
+    rows = pd.read_csv(csv)
+    assert {"kl", "sqnr_db", "hessian", "top1_drop"} <= set(rows.columns)
+    assert len(rows) == len(rows.drop_duplicates(["variable", "precision"])) > 20
+    assert (rows.loc[rows["precision"] == "w2a8", "hessian"] > 0).all()
+    assert rows["kl"].max() > 0
+    capsys.readouterr()
+    assert main(["sensitivity", *TARGET, "--accuracy", "-q"]) == 0
+    assert "(0.0 s computed here" in capsys.readouterr().err  # all rows from the cache
+    # the hybrid driver's accuracy mode finds every drop cached: no phase-1 evaluation
+    res = haq.search(model="digits_cnn", target="npu-bitfusion-edge", budget=10, workers=0,
+                     progress=False, out=str(tmp_path / "s"), driver_options={"sensitivity": "accuracy"})  # fmt: skip
+    assert (_sources(res.path) == "sensitivity").sum() == 0
+    assert "ilp" in set(_sources(res.path))
+
+
+def test_phase_one_drops_are_trials_then_cached(tmp_path: Path) -> None:
+    opts = {"model": "digits_cnn", "target": "npu-bitfusion-edge", "workers": 0, "progress": False,
+            "driver_options": {"sensitivity": "accuracy"}, "val_limit": 200}  # fmt: skip
+    first = haq.search(budget=40, out=str(tmp_path / "a"), **opts)
+    measured = (_sources(first.path) == "sensitivity").sum()
+    assert measured > 5
+    assert (
+        json.loads((first.path / "pareto.json").read_text())["evaluations_by_source"]["sensitivity"]
+        == measured
+    )
+    second = haq.search(budget=10, out=str(tmp_path / "b"), **opts)
+    assert (_sources(second.path) == "sensitivity").sum() == 0
+
+
+def test_bad_inputs(capsys: pytest.CaptureFixture[str]) -> None:
+    for extra in (["-o", "table.txt"], ["--val-split", "0.2"], ["--calib-limit", "0"]):
+        assert main(["sensitivity", *TARGET, "-q", *extra]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("haq: error:") and err.count("\n") == 1, (extra, err)
