@@ -40,6 +40,22 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the image subsets")
 
 
+def add_validation_args(p: argparse.ArgumentParser) -> None:
+    """How a search draws its validation images (`haq search` and `haq sensitivity` alike)."""
+    p.add_argument(
+        "--val-limit", type=int, default=1000, help="validation images per trial (default 1000)"
+    )
+    p.add_argument(
+        "--val-split",
+        type=float,
+        default=None,
+        metavar="F",
+        help="validate on a seeded fraction F of --data (held-out images), test on the rest",
+    )
+    p.add_argument("--calib-limit", type=int, default=None,
+                   help="calibration images (default 256; 64 for digits)")  # fmt: skip
+
+
 def add_quant_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--granularity", choices=["channel", "tensor", "group"], default="channel",
                    help="weight scales per output channel (default), tensor, or group")  # fmt: skip

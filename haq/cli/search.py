@@ -8,7 +8,7 @@ import shlex
 import sys
 from typing import Any
 
-from haq.cli.args import add_model_args
+from haq.cli.args import add_model_args, add_validation_args
 from haq.cli.space import add_space_args
 from haq.errors import HaqError
 
@@ -59,22 +59,7 @@ def register(sub: Any) -> None:
         default=None,
         help="run on an existing Ray cluster ('auto' or ray://host:port)",
     )
-    p.add_argument(
-        "--val-limit", type=int, default=1000, help="validation images per trial (default 1000)"
-    )
-    p.add_argument(
-        "--val-split",
-        type=float,
-        default=None,
-        metavar="F",
-        help="validate on a seeded fraction F of --data (held-out images), test on the rest",
-    )
-    p.add_argument(
-        "--calib-limit",
-        type=int,
-        default=None,
-        help="calibration images (default 256; 64 for digits)",
-    )
+    add_validation_args(p)
     p.add_argument(
         "--test-limit",
         type=int,

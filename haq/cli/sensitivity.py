@@ -12,7 +12,7 @@ import json
 import sys
 from typing import Any
 
-from haq.cli.args import add_model_args, positive
+from haq.cli.args import add_model_args, add_validation_args, positive
 from haq.cli.space import add_space_args
 from haq.errors import HaqError
 
@@ -26,12 +26,6 @@ def register(sub: Any) -> None:
     p.add_argument("--calib-data", default=None,
                    help="calibration images (as for `haq search`; default: the model's own data)")  # fmt: skip
     p.add_argument(
-        "--calib-limit",
-        type=int,
-        default=None,
-        help="calibration images (default 256; 64 for digits)",
-    )
-    p.add_argument(
         "--seed", type=int, default=0, help="seed of the calibration subset (as the search's)"
     )
     p.add_argument("--hessian", action="store_true",
@@ -42,16 +36,7 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--data", "-d", default=None, help="held-out images, with --val-split (as for `haq search`)"
     )
-    p.add_argument(
-        "--val-limit", type=int, default=1000, help="validation images (as for `haq search`)"
-    )
-    p.add_argument(
-        "--val-split",
-        type=float,
-        default=None,
-        metavar="F",
-        help="validate on a seeded fraction F of --data (as for `haq search`)",
-    )
+    add_validation_args(p)
     p.add_argument("--out", "-o", default=None, help="also write the table here (.csv or .parquet)")
     p.add_argument("--json", action="store_true", help="print the rows as JSON")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress lines")
