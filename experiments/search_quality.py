@@ -91,6 +91,8 @@ def _analyse(out: Path, model: str, target: str, shared: Path) -> dict[str, Any]
         "evaluations_by_source": pareto["evaluations_by_source"], "sensitivity": pareto["sensitivity"],
         "wall_seconds": pareto["wall_seconds"], "w8a8": {"test_top1": w8_test, "latency_ms": w8_lat},
         "best_within_0.5": best(0.5), "best_within_1.0": best(1.0), "front": rows,
+        "baselines": {label: {"summary": b["summary"], "test_top1": (b["test"] or {}).get("top1"),
+                              "latency_ms": b["cost"]["latency_ms"]} for label, b in base.items()},
     }  # fmt: skip
     if target == "gpu-t4":
         w4_test, w4_lat = _uniform_w4a4_test(model, target, shared)
@@ -132,6 +134,42 @@ def main() -> None:
                 file=sys.stderr,
             )
     save("search_quality", {"budget": args.budget, "results": results})
+    _plot(results)
+
+
+def _plot(results: list[dict[str, Any]]) -> None:
+    """Test top-1 against predicted latency (relative to w8a8) of each run's front."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(results), figsize=(4.6 * len(results), 3.6), squeeze=False)
+    for ax, res in zip(axes[0], results, strict=True):
+        w8 = res["w8a8"]
+        front = sorted(res["front"], key=lambda r: r["latency_ms"])
+        ax.plot([r["latency_ms"] / w8["latency_ms"] for r in front], [r["test_top1"] for r in front],
+                "o-", ms=4, color="C3", label="haq front (mixed)")  # fmt: skip
+        for label, b in res["baselines"].items():
+            if b["test_top1"] is not None:
+                color = {"w8a8": "k", "fp32": "C1"}.get(label, "C7" if "uniform" in label else "C2")
+                ax.plot([b["latency_ms"] / w8["latency_ms"]], [b["test_top1"]], "s", ms=5,
+                        color=color, label=label)  # fmt: skip
+        if "w4a4" in res:
+            w4 = res["w4a4"]
+            ax.plot([w4["latency_ms"] / w8["latency_ms"]], [w4["test_top1"]], "^", color="C0",
+                    label="uniform W4A4")  # fmt: skip
+        ax.axhline(w8["test_top1"] - 0.5, color="grey", lw=0.8, ls="--", label="w8a8 - 0.5 points")
+        ax.set_title(f"{res['model']} on {res['target']}", fontsize=10)
+        ax.set_xlabel("predicted latency / uniform w8a8")
+        ax.set_ylabel("test top-1 (%)")
+        low = min(w8["test_top1"] - 6, res.get("w4a4", {}).get("test_top1", 100.0) - 1)
+        ax.set_ylim(low, w8["test_top1"] + 1.5)
+        ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    out = ROOT / "experiments" / "results" / "search_quality.png"
+    fig.savefig(out, dpi=110)
+    print(f"wrote {out.relative_to(ROOT)}", file=sys.stderr)
 
 
 if __name__ == "__main__":

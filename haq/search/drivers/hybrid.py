@@ -54,9 +54,7 @@ class HybridDriver:
 
     def __init__(self, options: dict[str, str]) -> None:
         self.mode = choice_option(options, "sensitivity", "kl", ("kl", "accuracy"))
-        self._ilp_points = options.get("ilp_points")
-        if self._ilp_points is not None:
-            int_option(options, "ilp_points", 1)
+        int_option(options, "ilp_points", 1)  # validated now, sized to the budget in `start`
         self.options = options
 
     # Setup --------------------------------------------------------------------------------
