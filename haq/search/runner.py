@@ -345,8 +345,11 @@ class Search:
                                   "cost": r.cost.to_dict() if r.cost else None}
                           for label, r in baselines.items()},
             "trials": len(records), "evaluations": evaluations, "evaluations_by_source": by_source,
-            "sensitivity": {"images": sens.images, "rows": len(sens.rows), "seconds": round(sens.seconds, 2),
-                            "evaluations": 0} if sens is not None else None,
+            "sensitivity": {  # proxies on calibration images cost no evaluation; measured drops do
+                "proxy_images": sens.images if sens else None, "proxy_rows": len(sens.rows) if sens else 0,
+                "proxy_seconds": round(sens.seconds, 2) if sens else 0.0,
+                "evaluations": by_source.get("sensitivity", 0),
+            },
             "driver_exhausted": exhausted, "wall_seconds": round(wall, 2),
         }  # fmt: skip
         self.results.write_front(payload, configs)
