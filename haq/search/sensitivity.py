@@ -96,7 +96,6 @@ class SensitivitySource:
         self.model_hash = model_hash
         self.progress = progress
         self.cache_root = cache_root or cache_dir() / "sensitivity"
-        self.computed_seconds = 0.0
         self.last: SensitivityTable | None = None  # the latest table handed out
 
     @property
@@ -199,7 +198,6 @@ class SensitivitySource:
             rows.to_parquet(buf, index=False)
             atomic_write_bytes(path, buf.getvalue())
         seconds = time.perf_counter() - t0
-        self.computed_seconds += seconds
         index = set(wanted)
         keep = rows[
             [(v, p) in index for v, p in zip(rows["variable"], rows["precision"], strict=True)]

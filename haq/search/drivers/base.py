@@ -50,7 +50,7 @@ class DriverContext:
     budget: int
     seed: int = 0
     sensitivity: SensitivitySource | None = None
-    workers: int = 1
+    workers: int = 1  # evaluations that run at once: how many proposals `ask` will be asked for
 
 
 @runtime_checkable
