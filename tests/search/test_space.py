@@ -69,6 +69,8 @@ def test_drivers_and_objectives(layers, tmp_path) -> None:
             get_driver("nsga2").make(bad)
     with pytest.raises(HaqError, match="sensitivity=fast is unknown"):
         get_driver("hybrid").make({"sensitivity": "fast"})
+    with pytest.raises(HaqError, match="budgets=0 must be an integer"):
+        get_driver("hawq-ilp").make({"budgets": "0"})
     assert parse_objectives("top1, latency") == ["top1", "latency"]
     for bad in ("latency", "speed,top1", "top1,top1"):
         with pytest.raises(HaqError):

@@ -45,6 +45,12 @@ def _exhaustive(options: dict[str, str]) -> Driver:
     return ExhaustiveDriver(options)
 
 
+def _hawq(options: dict[str, str]) -> Driver:
+    from haq.search.drivers.hawq import HawqIlpDriver
+
+    return HawqIlpDriver(options)
+
+
 def _hybrid(options: dict[str, str]) -> Driver:
     from haq.search.drivers.hybrid import HybridDriver
 
@@ -56,6 +62,14 @@ for _name, (_factory, _text, _options) in SAMPLERS.items():
 
 register(
     DriverInfo("exhaustive", "every config once, in a seeded order (tiny spaces only)", _exhaustive)
+)
+register(
+    DriverInfo(
+        "hawq-ilp",
+        "HAWQ-V2/V3: Hessian trace x weight perturbation, one ILP per latency budget (W=A bits)",
+        _hawq,
+        {"budgets": "ILP budgets swept (default: the remaining trials)"},
+    )
 )
 register(DriverInfo("hybrid", "sensitivity + ILP front in seconds, then surrogate-guided evolution "
                     "seeded by it (default)", _hybrid, {

@@ -27,12 +27,13 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from haq.config import BitConfig, Precision
+from haq.config import BitConfig
 from haq.cost.base import CostEstimate
 from haq.errors import HaqError
 from haq.pareto import non_dominated_mask
 from haq.pareto.hypervolume import hypervolume_gains
 from haq.search.drivers.base import DriverContext, Proposal, choice_option, int_option
+from haq.search.drivers.ilp import MarginalCosts, one_per_variable
 from haq.search.objectives import COST_OBJECTIVES, cost_value
 from haq.search.sensitivity import SensitivityTable, reference_config, with_choice
 from haq.search.trials import TrialRecord
@@ -42,11 +43,6 @@ NARROW_MARGIN = 1.0  # points below it: the box of configs that keep the referen
 RIDGE = 2.0  # pull of each pair's fitted drop towards its proxy prior (in squared points)
 MIN_NOISE = 0.1  # accuracy points: the smallest residual scale the surrogate assumes
 OPTIMISM = 0.5  # residual scales per sqrt(changed variable) added to predicted accuracy
-
-
-def _bits(choice: str) -> tuple[int, int]:
-    p = Precision.parse(choice)
-    return (p.w_bits or 32, p.a_bits or 32)
 
 
 class HybridDriver:
@@ -67,8 +63,8 @@ class HybridDriver:
         self.reference = reference_config(space)
         self.cost_dims = [o for o in ctx.objectives if o in COST_OBJECTIVES]
         self.acc_dims = [o for o in ctx.objectives if o not in COST_OBJECTIVES]
-        self._marginal_costs()
-        self.choices = {v: self._undominated(v, opts) for v, opts in self.vars}
+        self.costs = MarginalCosts(space, ctx.cost_model, self.reference, self.cost_dims)
+        self.choices = {v: self.costs.undominated(v, opts) for v, opts in self.vars}
         self.records: list[TrialRecord] = []
         self.by_hash: dict[str, TrialRecord] = {}
         self.proposed: set[str] = set()
@@ -112,34 +108,6 @@ class HybridDriver:
         for rec in history:
             self.tell(rec)
 
-    def _cost_vector(self, config: BitConfig) -> np.ndarray:
-        est = self.ctx.cost_model.score(config)
-        dims = self.cost_dims or ["bops"]
-        return np.array([cost_value(d, est) or 0.0 for d in dims], dtype=float)
-
-    def _marginal_costs(self) -> None:
-        """Per (variable, choice): the change of every cost objective from the reference."""
-        self.base_cost = self._cost_vector(self.reference)
-        self.delta: dict[tuple[str, str], np.ndarray] = {}
-        for var, opts in self.vars:
-            for o in opts:
-                cfg = with_choice(self.ctx.space, self.reference, var, o)
-                self.delta[(var, o)] = self._cost_vector(cfg) - self.base_cost
-
-    def _undominated(self, var: str, opts: list[str]) -> list[str]:
-        """Drop a choice when another one has at least its bits and costs no more."""
-        keep = []
-        for o in opts:
-            wo, ao = _bits(o)
-            beaten = any(
-                q != o and _bits(q)[0] >= wo and _bits(q)[1] >= ao
-                and bool(np.all(self.delta[(var, q)] <= self.delta[(var, o)] + 1e-12))
-                for q in opts
-            )  # fmt: skip
-            if not beaten or o == str(self.reference[var]):
-                keep.append(o)
-        return keep
-
     # Sensitivity --------------------------------------------------------------------------
     def penalty(self, var: str, choice: str) -> float:
         if choice == str(self.reference[var]):
@@ -176,53 +144,31 @@ class HybridDriver:
 
     # ILP ----------------------------------------------------------------------------------
     def _ilp_proposals(self) -> list[Proposal]:
-        from scipy.optimize import Bounds, LinearConstraint, milp
-
+        """Cheapest configs whose summed penalty is at most P, for P on a geometric scale."""
         cols = [(v, o) for v, _ in self.vars for o in self.choices[v]]
         if not cols:
             return []
         pen = np.array([self.penalty(v, o) for v, o in cols])
-        cost = np.array([self.delta[c][0] for c in cols])
+        cost = np.array([self.costs.delta[c][0] for c in cols])
         scale = max(float(np.abs(cost).max()), 1e-12)
-        eq = np.zeros((len(self.vars), len(cols)))
-        for j, (v, _) in enumerate(cols):
-            eq[[i for i, (var, _) in enumerate(self.vars) if var == v][0], j] = 1
-        hard = self._hard_budget_rows(cols)
+        hard = self.costs.hard_rows(self.ctx.guard.budgets, cols)
         top = float(sum(max(self.penalty(v, o) for o in self.choices[v]) for v, _ in self.vars))
         n_points = int_option(self.options, "ilp_points", max(4, min(40, self.ctx.budget // 4)))
         positive = pen[pen > 0]
         low = float(positive.min()) if len(positive) else 0.0
         levels = np.geomspace(max(low, top * 1e-4), max(top, 1e-12), n_points) if top > 0 else [0.0]
+        # a tiny penalty tie-break keeps the most accurate of equally cheap solutions
+        objective = cost / scale + 1e-6 * pen / max(top, 1e-12)
         out, seen = [], set()
         for level in levels:
-            cons = [LinearConstraint(eq, 1, 1), LinearConstraint(pen[None, :], -np.inf, level)]
-            cons += [LinearConstraint(row[None, :], -np.inf, ub) for row, ub in hard]
-            # a tiny penalty tie-break keeps the most accurate of equally cheap solutions
-            res = milp(cost / scale + 1e-6 * pen / max(top, 1e-12), constraints=cons,
-                       integrality=np.ones(len(cols)), bounds=Bounds(0, 1))  # fmt: skip
-            if res.x is None:
+            params = one_per_variable(cols, objective, [(pen, float(level)), *hard])
+            if params is None:
                 continue
-            params = {cols[j][0]: cols[j][1] for j in np.flatnonzero(res.x > 0.5)}
             cfg = self.ctx.space.config(params)
             if cfg.hash not in seen:
                 seen.add(cfg.hash)
                 out.append(Proposal(cfg, "ilp", driver_attrs={"penalty_budget": float(level)}))
         return out
-
-    def _hard_budget_rows(self, cols: list[tuple[str, str]]) -> list[tuple[np.ndarray, float]]:
-        """Hard cost budgets as ILP rows in marginal costs (the loop still checks exactly)."""
-        b = self.ctx.guard.budgets
-        rows = []
-        for limit, dim in ((b.max_latency_ms, "latency"), (b.max_size_mb, "size")):
-            if limit is None:
-                continue
-            ref = cost_value(dim, self.ctx.cost_model.score(self.reference)) or 0.0
-            row = []
-            for v, o in cols:
-                cfg = with_choice(self.ctx.space, self.reference, v, o)
-                row.append((cost_value(dim, self.ctx.cost_model.score(cfg)) or 0.0) - ref)
-            rows.append((np.array(row), limit - ref))
-        return rows
 
     # Protocol -----------------------------------------------------------------------------
     def ask(self, n: int) -> list[Proposal]:
