@@ -10,12 +10,14 @@ smaller space for the suite adds one line to `SUITE_OPTIONS`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +31,7 @@ PIN = "conv1=w8a8"
 # Extra search options per driver (exhaustive needs a space small enough to enumerate).
 SUITE_OPTIONS: dict[str, dict[str, Any]] = {
     "exhaustive": {"pins": [PIN, "conv2=w8a8", "fc1=w8a8"]},
+    "amp-greedy": {"pins": [PIN, "conv2=w8a8", "fc1=w8a8"]},  # phase 1 within the suite's budgets
 }
 
 
@@ -42,12 +45,28 @@ def _options(driver: str) -> dict[str, Any]:
     return {"driver": driver, "target": TARGET, "pins": [PIN], **SUITE_OPTIONS.get(driver, {})}
 
 
+@contextlib.contextmanager
+def fresh_cache(path: Path) -> Iterator[dict[str, str]]:
+    """Each run starts from its own empty user cache (sensitivity rows, measured drops), so two
+    runs compare like with like; yields the environment for a child process."""
+    old = os.environ.get("HAQ_CACHE_DIR")
+    os.environ["HAQ_CACHE_DIR"] = str(path)
+    try:
+        yield {**os.environ, "PYTHONUNBUFFERED": "1"}
+    finally:
+        if old is None:
+            os.environ.pop("HAQ_CACHE_DIR", None)
+        else:
+            os.environ["HAQ_CACHE_DIR"] = old
+
+
 def run_search(driver: str, out: Path, budget: int = 14, seed: int = 0, **extra: Any) -> Any:
     import haq
 
     opts = {**_options(driver), **extra}
-    return haq.search(model=MODEL, budget=budget, out=str(out), workers=0, progress=False,
-                      seed=seed, **opts)  # fmt: skip
+    with fresh_cache(out.parent / f"{out.name}-cache"):
+        return haq.search(model=MODEL, budget=budget, out=str(out), workers=0, progress=False,
+                          seed=seed, **opts)  # fmt: skip
 
 
 def trials(out: Path) -> pd.DataFrame:
@@ -149,21 +168,22 @@ def check_kill_and_resume(driver: str, tmp: Path, budget: int = 14, kill_after: 
     from haq.cli import main
 
     ref = tmp / "ref"
-    assert main([*_cli_args(driver, budget), "--out", str(ref)]) == 0
+    with fresh_cache(tmp / "ref-cache"):
+        assert main([*_cli_args(driver, budget), "--out", str(ref)]) == 0
     expected = len(trials(ref))  # a driver that runs out of proposals ends below the budget
     kill_after = min(kill_after, max(1, expected // 2))
     out = tmp / "killed"
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen([sys.executable, "-c", _SLOW_CHILD, *_cli_args(driver, budget), "--out", str(out)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)  # fmt: skip
-    deadline = time.time() + 120
-    while time.time() < deadline and len(_completed(out)) < kill_after and proc.poll() is None:
-        time.sleep(0.05)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    before = _completed(out)
-    assert kill_after <= len(before) < expected, f"{driver}: the search must be killed mid-run"
-    assert main(["search", "--resume", str(out), "-q", "--workers", "0"]) == 0
+    with fresh_cache(tmp / "killed-cache") as env:  # the killed run and its resume share one
+        proc = subprocess.Popen([sys.executable, "-c", _SLOW_CHILD, *_cli_args(driver, budget), "--out", str(out)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)  # fmt: skip
+        deadline = time.time() + 120
+        while time.time() < deadline and len(_completed(out)) < kill_after and proc.poll() is None:
+            time.sleep(0.05)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        before = _completed(out)
+        assert kill_after <= len(before) < expected, f"{driver}: the search must be killed mid-run"
+        assert main(["search", "--resume", str(out), "-q", "--workers", "0"]) == 0
     after = trials(out)
     done = after[after["state"] == "complete"]
     assert set(before["trial"]) <= set(done["trial"]), f"{driver} lost trials on resume"

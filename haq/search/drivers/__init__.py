@@ -45,6 +45,12 @@ def _exhaustive(options: dict[str, str]) -> Driver:
     return ExhaustiveDriver(options)
 
 
+def _amp(options: dict[str, str]) -> Driver:
+    from haq.search.drivers.amp import AmpGreedyDriver
+
+    return AmpGreedyDriver(options)
+
+
 def _hawq(options: dict[str, str]) -> Driver:
     from haq.search.drivers.hawq import HawqIlpDriver
 
@@ -65,17 +71,24 @@ register(
 )
 register(
     DriverInfo(
+        "amp-greedy",
+        "AIMET AMP: measured per-layer drops, then the cumulative greedy path in "
+        "sensitivity order (every prefix a point)",
+        _amp,
+    )
+)
+register(
+    DriverInfo(
         "hawq-ilp",
         "HAWQ-V2/V3: Hessian trace x weight perturbation, one ILP per latency budget (W=A bits)",
         _hawq,
         {"budgets": "ILP budgets swept (default: the remaining trials)"},
     )
 )
-register(DriverInfo("hybrid", "sensitivity + ILP front in seconds, then surrogate-guided evolution "
-                    "seeded by it (default)", _hybrid, {
-                        "sensitivity": "kl (default: output KL on calibration images, no "
-                                       "evaluations), hessian, or accuracy (measured drops, costs "
-                                       "evaluations)",
+register(DriverInfo("hybrid", "sensitivity + ILP front in seconds, then surrogate-guided evolution seeded "
+                    "by it (default)", _hybrid, {
+                        "sensitivity": "kl (default: output KL on calibration images, no evaluations) "
+                                       "or accuracy (measured drops, as trials)",
                         "ilp_points": "budgets swept by the ILP (default: a quarter of the budget, 4 to 40)",
                     }))  # fmt: skip
 
