@@ -176,9 +176,12 @@ class SensitivitySource:
 
     def table(
         self, space: SearchSpace, pairs: Iterable[Pair] | None = None, hessian: bool = False,
+        reference: BitConfig | None = None,
     ) -> SensitivityTable:  # fmt: skip
-        """Rows for ``pairs`` (default: every variable x choice of ``space``)."""
-        reference = reference_config(space)
+        """Rows for ``pairs`` (default: every variable x choice of ``space``), each change made
+        alone against ``reference`` (default: w8a8 where allowed; ZeroQ measures against the
+        float model, a simulation the target need not run)."""
+        reference = reference or reference_config(space)
         wanted = list(pairs) if pairs is not None else [
             (v, o) for v, opts in space.variables() for o in opts]  # fmt: skip
         wanted = [(v, o) for v, o in wanted if str(reference[v]) != o]

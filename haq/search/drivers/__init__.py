@@ -57,6 +57,12 @@ def _hawq(options: dict[str, str]) -> Driver:
     return HawqIlpDriver(options)
 
 
+def _zeroq(options: dict[str, str]) -> Driver:
+    from haq.search.drivers.zeroq import ZeroqDpDriver
+
+    return ZeroqDpDriver(options)
+
+
 def _hybrid(options: dict[str, str]) -> Driver:
     from haq.search.drivers.hybrid import HybridDriver
 
@@ -83,6 +89,15 @@ register(
         "HAWQ-V2/V3: Hessian trace x weight perturbation, one ILP per latency budget (W=A bits)",
         _hawq,
         {"budgets": "ILP budgets swept (default: the remaining trials)"},
+    )
+)
+register(
+    DriverInfo(
+        "zeroq-dp",
+        "ZeroQ: per-layer KL against the float model, Pareto-frontier DP over "
+        "cost bins (no evaluation steers it)",
+        _zeroq,
+        {"bins": "cost bins of the DP (default 200)"},
     )
 )
 register(DriverInfo("hybrid", "sensitivity + ILP front in seconds, then surrogate-guided evolution seeded "
