@@ -109,6 +109,13 @@ class SensitivitySource:
         key = f"{self.model_hash}|{self.evaluator.data.key}|{settings}|{reference.hash}"
         return self.cache_root / f"{hashlib.sha256(key.encode()).hexdigest()[:20]}.parquet"
 
+    def orthogonality(self) -> dict[str, float]:
+        """`layer_orthogonality` on the calibration images (seconds; kept in memory)."""
+        if not hasattr(self, "_orthogonality"):
+            ev = self.evaluator
+            self._orthogonality = layer_orthogonality(ev.quantizer, ev.data.x)
+        return self._orthogonality
+
     # Measured accuracy drops (validation images, not calibration ones) ------------------
     def drops_path(self, reference: BitConfig) -> Path | None:
         if self.validation_key is None:
@@ -310,3 +317,37 @@ def _hawq_score(quantizer: object, group: list[str], p: Precision,
         w_fq = quantizer._weight(name, p.w_bits)[0]  # type: ignore[attr-defined]
         total += traces[name] * float((w_fq - w).double().pow(2).sum())
     return total
+
+
+def layer_orthogonality(quantizer: object, x: torch.Tensor, images: int = 64) -> dict[str, float]:
+    """Per layer, how unlike every other layer's its output features are (OMPQ's network
+    orthogonality, training- and label-free): 1 - the mean over other layers of
+    ``<K_i, K_j> / (|K_i| |K_j|)`` with ``K = X X^T`` the Gram matrix of a layer's flattened
+    outputs on ``images`` calibration images (the N x N form of OMPQ's ``|X_j^T X_i|_F^2``)."""
+    import torch
+
+    model = quantizer.base  # type: ignore[attr-defined]
+    names = quantizer.layer_names  # type: ignore[attr-defined]
+    grams: dict[str, torch.Tensor] = {}
+    handles = []
+    for name in names:
+
+        def hook(_m: object, _i: object, out: torch.Tensor, name: str = name) -> None:
+            f = out.detach().flatten(1).double()
+            k = f @ f.T
+            grams[name] = k / k.norm().clamp_min(1e-30)
+
+        handles.append(model.get_submodule(name).register_forward_hook(hook))
+    try:
+        with torch.no_grad():
+            model(x[:images])
+    finally:
+        for h in handles:
+            h.remove()
+    k = torch.stack([grams[n].flatten() for n in names])
+    sim = (k @ k.T).numpy()
+    n = len(names)
+    return {
+        name: float(1.0 - (sim[i].sum() - sim[i, i]) / max(n - 1, 1))
+        for i, name in enumerate(names)
+    }

@@ -57,6 +57,12 @@ def _hawq(options: dict[str, str]) -> Driver:
     return HawqIlpDriver(options)
 
 
+def _ompq(options: dict[str, str]) -> Driver:
+    from haq.search.drivers.ompq import OmpqDriver
+
+    return OmpqDriver(options)
+
+
 def _zeroq(options: dict[str, str]) -> Driver:
     from haq.search.drivers.zeroq import ZeroqDpDriver
 
@@ -88,6 +94,14 @@ register(
         "hawq-ilp",
         "HAWQ-V2/V3: Hessian trace x weight perturbation, one ILP per latency budget (W=A bits)",
         _hawq,
+        {"budgets": "ILP budgets swept (default: the remaining trials)"},
+    )
+)
+register(
+    DriverInfo(
+        "ompq",
+        "OMPQ-style, training-free: layer orthogonality as importance, one ILP per latency budget",
+        _ompq,
         {"budgets": "ILP budgets swept (default: the remaining trials)"},
     )
 )

@@ -24,40 +24,48 @@ from haq.search.sensitivity import reference_config
 from haq.search.trials import TrialRecord
 
 
-class HawqIlpDriver:
-    name = "hawq-ilp"
+class IlpSweepDriver:
+    """Baselines, then one ILP per cost budget (cheapest first): minimise a per-choice
+    penalty subject to ``cost <= low + r (reference - low)``. Subclasses say which choices
+    and what penalty; the driver is exhausted after the sweep."""
+
+    name = "ilp-sweep"
 
     def __init__(self, options: dict[str, str]) -> None:
         self.options = options
         int_option(options, "budgets", 1)  # validated now; default sized to the search budget
 
+    def choices(self, var: str, opts: list[str]) -> list[str]:
+        return self.costs.undominated(var, opts)
+
+    def penalties(self, ctx: DriverContext, cols: list[tuple[str, str]]) -> np.ndarray:
+        raise NotImplementedError
+
     def start(
         self, ctx: DriverContext, history: Sequence[TrialRecord], state: bytes | None
     ) -> None:
         if ctx.sensitivity is None:
-            raise HaqError("driver hawq-ilp needs calibration images for its Hessian traces")
+            raise HaqError(f"driver {self.name} needs calibration images for its sensitivity proxy")
         space = ctx.space
         self.reference = reference_config(space)
         dims = [o for o in ctx.objectives if o in COST_OBJECTIVES]
         self.costs = MarginalCosts(space, ctx.cost_model, self.reference, dims)
-        self.choices = {v: [o for o in self.costs.undominated(v, opts) if _equal_bits(o)]
-                        or [str(self.reference[v])] for v, opts in space.variables()}  # fmt: skip
-        cols = [(v, o) for v, opts in self.choices.items() for o in opts]
-        table = ctx.sensitivity.table(space, [c for c in cols if c[1] != str(self.reference[c[0]])],
-                                      hessian=True)  # fmt: skip
+        self.allowed = {
+            v: self.choices(v, opts) or [str(self.reference[v])] for v, opts in space.variables()
+        }
+        cols = [(v, o) for v, opts in self.allowed.items() for o in opts]
         self.queue = [Proposal(c, "baseline", label) for label, c in space.seeds().items()]
         n = int_option(self.options, "budgets", max(1, ctx.budget - len(self.queue)))
-        self.queue += self._sweep(ctx, cols, table, n)
+        self.queue += self._sweep(ctx, cols, self.penalties(ctx, cols), n)
         self.seen = {r.config.hash for r in history}
 
     def _sweep(
-        self, ctx: DriverContext, cols: list[tuple[str, str]], table: object, n: int
+        self, ctx: DriverContext, cols: list[tuple[str, str]], pen: np.ndarray, n: int
     ) -> list[Proposal]:
         """One ILP per budget r in (0, 1] between the cheapest and the reference's cost."""
-        pen = np.array([max(table.score(v, o, "hessian"), 0.0) for v, o in cols])  # type: ignore[attr-defined]
         cost = np.array([self.costs.delta[c][0] for c in cols])
         low = sum(
-            min(self.costs.delta[(v, o)][0] for o in opts) for v, opts in self.choices.items()
+            min(self.costs.delta[(v, o)][0] for o in opts) for v, opts in self.allowed.items()
         )
         scale = max(float(np.abs(cost).max()), 1e-12)
         objective = pen + 1e-9 * max(float(pen.max()), 1.0) * cost / scale  # ties: the cheaper
@@ -91,6 +99,19 @@ class HawqIlpDriver:
 
     def state(self) -> bytes | None:
         return None
+
+
+class HawqIlpDriver(IlpSweepDriver):
+    name = "hawq-ilp"
+
+    def choices(self, var: str, opts: list[str]) -> list[str]:
+        return [o for o in self.costs.undominated(var, opts) if _equal_bits(o)]
+
+    def penalties(self, ctx: DriverContext, cols: list[tuple[str, str]]) -> np.ndarray:
+        assert ctx.sensitivity is not None
+        pairs = [c for c in cols if c[1] != str(self.reference[c[0]])]
+        table = ctx.sensitivity.table(ctx.space, pairs, hessian=True)
+        return np.array([max(table.score(v, o, "hessian"), 0.0) for v, o in cols])
 
 
 def _equal_bits(choice: str) -> bool:
