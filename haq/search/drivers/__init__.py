@@ -57,6 +57,12 @@ def _hawq(options: dict[str, str]) -> Driver:
     return HawqIlpDriver(options)
 
 
+def _ddpg(options: dict[str, str]) -> Driver:
+    from haq.search.drivers.ddpg import DdpgDriver
+
+    return DdpgDriver(options)
+
+
 def _ompq(options: dict[str, str]) -> Driver:
     from haq.search.drivers.ompq import OmpqDriver
 
@@ -95,6 +101,17 @@ register(
         "HAWQ-V2/V3: Hessian trace x weight perturbation, one ILP per latency budget (W=A bits)",
         _hawq,
         {"budgets": "ILP budgets swept (default: the remaining trials)"},
+    )
+)
+register(
+    DriverInfo(
+        "haq-ddpg",
+        "HAQ: DDPG agent, layer by layer weight/activation bits, resource wall at a latency budget",
+        _ddpg,
+        {
+            "preserve": "budget as a fraction of uniform w8a8's cost objective (default 0.6)",
+            "warmup": "episodes of random actions before the agent acts (default 20)",
+        },
     )
 )
 register(
