@@ -9,6 +9,9 @@ one `register` line here, and one line in the conformance suite's parametrisatio
 
 from __future__ import annotations
 
+import importlib
+from collections.abc import Callable
+
 from haq.errors import HaqError
 from haq.search.drivers.base import (
     Driver,
@@ -39,67 +42,38 @@ def list_drivers() -> list[DriverInfo]:
     return sorted(_DRIVERS.values(), key=lambda d: d.name)
 
 
-def _exhaustive(options: dict[str, str]) -> Driver:
-    from haq.search.drivers.exhaustive import ExhaustiveDriver
+def _lazy(module: str, cls: str) -> Callable[[dict[str, str]], Driver]:
+    """A factory that imports its driver's module (torch, scipy) only when the driver is made."""
 
-    return ExhaustiveDriver(options)
+    def make(options: dict[str, str]) -> Driver:
+        return getattr(importlib.import_module(f"haq.search.drivers.{module}"), cls)(options)
 
-
-def _amp(options: dict[str, str]) -> Driver:
-    from haq.search.drivers.amp import AmpGreedyDriver
-
-    return AmpGreedyDriver(options)
-
-
-def _hawq(options: dict[str, str]) -> Driver:
-    from haq.search.drivers.hawq import HawqIlpDriver
-
-    return HawqIlpDriver(options)
-
-
-def _ddpg(options: dict[str, str]) -> Driver:
-    from haq.search.drivers.ddpg import DdpgDriver
-
-    return DdpgDriver(options)
-
-
-def _ompq(options: dict[str, str]) -> Driver:
-    from haq.search.drivers.ompq import OmpqDriver
-
-    return OmpqDriver(options)
-
-
-def _zeroq(options: dict[str, str]) -> Driver:
-    from haq.search.drivers.zeroq import ZeroqDpDriver
-
-    return ZeroqDpDriver(options)
-
-
-def _hybrid(options: dict[str, str]) -> Driver:
-    from haq.search.drivers.hybrid import HybridDriver
-
-    return HybridDriver(options)
+    return make
 
 
 for _name, (_factory, _text, _options) in SAMPLERS.items():
     register(DriverInfo(_name, _text, sampler_driver(_name, _factory), _options))
 
 register(
-    DriverInfo("exhaustive", "every config once, in a seeded order (tiny spaces only)", _exhaustive)
+    DriverInfo(
+        "exhaustive",
+        "every config once, in a seeded order (tiny spaces only)",
+        _lazy("exhaustive", "ExhaustiveDriver"),
+    )
 )
 register(
     DriverInfo(
         "amp-greedy",
         "AIMET AMP: measured per-layer drops, then the cumulative greedy path in "
         "sensitivity order (every prefix a point)",
-        _amp,
+        _lazy("amp", "AmpGreedyDriver"),
     )
 )
 register(
     DriverInfo(
         "hawq-ilp",
         "HAWQ-V2/V3: Hessian trace x weight perturbation, one ILP per latency budget (W=A bits)",
-        _hawq,
+        _lazy("hawq", "HawqIlpDriver"),
         {"budgets": "ILP budgets swept (default: the remaining trials)"},
     )
 )
@@ -107,7 +81,7 @@ register(
     DriverInfo(
         "haq-ddpg",
         "HAQ: DDPG agent, layer by layer weight/activation bits, resource wall at a latency budget",
-        _ddpg,
+        _lazy("ddpg", "DdpgDriver"),
         {
             "preserve": "budget as a fraction of uniform w8a8's cost objective (default 0.6)",
             "warmup": "episodes of random actions before the agent acts (default 20)",
@@ -118,7 +92,7 @@ register(
     DriverInfo(
         "ompq",
         "OMPQ-style, training-free: layer orthogonality as importance, one ILP per latency budget",
-        _ompq,
+        _lazy("ompq", "OmpqDriver"),
         {"budgets": "ILP budgets swept (default: the remaining trials)"},
     )
 )
@@ -127,12 +101,12 @@ register(
         "zeroq-dp",
         "ZeroQ: per-layer KL against the float model, Pareto-frontier DP over "
         "cost bins (no evaluation steers it)",
-        _zeroq,
+        _lazy("zeroq", "ZeroqDpDriver"),
         {"bins": "cost bins of the DP (default 200)"},
     )
 )
 register(DriverInfo("hybrid", "sensitivity + ILP front in seconds, then surrogate-guided evolution seeded "
-                    "by it (default)", _hybrid, {
+                    "by it (default)", _lazy("hybrid", "HybridDriver"), {
                         "sensitivity": "kl (default: output KL on calibration images, no evaluations) "
                                        "or accuracy (measured drops, as trials)",
                         "ilp_points": "budgets swept by the ILP (default: a quarter of the budget, 4 to 40)",

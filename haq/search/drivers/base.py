@@ -72,6 +72,29 @@ class Driver(Protocol):
         """Bytes to hand back to `start` on resume (None: rebuilt from the history alone)."""
 
 
+class QueueDriver:
+    """A driver whose proposals are a list fixed at `start` (``self.queue``): `ask` hands out
+    what the history (``self.seen``) does not hold yet, so a resume simply continues."""
+
+    queue: list[Proposal]
+    seen: set[str]
+
+    def ask(self, n: int) -> list[Proposal]:
+        out: list[Proposal] = []
+        while self.queue and len(out) < n:
+            p = self.queue.pop(0)
+            if p.config.hash not in self.seen:
+                self.seen.add(p.config.hash)
+                out.append(p)
+        return out
+
+    def tell(self, record: TrialRecord) -> None:
+        self.seen.add(record.config.hash)
+
+    def state(self) -> bytes | None:
+        return None
+
+
 @dataclass(frozen=True)
 class DriverInfo:
     """A registered driver: its name, a one-line description, its options and a factory."""

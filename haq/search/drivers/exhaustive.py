@@ -12,13 +12,13 @@ from collections.abc import Sequence
 import numpy as np
 
 from haq.errors import HaqError
-from haq.search.drivers.base import DriverContext, Proposal
+from haq.search.drivers.base import DriverContext, Proposal, QueueDriver
 from haq.search.trials import TrialRecord
 
 EXHAUSTIVE_LIMIT = 100_000
 
 
-class ExhaustiveDriver:
+class ExhaustiveDriver(QueueDriver):
     name = "exhaustive"
 
     def __init__(self, options: dict[str, str]) -> None:
@@ -41,18 +41,3 @@ class ExhaustiveDriver:
         self.queue += [Proposal(space.config(dict(zip(names, combos[i], strict=True))), "exhaustive")
                        for i in order]  # fmt: skip
         self.seen = {r.config.hash for r in history}
-
-    def ask(self, n: int) -> list[Proposal]:
-        out: list[Proposal] = []
-        while self.queue and len(out) < n:
-            p = self.queue.pop(0)
-            if p.config.hash not in self.seen:
-                self.seen.add(p.config.hash)
-                out.append(p)
-        return out
-
-    def tell(self, record: TrialRecord) -> None:
-        self.seen.add(record.config.hash)
-
-    def state(self) -> bytes | None:
-        return None

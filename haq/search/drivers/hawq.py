@@ -17,14 +17,14 @@ from collections.abc import Sequence
 import numpy as np
 
 from haq.errors import HaqError
-from haq.search.drivers.base import DriverContext, Proposal, int_option
+from haq.search.drivers.base import DriverContext, Proposal, QueueDriver, int_option
 from haq.search.drivers.ilp import MarginalCosts, bits, one_per_variable
 from haq.search.objectives import COST_OBJECTIVES
 from haq.search.sensitivity import reference_config
 from haq.search.trials import TrialRecord
 
 
-class IlpSweepDriver:
+class IlpSweepDriver(QueueDriver):
     """Baselines, then one ILP per cost budget (cheapest first): minimise a per-choice
     penalty subject to ``cost <= low + r (reference - low)``. Subclasses say which choices
     and what penalty; the driver is exhausted after the sweep."""
@@ -84,21 +84,6 @@ class IlpSweepDriver:
                     Proposal(cfg, "ilp", driver_attrs={"r": float(r), "cost_budget": budget})
                 )
         return out
-
-    def ask(self, n: int) -> list[Proposal]:
-        out: list[Proposal] = []
-        while self.queue and len(out) < n:
-            p = self.queue.pop(0)
-            if p.config.hash not in self.seen:
-                self.seen.add(p.config.hash)
-                out.append(p)
-        return out
-
-    def tell(self, record: TrialRecord) -> None:
-        self.seen.add(record.config.hash)
-
-    def state(self) -> bytes | None:
-        return None
 
 
 class HawqIlpDriver(IlpSweepDriver):

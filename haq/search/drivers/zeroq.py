@@ -17,7 +17,7 @@ import numpy as np
 
 from haq.config import BitConfig
 from haq.errors import HaqError
-from haq.search.drivers.base import DriverContext, Proposal, int_option
+from haq.search.drivers.base import DriverContext, Proposal, QueueDriver, int_option
 from haq.search.drivers.ilp import MarginalCosts
 from haq.search.objectives import COST_OBJECTIVES
 from haq.search.sensitivity import reference_config
@@ -46,7 +46,7 @@ def pareto_dp(costs: Sequence[Sequence[int]], penalties: Sequence[Sequence[float
     return out
 
 
-class ZeroqDpDriver:
+class ZeroqDpDriver(QueueDriver):
     name = "zeroq-dp"
 
     def __init__(self, options: dict[str, str]) -> None:
@@ -95,18 +95,3 @@ class ZeroqDpDriver:
             )
             self.queue.append(Proposal(cfg, "dp", driver_attrs={"cost_bin": total, "kl": pen}))
         self.seen = {r.config.hash for r in history}
-
-    def ask(self, n: int) -> list[Proposal]:
-        out: list[Proposal] = []
-        while self.queue and len(out) < n:
-            p = self.queue.pop(0)
-            if p.config.hash not in self.seen:
-                self.seen.add(p.config.hash)
-                out.append(p)
-        return out
-
-    def tell(self, record: TrialRecord) -> None:
-        self.seen.add(record.config.hash)
-
-    def state(self) -> bytes | None:
-        return None
