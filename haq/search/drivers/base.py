@@ -137,6 +137,21 @@ def int_option(options: dict[str, str], key: str, default: int, low: int = 1) ->
     return value
 
 
+def float_option(
+    options: dict[str, str], key: str, default: float, low: float, high: float
+) -> float:
+    """A number in (low, high], or a one-line error."""
+    if key not in options:
+        return default
+    try:
+        value = float(options[key])
+    except ValueError:
+        value = float("nan")
+    if not low < value <= high:
+        raise HaqError(f"driver option {key}={options[key]} must be a number in ({low}, {high}]")
+    return value
+
+
 def choice_option(options: dict[str, str], key: str, default: str, choices: Sequence[str]) -> str:
     value = options.get(key, default)
     if value not in choices:

@@ -17,14 +17,13 @@ the actions are kept with each trial, so a resumed search replays its episodes e
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from haq.config import BitConfig
-from haq.search.drivers.base import DriverContext, Proposal, int_option
+from haq.search.drivers.base import DriverContext, Proposal, float_option, int_option
 from haq.search.drivers.ilp import bits
 from haq.search.objectives import COST_OBJECTIVES, cost_value
 from haq.search.trials import COMPLETE, TrialRecord
@@ -36,27 +35,11 @@ BATCH = 64
 REDRAWS = 20  # episodes drawn per proposal before giving up on finding a new config
 
 
-def _float_option(
-    options: dict[str, str], key: str, default: float, low: float, high: float
-) -> float:
-    from haq.errors import HaqError
-
-    if key not in options:
-        return default
-    try:
-        value = float(options[key])
-    except ValueError:
-        value = math.nan
-    if not low < value <= high:
-        raise HaqError(f"driver option {key}={options[key]} must be a number in ({low}, {high}]")
-    return value
-
-
 class DdpgDriver:
     name = "haq-ddpg"
 
     def __init__(self, options: dict[str, str]) -> None:
-        self.preserve = _float_option(options, "preserve", 0.6, 0.0, 10.0)
+        self.preserve = float_option(options, "preserve", 0.6, 0.0, 10.0)
         self.warmup = int_option(options, "warmup", 20, low=0)
 
     # Setup --------------------------------------------------------------------------------
