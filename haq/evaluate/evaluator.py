@@ -19,9 +19,10 @@ import torch
 
 from haq.config import BitConfig
 from haq.data import TensorData
+from haq.evaluate.activation_cache import cache_budget_bytes
 from haq.evaluate.metrics import Metrics, classification_metrics
 from haq.evaluate.predict import predict
-from haq.evaluate.prefix import PrefixRunner, cache_budget_bytes
+from haq.evaluate.prefix import PrefixRunner
 from haq.io import atomic_write_bytes
 from haq.quant import Quantizer
 

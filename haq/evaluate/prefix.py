@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import bisect
 import logging
-import os
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,29 +29,13 @@ from torch.nn.modules import module as nn_module
 
 from haq.config import BitConfig, Precision
 from haq.errors import HaqError
+from haq.evaluate.activation_cache import ActivationCache, Entry, Key, cache_budget_bytes
 from haq.quant import Quantizer
 from haq.quant.modules import _GRID, quantize_output_hook
 
 log = logging.getLogger(__name__)
 
-DEFAULT_CACHE_MB = 1024.0
-CACHE_ENV = "HAQ_PREFIX_CACHE_MB"
-
 _Hook = Callable[..., Any]
-
-
-def cache_budget_bytes() -> int:
-    """The cache bound: ``$HAQ_PREFIX_CACHE_MB`` (0 disables reuse) or 1 GiB."""
-    text = os.environ.get(CACHE_ENV, "").strip()
-    if not text:
-        return int(DEFAULT_CACHE_MB * 2**20)
-    try:
-        mb = float(text)
-    except ValueError:
-        mb = -1.0
-    if not mb >= 0:  # also rejects nan
-        raise HaqError(f"{CACHE_ENV}={text!r} is not a size in MB; use e.g. 512, or 0 to disable")
-    return int(mb * 2**20)
 
 
 class _Unsupported(Exception):
@@ -132,14 +114,6 @@ class _Context:
 
 
 @dataclass
-class _Entry:
-    tensors: list[torch.Tensor]  # one output per batch, in batch order
-    versions: list[int]  # their version counters when stored: a change means corruption
-    tags: list[Any]  # their grid tags when stored
-    nbytes: int
-
-
-@dataclass
 class PrefixStats:
     """Work counters (segment passes over the whole data tensor)."""
 
@@ -173,14 +147,6 @@ def _version(v: Any) -> int:
     return v._version if isinstance(v, torch.Tensor) and not v.is_inference() else -1
 
 
-def _nbytes(tensors: list[torch.Tensor]) -> int:
-    seen: dict[int, int] = {}
-    for t in tensors:
-        s = t.untyped_storage()
-        seen[s.data_ptr()] = s.nbytes()
-    return sum(seen.values())
-
-
 class PrefixRunner:
     """Logits of configs on one data tensor, reusing cached prefixes of activations.
 
@@ -199,10 +165,8 @@ class PrefixRunner:
         self.quantizer = quantizer
         self.x = x
         self.batch_size = batch_size
-        self.cache_limit = cache_bytes
         self.stats = PrefixStats()
-        self._cache: OrderedDict[tuple[int, tuple[Precision, ...]], _Entry] = OrderedDict()
-        self._cache_used = 0
+        self._cache = ActivationCache(cache_bytes)
         self._made_with: tuple[object, object] = (quantizer.calibration, quantizer.settings)
         self._graph = graph
         self._prepare(calls)
@@ -514,13 +478,16 @@ class PrefixRunner:
         return [(k, tuple(config[n] for n in seg.deps)) for k, seg in enumerate(self.segments)]
 
     @property
+    def cache_limit(self) -> int:
+        return self._cache.limit
+
+    @property
     def cache_used(self) -> int:
         """Bytes of activations held in the cache now."""
-        return self._cache_used
+        return self._cache.used
 
     def clear(self) -> None:
         self._cache.clear()
-        self._cache_used = 0
 
     def cached_segments(self) -> list[int]:
         """The segment of every cache entry, least recently used first."""
@@ -555,7 +522,6 @@ class PrefixRunner:
         for k in reversed(range(n_seg)):
             entry = self._cache.get(keys[k])
             if entry is not None:
-                self._cache.move_to_end(keys[k])
                 start, cached = k + 1, entry
                 break
         self.stats.evaluations += 1
@@ -569,8 +535,8 @@ class PrefixRunner:
         store = self._plan(start)
         # make room first, so the cache and this run's new entries together stay in budget
         planned = sum(self.segments[k].bytes_per_sample * self.x.shape[0] for k in store)
-        self._evict(self.cache_limit - planned)
-        outs: dict[int, _Entry] = {k: _Entry([], [], [], 0) for k in store}
+        self._cache.evict(self.cache_limit - planned)
+        outs: dict[int, Entry] = {k: Entry([], [], [], 0) for k in store}
         results = []
         n = self.x.shape[0]
         for b, i in enumerate(range(0, n, self.batch_size)):
@@ -594,15 +560,15 @@ class PrefixRunner:
             results.append(value.float())
         self.stats.segments_run += n_seg - start
         for k in sorted(store, reverse=True):  # deepest first: shallow prefixes evicted last
-            self._insert(keys[k], outs[k])
+            self._cache.insert(keys[k], outs[k])
         return torch.cat(results)
 
-    def _reuse(self, key: tuple[int, tuple[Precision, ...]], entry: _Entry, b: int) -> Any:
+    def _reuse(self, key: Key, entry: Entry, b: int) -> Any:
         """Batch ``b`` of a cached segment output, as the next segment may consume it."""
         t = entry.tensors[b]
         if t._version != entry.versions[b]:
             # modified in place after all (the probe missed it): never trust it again
-            self._drop(key)
+            self._cache.drop(key)
             self.segments[key[0]].out_mutated = True
             raise _Unsupported(f"cached output of segment {key[0]} was modified in place")
         tag = entry.tags[b]
@@ -620,26 +586,6 @@ class PrefixRunner:
                 store.add(k)
                 total += need
         return store
-
-    def _insert(self, key: tuple[int, tuple[Precision, ...]], entry: _Entry) -> None:
-        entry.nbytes = _nbytes(entry.tensors)
-        if entry.nbytes > self.cache_limit:
-            return
-        self._drop(key)
-        self._evict(self.cache_limit - entry.nbytes)
-        self._cache[key] = entry
-        self._cache_used += entry.nbytes
-
-    def _evict(self, keep: float) -> None:
-        """Drop least recently used entries until at most ``keep`` bytes remain."""
-        while self._cache and self._cache_used > keep:
-            _, evicted = self._cache.popitem(last=False)
-            self._cache_used -= evicted.nbytes
-
-    def _drop(self, key: tuple[int, tuple[Precision, ...]]) -> None:
-        old = self._cache.pop(key, None)
-        if old is not None:
-            self._cache_used -= old.nbytes
 
 
 def _trace(quantizer: Quantizer) -> tuple[fx.Graph, list[_Call]]:
