@@ -84,12 +84,9 @@ class BudgetGuard:
             b.max_size_mb is not None and b.max_size_mb <= 0
         ):
             raise HaqError("cost budgets must be positive")
-        if (
-            b.max_latency_ms is not None
-            and self.cost_model.score(self.cheapest()).latency_ms is None
-        ):
-            raise HaqError("--max-latency-ms needs a --target with latency tables")
         cheapest = self.cost_model.score(self.cheapest())
+        if b.max_latency_ms is not None and cheapest.latency_ms is None:
+            raise HaqError("--max-latency-ms needs a --target with latency tables")
         if b.cost_violation(cheapest) > 0:
             got = (
                 f"{cheapest.latency_ms:.3g} ms"

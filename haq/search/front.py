@@ -40,7 +40,6 @@ class FrontScale:
         baselines = list(space.baselines().values()) or [
             space.config({v: o[0] for v, o in space.variables()})]  # fmt: skip
         costs = [cost_model.score(c) for c in baselines]
-        self.objectives = objectives
         self.scale = np.array([
             100.0 if n not in COST_OBJECTIVES else
             1.1 * max((cost_value(n, c) or 0.0) for c in costs) or 1.0

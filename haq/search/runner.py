@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -165,10 +165,16 @@ class Search:
                         calib_data=self.calib, limit=o.test_limit if test else o.val_limit,
                         calib_limit=o.calib_limit, seed=o.seed, split=split)  # fmt: skip
 
+    @property
+    def _serial(self) -> bool:
+        return self.opts.workers == 0 and self.opts.ray_address is None
+
     def _local(self) -> Any:
-        """The in-process validation setup (model loaded once, calibrated once)."""
+        """The in-process validation setup (model loaded once, calibrated once). With Ray
+        actors validating, this process needs only its calibration images (sensitivity)."""
         if not hasattr(self, "_setup"):
-            self._setup = self._spec(test=False).setup(self.loaded)
+            spec = self._spec(test=False)
+            self._setup = (spec if self._serial else replace(spec, limit=1)).setup(self.loaded)
         return self._setup
 
     def _executor(self, test: bool, workers: int) -> Any:
