@@ -67,7 +67,19 @@ def register(sub: Any) -> None:
         help="test images for the final front (default: all)",
     )
     p.add_argument("--threads", type=int, default=None, help="threads the latency is predicted for")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="the driver's seed")
+    p.add_argument(
+        "--data-seed",
+        type=int,
+        default=0,
+        help="seed of the calibration / validation subsets (default 0: the same images for any --seed)",
+    )
+    p.add_argument(
+        "--eval-cache",
+        default=None,
+        metavar="FILE",
+        help="SQLite file of evaluated metrics shared across searches on the same model and images",
+    )
     p.add_argument("--max-latency-ms", type=float, default=None)
     p.add_argument("--max-size-mb", type=float, default=None)
     p.add_argument("--min-top1", type=float, default=None)
@@ -111,7 +123,8 @@ def run(args: argparse.Namespace) -> int:
         driver_options=parse_driver_options(args.driver_opt), objectives=args.objectives, val_split=args.val_split,
         budget=args.budget if args.budget is not None else 50, time_limit=parse_duration(args.time_limit), workers=workers,
         ray_address=args.ray_address, val_limit=args.val_limit, calib_limit=args.calib_limit,
-        test_limit=args.test_limit, seed=args.seed, threads=args.threads, pins=args.pin,
+        test_limit=args.test_limit, seed=args.seed, data_seed=args.data_seed,
+        eval_cache=args.eval_cache, threads=args.threads, pins=args.pin,
         ties=[t.split(",") for t in args.tie],
         budgets=Budgets(args.max_latency_ms, args.max_size_mb, args.min_top1, args.max_worst_class_drop),
         out=args.resume or args.out, resume=args.resume is not None, progress=not args.quiet,
@@ -138,6 +151,7 @@ def _restore_from_run(opts: Any, keep_budget: bool) -> None:
     for key in ("model", "weights", "target", "data", "calib_data", "space", "driver", "driver_options",
                 "objectives", "val_limit", "val_split", "calib_limit", "seed", "threads", "pins", "ties"):  # fmt: skip
         setattr(opts, key, saved.get(key, getattr(opts, key)))
+    opts.data_seed = saved.get("data_seed", saved.get("seed", 0))  # older runs: one seed for both
     if keep_budget:
         opts.budget = saved.get("budget", opts.budget)
 

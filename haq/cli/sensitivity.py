@@ -26,7 +26,10 @@ def register(sub: Any) -> None:
     p.add_argument("--calib-data", default=None,
                    help="calibration images (as for `haq search`; default: the model's own data)")  # fmt: skip
     p.add_argument(
-        "--seed", type=int, default=0, help="seed of the calibration subset (as the search's)"
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of the calibration subset (as the search's --data-seed)",
     )
     p.add_argument("--hessian", action="store_true",
                    help="add HAWQ's Hessian trace x weight perturbation (Hutchinson; slower)")  # fmt: skip

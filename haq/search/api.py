@@ -100,8 +100,8 @@ def search(
     """Run a search (or resume one with ``resume=True, out=DIR``) and return its results.
 
     Keyword options are those of `SearchOptions` (weights, space, driver, driver_options,
-    objectives, workers, ray_address, val_limit, val_split, seed, pins, ties, out, time_limit,
-    progress, ...).
+    objectives, workers, ray_address, val_limit, val_split, seed, data_seed, eval_cache, pins,
+    ties, out, time_limit, progress, ...).
     """
     budgets = Budgets(max_latency_ms, max_size_mb, min_top1, max_worst_class_drop)
     opts = SearchOptions(model=model, target=target, data=data, calib_data=calib_data, budget=budget,

@@ -1,8 +1,9 @@
 """The ask/tell loop: a driver's proposals through cost check, evaluation and record.
 
 Per proposal: the cost model scores it; a config over a cost budget is repaired or rejected
-before any evaluation; a config evaluated before reuses its metrics; the rest go to the
-executor (serial or Ray actors). Each finished trial becomes one `TrialRecord`, told to the
+before any evaluation; a config evaluated before reuses its metrics (from this search, or
+from the shared evaluation cache when one is given); the rest go to the executor (serial or
+Ray actors). Each finished trial becomes one `TrialRecord`, told to the
 driver, added to the durable study and handed to ``on_record`` (the results files), in that
 order, so a kill at any point loses at most the trials still in flight.
 """
@@ -19,6 +20,7 @@ from haq.evaluate.evaluator import EvalResult
 from haq.evaluate.metrics import Metrics
 from haq.evaluate.pool import Executor
 from haq.search.drivers.base import Driver, DriverContext, Proposal
+from haq.search.eval_cache import EvaluationCache
 from haq.search.front import FrontScale, front_records
 from haq.search.objectives import objective_values
 from haq.search.progress import Progress
@@ -42,6 +44,7 @@ class SearchLoop:
         on_record: Callable[[list[TrialRecord]], None] = lambda _r: None,
         save_state: Callable[[bytes | None], None] = lambda _s: None,
         time_limit: float | None = None, progress: bool = True,
+        eval_cache: EvaluationCache | None = None,
     ) -> None:  # fmt: skip
         self.ctx = ctx
         self.driver = driver
@@ -53,6 +56,7 @@ class SearchLoop:
         self.save_state = save_state
         self.time_limit = time_limit
         self.progress_enabled = progress
+        self.eval_cache = eval_cache
         self.exhausted = False
 
     def run(self, history: list[TrialRecord]) -> list[TrialRecord]:
@@ -89,6 +93,11 @@ class SearchLoop:
                     if cached is not None:  # the same config after repair: reuse its metrics
                         self._complete(job, cached, 0.0, cached=True)
                         continue
+                    shared = self.eval_cache.get(job.config) if self.eval_cache else None
+                    if shared is not None:  # evaluated by an earlier search on these images
+                        self.evaluated[job.config.hash] = shared
+                        self._complete(job, shared, 0.0, cached=False, reused=True)
+                        continue
                     ticket += 1
                     inflight[ticket] = job
                     self.executor.submit(ticket, job.config)
@@ -98,6 +107,8 @@ class SearchLoop:
             job = inflight.pop(number)
             if isinstance(outcome, EvalResult):
                 self.evaluated[job.config.hash] = outcome.metrics
+                if self.eval_cache is not None:
+                    self.eval_cache.put(job.config, outcome.metrics)
                 self._complete(job, outcome.metrics, outcome.seconds, cached=False)
             else:
                 self._finish(TrialRecord(0, job.config, job.cost, FAILED, f"failed: {outcome.error}",
@@ -119,7 +130,9 @@ class SearchLoop:
         config, cost, repaired = fixed
         return _InFlight(p, config, cost, repaired, time.perf_counter() - t0)
 
-    def _complete(self, job: _InFlight, m: Metrics, seconds: float, cached: bool) -> None:
+    def _complete(
+        self, job: _InFlight, m: Metrics, seconds: float, cached: bool, reused: bool = False
+    ) -> None:
         values = objective_values(self.ctx.objectives, job.cost, m)
         constraint = self.ctx.guard.budgets.accuracy_constraints(m, self.float_worst)
         ok = all(c <= 0 for c in constraint)
@@ -128,7 +141,7 @@ class SearchLoop:
             0, job.config, job.cost, COMPLETE if known else FAILED,
             ("complete" if ok else "infeasible: accuracy budget") if known else "failed: objective unknown",
             job.proposal.source, job.proposal.label, m, values if known else None, constraint,
-            job.repaired, cached, seconds, job.cost_seconds, job.proposal.driver_attrs,
+            job.repaired, cached, seconds, job.cost_seconds, job.proposal.driver_attrs, reused,
         )  # fmt: skip
         self._finish(rec)
 

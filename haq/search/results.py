@@ -119,7 +119,7 @@ def trials_frame(
             "latency_ms": cost.latency_ms if cost else None, "energy_mj": cost.energy_mj if cost else None,
             "size_mb": cost.size_bytes / 1e6 if cost else None, "gbops": cost.bops / 1e9 if cost else None,
             "cost_model": cost.model if cost else None, "repaired": r.repaired, "cached": r.cached,
-            "eval_seconds": r.eval_seconds, "cost_seconds": r.cost_seconds,
+            "reused": r.reused, "eval_seconds": r.eval_seconds, "cost_seconds": r.cost_seconds,
         }  # fmt: skip
         for name, v in zip(objectives, r.values or [None] * len(objectives), strict=True):
             row[f"obj_{name}"] = v

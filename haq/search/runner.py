@@ -52,7 +52,9 @@ class SearchOptions:
     val_split: float | None = None  # validation = this seeded fraction of `data`, test = the rest
     calib_limit: int | None = None  # default 256 (64 for the embedded digits)
     test_limit: int | None = None
-    seed: int = 0
+    seed: int = 0  # the driver's seed
+    data_seed: int = 0  # the image subsets' seed: searches of any seed score the same images
+    eval_cache: str | None = None  # SQLite file of metrics shared across searches
     threads: int | None = None  # target threads for latency (cost model), None: profile default
     pins: list[str] = field(default_factory=list)
     ties: list[list[str]] = field(default_factory=list)
@@ -92,7 +94,9 @@ class Search:
             raise HaqError(f"--budget must be at least 1 trial, not {opts.budget}")
         if opts.workers < 0:
             raise HaqError(f"--workers must be 0 (serial) or more, not {opts.workers}")
-        self.split = DataSplit(opts.val_split, opts.seed) if opts.val_split is not None else None
+        self.split = (
+            DataSplit(opts.val_split, opts.data_seed) if opts.val_split is not None else None
+        )
         self.driver_info = get_driver(opts.driver)
         self.driver = self.driver_info.make(opts.driver_options)
         self.results = ResultsDir(opts.out or _default_out(opts))
@@ -163,7 +167,7 @@ class Search:
         split = self.split.of("test" if test else "val") if self.split else None
         return EvalSpec(o.model, o.weights, data=self.data if test else self.val_source,
                         calib_data=self.calib, limit=o.test_limit if test else o.val_limit,
-                        calib_limit=o.calib_limit, seed=o.seed, split=split)  # fmt: skip
+                        calib_limit=o.calib_limit, seed=o.data_seed, split=split)  # fmt: skip
 
     @property
     def _serial(self) -> bool:
@@ -192,7 +196,7 @@ class Search:
 
     def _sensitivity(self) -> Any:
         """Proxies on the calibration images; nothing is loaded until a driver asks."""
-        from haq.search.sensitivity import SensitivitySource, validation_key
+        from haq.search.sensitivity import SensitivitySource
 
         def evaluator() -> LocalEvaluator:
             setup = self._local()
@@ -201,11 +205,32 @@ class Search:
             return LocalEvaluator(setup.quantizer, setup.calib)
 
         o = self.opts
-        key = validation_key(self.val_source, self.calib, o.val_limit, o.calib_limit, o.seed,
-                             self.split.of("val") if self.split else None)  # fmt: skip
         return SensitivitySource(
-            evaluator, self.model_hash, progress=o.progress, validation_key=key
+            evaluator,
+            self.model_hash,
+            progress=o.progress,
+            validation_key=self._images_key(test=False),
         )
+
+    def _images_key(self, test: bool) -> str:
+        """Identity of the validation (or test) images and the calibration images."""
+        from haq.search.sensitivity import validation_key
+
+        o = self.opts
+        split = self.split.of("test" if test else "val") if self.split else None
+        source, limit = (self.data, o.test_limit) if test else (self.val_source, o.val_limit)
+        return validation_key(source, self.calib, limit, o.calib_limit, o.data_seed, split)
+
+    def _eval_cache(self, test: bool) -> Any:
+        """The shared evaluation cache of this model, settings and images (None: off)."""
+        if self.opts.eval_cache is None:
+            return None
+        from haq.quant.settings import QuantSettings
+        from haq.search.eval_cache import EvaluationCache, context_key
+
+        settings = self._spec(test).settings or QuantSettings()
+        context = context_key(self.model_hash, settings, self._images_key(test))
+        return EvaluationCache(Path(self.opts.eval_cache), context)
 
     # Run ----------------------------------------------------------------------------------
     def run(self) -> SearchResultFiles:
@@ -238,7 +263,8 @@ class Search:
             self._write_run(float_val, resumed=opts.resume)
             loop = SearchLoop(ctx, self.driver, executor, durable, self.scale, float_val.get("worst_class_top1"),
                               on_record=self._write_trials, save_state=self.results.save_driver_state,
-                              time_limit=opts.time_limit, progress=opts.progress)  # fmt: skip
+                              time_limit=opts.time_limit, progress=opts.progress,
+                              eval_cache=self._eval_cache(test=False))  # fmt: skip
             records = loop.run(history)
         front = front_records(records, self.objectives)
         baselines = self._baseline_records(records)
@@ -297,21 +323,34 @@ class Search:
         return out
 
     def _test_front(self, front: list[TrialRecord]) -> dict[int, Metrics]:
+        cache = self._eval_cache(test=True)
         out: dict[int, Metrics] = {}
+        todo = []
+        for r in front:
+            hit = cache.get(r.config) if cache is not None else None
+            if hit is not None:
+                out[r.number] = hit
+            else:
+                todo.append(r)
+        if not todo:
+            return out
         if self.opts.progress:
-            print(f"re-evaluating {len(front)} front points and baselines on the test images ({self.data})",
+            print(f"re-evaluating {len(todo)} front points and baselines on the test images ({self.data})",
                   file=sys.stderr)  # fmt: skip
-        with self._executor(test=True, workers=min(self.opts.workers, len(front))) as ex:
-            for r in front:
+        with self._executor(test=True, workers=min(self.opts.workers, len(todo))) as ex:
+            for r in todo:
                 ex.submit(r.number, r.config)
             t0 = time.time()
-            for k in range(len(front)):
+            configs = {r.number: r.config for r in todo}
+            for k in range(len(todo)):
                 number, res = ex.next_result()
                 if isinstance(res, EvalResult):
                     out[number] = res.metrics
+                    if cache is not None:
+                        cache.put(configs[number], res.metrics)
                 if self.opts.progress:
-                    eta = (time.time() - t0) / (k + 1) * (len(front) - k - 1)
-                    print(f"  test [{k + 1}/{len(front)}] trial {number}: top-1 "
+                    eta = (time.time() - t0) / (k + 1) * (len(todo) - k - 1)
+                    print(f"  test [{k + 1}/{len(todo)}] trial {number}: top-1 "
                           f"{getattr(out.get(number), 'top1', None)}, ETA {fmt_secs(eta)}",
                           file=sys.stderr, flush=True)  # fmt: skip
         return out

@@ -38,6 +38,7 @@ class TrialRecord:
     eval_seconds: float = 0.0
     cost_seconds: float = 0.0
     driver_attrs: dict[str, Any] = field(default_factory=dict)  # a driver's own bookkeeping
+    reused: bool = False  # metrics read from the shared evaluation cache (still an evaluation)
 
     @property
     def feasible(self) -> bool:
@@ -50,7 +51,7 @@ class TrialRecord:
             "label": self.label, "metrics": self.metrics.to_dict() if self.metrics else None,
             "cost": self.cost.to_dict() if self.cost else None, "constraint": self.constraint,
             "repaired": self.repaired, "cached": self.cached, "eval_seconds": self.eval_seconds,
-            "cost_seconds": self.cost_seconds,
+            "cost_seconds": self.cost_seconds, "reused": self.reused,
         }  # fmt: skip
 
     @classmethod
@@ -68,4 +69,5 @@ class TrialRecord:
             constraint=list(attrs.get("constraint") or []), repaired=bool(attrs.get("repaired")),
             cached=bool(attrs.get("cached")), eval_seconds=float(attrs.get("eval_seconds") or 0.0),
             cost_seconds=float(attrs.get("cost_seconds") or 0.0), driver_attrs=dict(driver_attrs or {}),
+            reused=bool(attrs.get("reused")),
         )  # fmt: skip
