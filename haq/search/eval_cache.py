@@ -42,7 +42,7 @@ class EvaluationCache:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute(_SCHEMA)
             self._db.commit()
-        except sqlite3.Error as e:
+        except (sqlite3.Error, OSError) as e:
             raise HaqError(
                 f"--eval-cache {self.path} is not a usable SQLite file ({e}); pass a new path"
             ) from None

@@ -127,6 +127,7 @@ class Search:
         self.guard = BudgetGuard(self.space, self.cost_model, opts.budgets)
         self.guard.check_possible()
         self.scale = FrontScale(self.space, self.cost_model, self.objectives)
+        self.eval_cache = self._eval_cache(test=False)  # a bad file fails before any results
 
     # Set-up checks ------------------------------------------------------------------------
     def _check_data(self) -> None:
@@ -264,7 +265,7 @@ class Search:
             loop = SearchLoop(ctx, self.driver, executor, durable, self.scale, float_val.get("worst_class_top1"),
                               on_record=self._write_trials, save_state=self.results.save_driver_state,
                               time_limit=opts.time_limit, progress=opts.progress,
-                              eval_cache=self._eval_cache(test=False))  # fmt: skip
+                              eval_cache=self.eval_cache)  # fmt: skip
             records = loop.run(history)
         front = front_records(records, self.objectives)
         baselines = self._baseline_records(records)

@@ -50,3 +50,15 @@ def test_other_images_miss(tmp_path: Path) -> None:
     _search(tmp_path / "a", eval_cache=cache)
     other = _search(tmp_path / "b", eval_cache=cache, data_seed=3).trials
     assert not other["reused"].any()
+
+
+def test_unusable_cache_file_is_one_line(tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    from haq.cli import main
+
+    bad = tmp_path / "a-directory"
+    bad.mkdir()
+    code = main(["search", "--budget", "2", "--workers", "0", "--eval-cache", str(bad),
+                 "--out", str(tmp_path / "run"), "-q"])  # fmt: skip
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "--eval-cache" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "run").exists()
