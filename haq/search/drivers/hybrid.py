@@ -10,14 +10,21 @@ resumed search replays its history and continues where it stopped:
    cached across searches); ``sensitivity=accuracy`` measures each drop as a trial.
 3. **ILP sweep** (scipy ``milp``): minimise the first cost objective in the target's own
    per-layer costs (marginal to the reference, so the target's real kernel speeds decide)
-   subject to a summed penalty at most P, for P on a geometric scale, plus every hard cost
-   budget. Choices that cost no less than a higher-bit choice of the same layer are dropped
-   first: no speed is credited for bits the target does not exploit.
+   subject to a summed penalty at most P, plus every hard cost budget, for a dense geometric
+   scale of P (no evaluation); the solutions are thinned to ``ilp_points`` spread evenly over
+   the cost range and evaluated coarse to fine (both ends, the middle, the quarters, ...), so
+   every prefix of the phase covers the whole trade-off. Choices that cost no less than a
+   higher-bit choice of the same layer are dropped first: no speed is credited for bits the
+   target does not exploit.
 4. **Evolution**: children of the evaluated front (one- and two-variable moves, crossover of
-   neighbours) are scored by the cost model (exact) and a surrogate of accuracy anchored at
-   the nearest evaluated parent (parent accuracy minus a fitted scale times the change in
-   summed penalty, with an optimistic margin growing with that change); the candidates of
-   largest predicted hypervolume gain are evaluated, several at once for parallel workers.
+   neighbours) and the solutions of the ILP sweep re-solved on the surrogate's fitted drops
+   (evenly spaced predicted drops, refreshed every few evaluations) are scored by the cost
+   model (exact) and a surrogate of accuracy anchored at the nearest evaluated parent (parent
+   accuracy minus the fitted change, with an optimistic margin growing with the number of
+   changed variables); the candidates of largest predicted hypervolume gain are evaluated,
+   several at once for parallel workers. The surrogate is additive: the sensitivity proxy
+   times one fitted scale is each pair's prior, corrected by ridge regression on the
+   evaluated configs.
 """
 
 from __future__ import annotations
@@ -43,6 +50,24 @@ NARROW_MARGIN = 1.0  # points below it: the box of configs that keep the referen
 RIDGE = 2.0  # pull of each pair's fitted drop towards its proxy prior (in squared points)
 MIN_NOISE = 0.1  # accuracy points: the smallest residual scale the surrogate assumes
 OPTIMISM = 0.5  # residual scales per sqrt(changed variable) added to predicted accuracy
+REFIT_NARROW, REFIT_WIDE = 5, 12  # levels of the re-fitted ILP sweep inside / beyond the narrow box
+ILP_DENSITY = 4  # ILP solves per evaluated point of the first sweep
+REFIT_EVERY = 4  # evaluations between two re-fitted sweeps (each is ~17 ILP solves)
+
+
+def coarse_to_fine(n: int) -> list[int]:
+    """0 .. n-1 in bisection order: both ends, the middle, the quarters, ..."""
+    order = [0, n - 1][: max(n, 0)] if n != 1 else [0]
+    intervals = [(0, n - 1)]
+    while intervals:
+        nxt = []
+        for a, b in intervals:
+            if b - a > 1:
+                m = (a + b) // 2
+                order.append(m)
+                nxt += [(a, m), (m, b)]
+        intervals = nxt
+    return order
 
 
 class HybridDriver:
@@ -65,6 +90,7 @@ class HybridDriver:
         self.acc_dims = [o for o in ctx.objectives if o not in COST_OBJECTIVES]
         self.costs = MarginalCosts(space, ctx.cost_model, self.reference, self.cost_dims)
         self.choices = {v: self.costs.undominated(v, opts) for v, opts in self.vars}
+        self.cols = [(v, o) for v, _ in self.vars for o in self.choices[v]]
         self.records: list[TrialRecord] = []
         self.by_hash: dict[str, TrialRecord] = {}
         self.proposed: set[str] = set()
@@ -105,6 +131,8 @@ class HybridDriver:
         self.proposed_params: set[tuple[str, ...]] = set()
         self._costs: dict[tuple[str, ...], CostEstimate] = {}
         self.ilp_done = False
+        self._swept: list[tuple[str, ...]] = []
+        self._swept_at = 0
         for rec in history:
             self.tell(rec)
 
@@ -144,31 +172,63 @@ class HybridDriver:
 
     # ILP ----------------------------------------------------------------------------------
     def _ilp_proposals(self) -> list[Proposal]:
-        """Cheapest configs whose summed penalty is at most P, for P on a geometric scale."""
-        cols = [(v, o) for v, _ in self.vars for o in self.choices[v]]
-        if not cols:
-            return []
-        pen = np.array([self.penalty(v, o) for v, o in cols])
-        cost = np.array([self.costs.delta[c][0] for c in cols])
-        scale = max(float(np.abs(cost).max()), 1e-12)
-        hard = self.costs.hard_rows(self.ctx.guard.budgets, cols)
+        """Cheapest configs whose summed penalty is at most P: a dense sweep of P on a
+        geometric scale (no evaluation), thinned to ``ilp_points`` configs spread evenly over
+        the first cost objective (where each evaluation adds most to the front's area)."""
+        pen = np.array([self.penalty(v, o) for v, o in self.cols])
         top = float(sum(max(self.penalty(v, o) for o in self.choices[v]) for v, _ in self.vars))
-        n_points = int_option(self.options, "ilp_points", max(4, min(40, self.ctx.budget // 4)))
+        n_points = int_option(self.options, "ilp_points", max(4, min(40, self.ctx.budget // 3)))
         positive = pen[pen > 0]
         low = float(positive.min()) if len(positive) else 0.0
-        levels = np.geomspace(max(low, top * 1e-4), max(top, 1e-12), n_points) if top > 0 else [0.0]
+        levels = (
+            np.geomspace(max(low, top * 1e-4), max(top, 1e-12), ILP_DENSITY * n_points)
+            if top > 0
+            else [0.0]
+        )
+        swept = self._sweep(pen, levels)
+        cost = np.array([self.costs.vector(cfg)[0] for cfg, _ in swept])
+        picked: list[int] = []
+        goals = np.linspace(cost.min(), cost.max(), n_points) if len(swept) else []
+        for g in coarse_to_fine(len(goals)):  # every prefix of the phase covers the range
+            free = [j for j in range(len(swept)) if j not in picked]
+            if free:
+                picked.append(min(free, key=lambda j: abs(cost[j] - goals[g])))
+        return [Proposal(swept[j][0], "ilp", driver_attrs={"penalty_budget": swept[j][1]})
+                for j in picked]  # fmt: skip
+
+    def _sweep(self, pen: np.ndarray, levels: Sequence[float]) -> list[tuple[BitConfig, float]]:
+        """Per level: the cheapest config (first cost objective, marginal costs) whose summed
+        ``pen`` over the columns is at most the level and that meets every hard cost budget."""
+        if not self.cols:
+            return []
+        cost = np.array([self.costs.delta[c][0] for c in self.cols])
+        scale = max(float(np.abs(cost).max()), 1e-12)
+        hard = self.costs.hard_rows(self.ctx.guard.budgets, self.cols)
+        top = max(float(pen.sum()), 1e-12)
         # a tiny penalty tie-break keeps the most accurate of equally cheap solutions
-        objective = cost / scale + 1e-6 * pen / max(top, 1e-12)
+        objective = cost / scale + 1e-6 * pen / top
         out, seen = [], set()
         for level in levels:
-            params = one_per_variable(cols, objective, [(pen, float(level)), *hard])
+            params = one_per_variable(self.cols, objective, [(pen, float(level)), *hard])
             if params is None:
                 continue
             cfg = self.ctx.space.config(params)
             if cfg.hash not in seen:
                 seen.add(cfg.hash)
-                out.append(Proposal(cfg, "ilp", driver_attrs={"penalty_budget": float(level)}))
+                out.append((cfg, float(level)))
         return out
+
+    def _refit_sweep(self, w: np.ndarray) -> list[tuple[str, ...]]:
+        """The ILP sweep again on the fitted drops: for evenly spaced predicted drops from the
+        reference (a few inside the narrow box, the rest across the wide one), the cheapest
+        config the surrogate believes reaches it."""
+        fitted = {
+            (self.var_names[i], o): max(float(w[k]), 0.0) for k, (i, o) in enumerate(self.pairs)
+        }
+        pen = np.array([fitted.get(c, 0.0) for c in self.cols])
+        levels = np.concatenate([np.linspace(NARROW_MARGIN / REFIT_NARROW, NARROW_MARGIN, REFIT_NARROW),
+                                 np.linspace(NARROW_MARGIN, WIDE_MARGIN, REFIT_WIDE + 1)[1:]])  # fmt: skip
+        return [self._params(cfg) for cfg, _ in self._sweep(pen, levels)]
 
     # Protocol -----------------------------------------------------------------------------
     def ask(self, n: int) -> list[Proposal]:
@@ -286,7 +346,17 @@ class HybridDriver:
         fits = self._fit(recs, values)
         mask = non_dominated_mask(values, self.ctx.directions)
         parents = [r for r, m in zip(recs, mask, strict=True) if m]
-        cands = self._children(parents, rng)
+        i = self.ctx.objectives.index(self.acc_dims[0]) if self.acc_dims else None
+        # re-swept every REFIT_EVERY evaluations on the fit to those first ones, so the
+        # proposals stay a function of the history (a resumed search continues identically)
+        k = len(recs) // REFIT_EVERY * REFIT_EVERY
+        if i is not None and k and k != self._swept_at:
+            self._swept, self._swept_at = (
+                self._refit_sweep(self._fit(recs[:k], values[:k])[i][0]),
+                k,
+            )
+        swept = self._swept if i is not None else []
+        cands = self._children(parents, rng, swept)
         if not cands:
             return []
         preds = np.array([self._predict(c, p, fits) for c, p in cands])
@@ -344,9 +414,10 @@ class HybridDriver:
                 out[i] = out[i] - delta + OPTIMISM * sigma * math.sqrt(changed)
         return out
 
-    def _children(self, parents: list[TrialRecord], rng: np.random.Generator
-                  ) -> list[tuple[tuple[str, ...], TrialRecord]]:  # fmt: skip
-        """One- and two-variable moves of every front point, and crossovers of neighbours."""
+    def _children(self, parents: list[TrialRecord], rng: np.random.Generator,
+                  swept: Sequence[tuple[str, ...]] = ()) -> list[tuple[tuple[str, ...], TrialRecord]]:  # fmt: skip
+        """One- and two-variable moves of every front point, crossovers of neighbours and the
+        re-fitted sweep's configs (each anchored at its nearest front point)."""
         seen = {self._params(r.config) for r in self.records} | self.proposed_params
         out: list[tuple[tuple[str, ...], TrialRecord]] = []
         budgets = self.ctx.guard.budgets
@@ -379,4 +450,8 @@ class HybridDriver:
             for _ in range(nv):
                 take = rng.random(nv) < 0.5
                 add(tuple(x if t else y for x, y, t in zip(pa, pb, take, strict=True)), a)
+        for params in swept:
+            near = min(parents, key=lambda r: sum(
+                a != b for a, b in zip(params, self._params(r.config), strict=True)))  # fmt: skip
+            add(params, near)
         return out
