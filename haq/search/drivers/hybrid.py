@@ -11,8 +11,8 @@ resumed search replays its history and continues where it stopped:
 3. **ILP sweep** (scipy ``milp``): minimise the first cost objective in the target's own
    per-layer costs (marginal to the reference, so the target's real kernel speeds decide)
    subject to a summed penalty at most P, plus every hard cost budget, for a dense geometric
-   scale of P (no evaluation); the solutions are thinned to ``ilp_points`` spread evenly over
-   the cost range and evaluated coarse to fine (both ends, the middle, the quarters, ...), so
+   scale of P (no evaluation); the solutions are thinned to ``ilp_points`` (default budget/3,
+   at most 20) spread evenly over the cost range and evaluated coarse to fine (both ends, the middle, the quarters, ...), so
    every prefix of the phase covers the whole trade-off. Choices that cost no less than a
    higher-bit choice of the same layer are dropped first: no speed is credited for bits the
    target does not exploit.
@@ -51,6 +51,7 @@ RIDGE = 2.0  # pull of each pair's fitted drop towards its proxy prior (in squar
 MIN_NOISE = 0.1  # accuracy points: the smallest residual scale the surrogate assumes
 OPTIMISM = 0.5  # residual scales per sqrt(changed variable) added to predicted accuracy
 REFIT_NARROW, REFIT_WIDE = 5, 12  # levels of the re-fitted ILP sweep inside / beyond the narrow box
+ILP_POINTS = 20  # at most this many proxy-ILP points; the evolution's re-fitted sweeps do better
 ILP_DENSITY = 4  # ILP solves per evaluated point of the first sweep
 REFIT_EVERY = 4  # evaluations between two re-fitted sweeps (each is ~17 ILP solves)
 
@@ -177,7 +178,9 @@ class HybridDriver:
         the first cost objective (where each evaluation adds most to the front's area)."""
         pen = np.array([self.penalty(v, o) for v, o in self.cols])
         top = float(sum(max(self.penalty(v, o) for o in self.choices[v]) for v, _ in self.vars))
-        n_points = int_option(self.options, "ilp_points", max(4, min(40, self.ctx.budget // 3)))
+        n_points = int_option(
+            self.options, "ilp_points", max(4, min(ILP_POINTS, self.ctx.budget // 3))
+        )
         positive = pen[pen > 0]
         low = float(positive.min()) if len(positive) else 0.0
         levels = (
