@@ -12,8 +12,8 @@ resumed search replays its history and continues where it stopped:
    per-layer costs (marginal to the reference, so the target's real kernel speeds decide)
    subject to a summed penalty at most P, plus every hard cost budget, for a dense geometric
    scale of P (no evaluation); the solutions are thinned to ``ilp_points`` (default budget/3,
-   at most 20) spread evenly over the cost range and evaluated coarse to fine (both ends, the middle, the quarters, ...), so
-   every prefix of the phase covers the whole trade-off. Choices that cost no less than a
+   at most 20) spread evenly over the cost range and evaluated coarse to fine (both ends, the
+   middle, the quarters, ...), so every prefix of the phase covers the whole trade-off. Choices that cost no less than a
    higher-bit choice of the same layer are dropped first: no speed is credited for bits the
    target does not exploit.
 4. **Evolution**: children of the evaluated front (one- and two-variable moves, crossover of
