@@ -293,9 +293,27 @@ def main() -> None:
             print(f"  {r['driver']:>11}: HV/ref at 50 {r['hv_ratio_at_50']}, 100 {r['hv_ratio_at_100']}, "
                   f"200 {r['hv_ratio_at_200']}; test {r['test_hv_ratio']}; {r['evaluations']} evaluations "
                   f"({r['reused_from_cache']} from the cache), {r['wall_seconds']} s", file=sys.stderr)  # fmt: skip
+    _markdown(results)
     save("compare_drivers", {"ref_point": REF_POINT, "test_limit": args.test_limit, "plan": PLAN,
                              "results": results})  # fmt: skip
     _plot(results)
+
+
+def _markdown(results: dict[str, Any]) -> None:
+    """The README's table: one row per driver, a column group per model x target."""
+    pairs = list(results)
+    head = "| driver | " + " | ".join(f"{p.replace(':', ' on ')} ({len(results[p]['seeds'])} seeds) HV/ref at 50 / 100 / 200, test"
+                                       for p in pairs) + " |"  # fmt: skip
+    print(head + "\n|---|" + "---|" * len(pairs))
+    drivers = [r["driver"] for r in results[pairs[0]]["rows"]]
+    for d in drivers:
+        cells = []
+        for p in pairs:
+            r = next((r for r in results[p]["rows"] if r["driver"] == d), None)
+            cells.append("-" if r is None else
+                         f"{r['hv_ratio_at_50']:.3f} / {r['hv_ratio_at_100']:.3f} / {r['hv_ratio_at_200']:.3f}, "
+                         f"{r['test_hv_ratio']:.3f}")  # fmt: skip
+        print(f"| {d} | " + " | ".join(cells) + " |")
 
 
 def _plot(results: dict[str, Any]) -> None:
