@@ -93,6 +93,19 @@ def _archive(model: str, target: str) -> pd.DataFrame:
     return frame
 
 
+def _refusals(model: str, target: str, new: dict[str, str] | None = None) -> dict[str, str]:
+    """Runs a driver refused at its start (one-line error, exit 2), kept beside the archive."""
+    from haq.io import atomic_write_text
+
+    path = ARCHIVE / f"{model}-{target}-refused.json"
+    known = json.loads(path.read_text()) if path.is_file() else {}
+    if new:
+        known.update(new)
+        ARCHIVE.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path, json.dumps(known, indent=2))
+    return known
+
+
 def _run(model: str, target: str, driver: str, seed: int, budget: int, test_limit: int,
          shared: Path, threads: int, done: set[str]) -> None:  # fmt: skip
     out = RUNS / _name(model, target, driver, seed)
@@ -128,7 +141,16 @@ def _search(out: Path, model: str, target: str, driver: str, seed: int, budget: 
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
            "HAQ_CACHE_DIR": str(out / "haq-cache")}  # fmt: skip
     t0 = time.perf_counter()
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    proc = subprocess.run(
+        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env
+    )
+    if proc.returncode == 2:  # the driver refuses this budget (e.g. amp-greedy's phase 1)
+        line = proc.stderr.strip().splitlines()[-1]
+        _refusals(model, target, {out.name: line})
+        print(f"  {out.name}: {line}", file=sys.stderr, flush=True)
+        return
+    if proc.returncode != 0:
+        sys.exit(f"{out.name} failed:\n{proc.stderr[-2000:]}")
     print(f"  {model} {target} {driver} seed {seed}: {time.perf_counter() - t0:.0f} s",
           file=sys.stderr, flush=True)  # fmt: skip
 
@@ -266,7 +288,7 @@ def main() -> None:
         return seeds, args.budget or budget
 
     jobs = [(m, t, d, s, plan(m)[1]) for m, t in pairs for s in plan(m)[0] for d in drivers]
-    done = {name for m, t in pairs for name in _archived(m, t)["run"]}
+    done = {name for m, t in pairs for name in [*_archived(m, t)["run"], *_refusals(m, t)]}
     if not args.report_only:
         threads = args.threads or max(1, (os.cpu_count() or 1) // args.jobs)
         with ThreadPoolExecutor(args.jobs) as pool:
@@ -277,14 +299,21 @@ def main() -> None:
     for model, target in pairs:
         seeds, budget = plan(model)
         frame = _archive(model, target)
+        refused = _refusals(model, target)
         missing = [n for d in drivers for s in seeds
-                   if (n := _name(model, target, d, s)) not in set(frame["run"])]  # fmt: skip
+                   if (n := _name(model, target, d, s)) not in set(frame["run"]) | set(refused)]  # fmt: skip
         if missing:
             print(f"skipping {model}:{target}: unfinished runs {missing}", file=sys.stderr)
             continue
         if model not in float_tests:
             float_tests[model] = _float_test(model, args.test_limit, shared)
-        res = _report(model, target, drivers, seeds, frame, float_tests[model])
+        ran = [d for d in drivers if all(_name(model, target, d, s) not in refused for s in seeds)]
+        if not ran:
+            continue
+        res = _report(model, target, ran, seeds, frame, float_tests[model])
+        res["refused"] = {
+            d: refused[_name(model, target, d, seeds[0])] for d in drivers if d not in ran
+        }
         res["budget"] = budget
         results[f"{model}:{target}"] = res
         print(f"\n{model} on {target} (seeds {seeds}, reference-front HV {res['reference_hv']:.4f}; "
@@ -305,11 +334,15 @@ def _markdown(results: dict[str, Any]) -> None:
     head = "| driver | " + " | ".join(f"{p.replace(':', ' on ')} ({len(results[p]['seeds'])} seeds) HV/ref at 50 / 100 / 200, test"
                                        for p in pairs) + " |"  # fmt: skip
     print(head + "\n|---|" + "---|" * len(pairs))
-    drivers = [r["driver"] for r in results[pairs[0]]["rows"]]
+    drivers = list(dict.fromkeys(d for p in pairs for d in [*(r["driver"] for r in results[p]["rows"]),
+                                                             *results[p].get("refused", {})]))  # fmt: skip
     for d in drivers:
         cells = []
         for p in pairs:
             r = next((r for r in results[p]["rows"] if r["driver"] == d), None)
+            if r is None and d in results[p].get("refused", {}):
+                cells.append("refused: " + results[p]["refused"][d].removeprefix("haq: error: "))
+                continue
             cells.append("-" if r is None else
                          f"{r['hv_ratio_at_50']:.3f} / {r['hv_ratio_at_100']:.3f} / {r['hv_ratio_at_200']:.3f}, "
                          f"{r['test_hv_ratio']:.3f}")  # fmt: skip
@@ -331,7 +364,9 @@ def _plot(results: dict[str, Any]) -> None:
         by_driver: dict[str, list[list[float]]] = {}
         for name, curve in res["curves"].items():
             by_driver.setdefault(name.rsplit("-s", 1)[0], []).append(curve)
-        for i, (name, curves) in enumerate(sorted(by_driver.items())):
+        order = DRIVERS.split(",")
+        for name, curves in sorted(by_driver.items()):
+            i = order.index(name) if name in order else len(order)
             n = min(len(c) for c in curves)
             mean = np.mean([c[:n] for c in curves], axis=0)
             ax.plot(range(1, n + 1), mean, label=name, color=f"C{i % 10}",
