@@ -70,6 +70,3 @@ class EvaluationCache:
             "SELECT COUNT(*) FROM metrics WHERE context = ?", (self.context,)
         ).fetchone()
         return int(row[0])
-
-    def close(self) -> None:
-        self._db.close()

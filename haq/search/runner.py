@@ -234,16 +234,22 @@ class Search:
         return EvaluationCache(Path(self.opts.eval_cache), context)
 
     # Run ----------------------------------------------------------------------------------
+    def driver_context(self) -> DriverContext:
+        """What the driver is started with (its sensitivity proxies load only when asked)."""
+        o = self.opts
+        self.sensitivity = self._sensitivity()
+        directions = [DIRECTIONS[n] for n in self.objectives]
+        return DriverContext(self.space, self.objectives, directions, self.cost_model, self.guard,
+                             o.budget, o.seed, self.sensitivity, max(1, o.workers))  # fmt: skip
+
     def run(self) -> SearchResultFiles:
         from haq.search.loop import SearchLoop
         from haq.search.storage import StudyStore
 
         opts = self.opts
-        directions = [DIRECTIONS[n] for n in self.objectives]
         started = time.time()
-        self.sensitivity = self._sensitivity()
-        ctx = DriverContext(self.space, self.objectives, directions, self.cost_model, self.guard,
-                            opts.budget, opts.seed, self.sensitivity, max(1, opts.workers))  # fmt: skip
+        ctx = self.driver_context()
+        directions = ctx.directions
 
         def store() -> StudyStore:
             return StudyStore(

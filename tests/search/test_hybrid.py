@@ -7,9 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from haq.search.drivers import DriverContext, get_driver
+from haq.search.drivers import get_driver
 from haq.search.drivers.hybrid import coarse_to_fine
-from haq.search.objectives import DIRECTIONS
 from haq.search.runner import Search, SearchOptions
 
 
@@ -24,9 +23,7 @@ def _driver(tmp_path: Path, ilp_points: int = 8):
     opts = SearchOptions(model="digits_cnn", target="npu-bitfusion-edge", budget=40,
                          out=str(tmp_path / "r"), progress=False)  # fmt: skip
     search = Search(opts)
-    dirs = [DIRECTIONS[n] for n in search.objectives]
-    ctx = DriverContext(search.space, search.objectives, dirs, search.cost_model, search.guard,
-                        opts.budget, 0, search._sensitivity())  # fmt: skip
+    ctx = search.driver_context()
     driver = get_driver("hybrid").make({"ilp_points": str(ilp_points)})
     driver.start(ctx, [], None)
     return search, driver

@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from haq.search.drivers import DriverContext, get_driver
-from haq.search.objectives import DIRECTIONS
+from haq.search.drivers import get_driver
 from haq.search.runner import Search, SearchOptions
 
 
@@ -17,9 +16,7 @@ def test_ilp_solutions_meet_their_budgets(name: str, tmp_path: Path) -> None:
     opts = SearchOptions(model="digits_cnn", target="npu-bitfusion-edge", budget=30,
                          out=str(tmp_path / "r"), progress=False)  # fmt: skip
     search = Search(opts)
-    dirs = [DIRECTIONS[n] for n in search.objectives]
-    ctx = DriverContext(search.space, search.objectives, dirs, search.cost_model, search.guard,
-                        opts.budget, 0, search._sensitivity())  # fmt: skip
+    ctx = search.driver_context()
     driver = get_driver(name).make({"budgets": "12"})
     driver.start(ctx, [], None)
     proposals = [p for p in driver.ask(100) if p.source == "ilp"]

@@ -13,9 +13,9 @@ resumed search replays its history and continues where it stopped:
    subject to a summed penalty at most P, plus every hard cost budget, for a dense geometric
    scale of P (no evaluation); the solutions are thinned to ``ilp_points`` (default budget/3,
    at most 20) spread evenly over the cost range and evaluated coarse to fine (both ends, the
-   middle, the quarters, ...), so every prefix of the phase covers the whole trade-off. Choices that cost no less than a
-   higher-bit choice of the same layer are dropped first: no speed is credited for bits the
-   target does not exploit.
+   middle, the quarters, ...), so every prefix of the phase covers the whole trade-off.
+   Choices that cost no less than a higher-bit choice of the same layer are dropped first: no
+   speed is credited for bits the target does not exploit.
 4. **Evolution**: children of the evaluated front (one- and two-variable moves, crossover of
    neighbours) and the solutions of the ILP sweep re-solved on the surrogate's fitted drops
    (evenly spaced predicted drops, refreshed every few evaluations) are scored by the cost
@@ -358,8 +358,7 @@ class HybridDriver:
                 self._refit_sweep(self._fit(recs[:k], values[:k])[i][0]),
                 k,
             )
-        swept = self._swept if i is not None else []
-        cands = self._children(parents, rng, swept)
+        cands = self._children(parents, rng, self._swept)
         if not cands:
             return []
         preds = np.array([self._predict(c, p, fits) for c, p in cands])
