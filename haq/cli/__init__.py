@@ -29,6 +29,8 @@ COMMANDS = (
     "cost",
     "fit_cost_model",
     "profile",
+    "report",
+    "dashboard",
 )
 
 

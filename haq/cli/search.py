@@ -91,6 +91,8 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--resume", default=None, metavar="DIR", help="continue the search in DIR")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress line")
+    p.add_argument("--report", action="store_true",
+                   help="write report.html (offline HTML report) into the results dir at the end")  # fmt: skip
     p.set_defaults(func=run)
 
 
@@ -128,12 +130,14 @@ def run(args: argparse.Namespace) -> int:
         ties=[t.split(",") for t in args.tie],
         budgets=Budgets(args.max_latency_ms, args.max_size_mb, args.min_top1, args.max_worst_class_drop),
         out=args.resume or args.out, resume=args.resume is not None, progress=not args.quiet,
-        command=shlex.join(["haq", *sys.argv[1:]]),
+        command=shlex.join(["haq", *sys.argv[1:]]), report=args.report,
     )  # fmt: skip
     if opts.resume:
         _restore_from_run(opts, keep_budget=args.budget is None)
     files = Search(opts).run()
     _print_front(files.path)
+    if opts.report:
+        print(f"report: {files.path / 'report.html'}")
     return 0
 
 

@@ -80,6 +80,12 @@ class SearchResult:
         ax.legend()
         return ax
 
+    def report(self, path: str | Path | None = None) -> Path:
+        """Write the offline HTML report (default ``<results dir>/report.html``); needs plotly."""
+        from haq.report import write_report
+
+        return write_report([self.path], path)
+
     def __repr__(self) -> str:
         return f"SearchResult({self.path}, {len(self._pareto['points'])} front points)"
 

@@ -8,6 +8,8 @@
 <out>/configs/<p>.yaml  one BitConfig per front point, ready for `haq export --bits`
 <out>/run.json          versions, seed, model and weights hash, target, command line
 <out>/sensitivity.csv   per-layer sensitivity the driver used (sensitivity-guided drivers)
+<out>/layers.csv        the model's layer table in execution order (kind, shapes, MACs)
+<out>/report.html       the offline HTML report (`haq report`, `haq search --report`)
 ```
 """
 
@@ -84,6 +86,17 @@ class ResultsDir:
         buf = io.BytesIO()
         frame.to_parquet(buf, index=False)
         atomic_write_bytes(self.trials_path, buf.getvalue())
+
+    @property
+    def layers_path(self) -> Path:
+        return self.path / "layers.csv"
+
+    def write_layers(self, layers: Sequence[Any]) -> None:
+        """The layer table (`LayerSpec` rows), so a report needs no model to label its layers."""
+        from dataclasses import asdict
+
+        frame = pd.DataFrame([asdict(spec) for spec in layers])
+        atomic_write_text(self.layers_path, frame.to_csv(index=False))
 
     def write_sensitivity(self, rows: pd.DataFrame) -> None:
         atomic_write_text(self.path / "sensitivity.csv", rows.to_csv(index=False))

@@ -63,6 +63,7 @@ class SearchOptions:
     resume: bool = False
     progress: bool = True
     command: str = ""
+    report: bool = False  # write report.html into the results dir at the end
 
 
 def _default_out(opts: SearchOptions) -> Path:
@@ -80,6 +81,9 @@ def _calib_source(opts: SearchOptions, data: str) -> str:
         return data  # calibration images come from the validation part
     raise HaqError("pass --calib-data DIR (training images for calibration and validation) or 'distilled'; "
                    "test images (--data) never steer the search")  # fmt: skip
+
+
+FLOAT_TRIAL = -1  # the float model's key among the test re-scorings
 
 
 class Search:
@@ -128,6 +132,10 @@ class Search:
         self.guard.check_possible()
         self.scale = FrontScale(self.space, self.cost_model, self.objectives)
         self.eval_cache = self._eval_cache(test=False)  # a bad file fails before any results
+        if opts.report:
+            from haq.report.html import require_plotly
+
+            require_plotly()  # a missing extra fails now, not after the search
 
     # Set-up checks ------------------------------------------------------------------------
     def _check_data(self) -> None:
@@ -141,12 +149,15 @@ class Search:
     def _cost_model(self) -> tuple[CostModel, Any]:
         from haq.cost.size_bops import SizeBopsModel
 
+        self.target_info: dict[str, Any] | None = None
         if self.opts.target is None:
             return SizeBopsModel(self.layers), None
         from haq.cost import cost_model_for
         from haq.hardware.profile import get_target
 
         profile = get_target(self.opts.target)
+        self.target_info = {"id": profile.id, "kind": profile.kind,
+                            "provenance": profile.provenance, "source": profile.source}  # fmt: skip
         model = cost_model_for(self.opts.target, self.layers, threads=self.opts.threads)
         return model, lambda kind, p: profile.can_run(kind, p)
 
@@ -252,9 +263,8 @@ class Search:
         directions = ctx.directions
 
         def store() -> StudyStore:
-            return StudyStore(
-                self.results.study_db, self.space, self.objectives, directions, opts.resume
-            )
+            return StudyStore(self.results.study_db, self.space, self.objectives, directions,
+                              opts.resume, {"cost_provenance": self._cost_provenance()})  # fmt: skip
 
         if opts.resume:
             durable = store()
@@ -265,6 +275,7 @@ class Search:
             self.driver.start(ctx, history, None)
             self.results.create()
             durable = store()
+        self.results.write_layers(self.layers)
         with self._executor(test=False, workers=opts.workers) as executor:
             float_val = self._float_reference(executor)
             self._write_run(float_val, resumed=opts.resume)
@@ -275,11 +286,24 @@ class Search:
             records = loop.run(history)
         front = front_records(records, self.objectives)
         baselines = self._baseline_records(records)
-        rescore = front + [r for r in baselines.values() if r not in front]
+        rescore = {r.number: r.config for r in [*front, *baselines.values()]}
+        rescore[FLOAT_TRIAL] = BitConfig.uniform("fp32", self.space.names)
         test = self._test_front(rescore) if front else {}
+        durable.annotate({n: {"test_top1": m.top1, "test_worst_class_top1": m.worst_class_top1}
+                          for n, m in test.items()})  # fmt: skip
         self._write_outputs(records, front, baselines, test, float_val, time.time() - started,
                             loop.exhausted)  # fmt: skip
+        if opts.report:
+            from haq.report import write_report
+
+            write_report([self.results.path], self.results.path / "report.html")
         return SearchResultFiles(self.results.path, self.objectives)
+
+    def _cost_provenance(self) -> str:
+        """One line: which cost model scores latency, and where the target's numbers come from."""
+        t = self.target_info
+        where = f"{t['id']} ({t['provenance']}: {t['source']})" if t else "no target"
+        return f"{self.cost_model.name} on {where}"
 
     def _float_reference(self, executor: Any) -> dict[str, Any]:
         if self.opts.resume and "float_val" in self.results.read_run():
@@ -300,6 +324,7 @@ class Search:
             "command": self.opts.command, "options": {k: v for k, v in asdict(self.opts).items() if k != "budgets"},
             "budgets": asdict(self.opts.budgets), "model": self.opts.model, "weights": self.opts.weights,
             "model_hash": self.model_hash, "target": self.opts.target, "cost_model": self.cost_model.name,
+            "target_provenance": self.target_info,
             "driver": self.opts.driver, "objectives": self.objectives, "space_size": self.space.size(),
             "n_layers": len(self.layers), "float_val": float_val, "resumed": resumed,
             "validation": {"source": self.val_source, "limit": self.opts.val_limit,
@@ -329,26 +354,26 @@ class Search:
                 out[label] = r
         return out
 
-    def _test_front(self, front: list[TrialRecord]) -> dict[int, Metrics]:
+    def _test_front(self, configs: dict[int, BitConfig]) -> dict[int, Metrics]:
+        """Test metrics by trial number (`FLOAT_TRIAL`: the float model, the per-class reference)."""
         cache = self._eval_cache(test=True)
         out: dict[int, Metrics] = {}
         todo = []
-        for r in front:
-            hit = cache.get(r.config) if cache is not None else None
+        for number, config in configs.items():
+            hit = cache.get(config) if cache is not None else None
             if hit is not None:
-                out[r.number] = hit
+                out[number] = hit
             else:
-                todo.append(r)
+                todo.append(number)
         if not todo:
             return out
         if self.opts.progress:
             print(f"re-evaluating {len(todo)} front points and baselines on the test images ({self.data})",
                   file=sys.stderr)  # fmt: skip
         with self._executor(test=True, workers=min(self.opts.workers, len(todo))) as ex:
-            for r in todo:
-                ex.submit(r.number, r.config)
+            for number in todo:
+                ex.submit(number, configs[number])
             t0 = time.time()
-            configs = {r.number: r.config for r in todo}
             for k in range(len(todo)):
                 number, res = ex.next_result()
                 if isinstance(res, EvalResult):
@@ -403,6 +428,8 @@ class Search:
                 "evaluations": by_source.get("sensitivity", 0),
             },
             "driver_exhausted": exhausted, "wall_seconds": round(wall, 2),
+            "float_test": test[FLOAT_TRIAL].to_dict() if FLOAT_TRIAL in test else None,
+            "hypervolume_axes": {"scale": self.scale.scale.tolist(), "reference": self.scale.ref.tolist()},
         }  # fmt: skip
         self.results.write_front(payload, configs)
         if sens is not None:

@@ -47,14 +47,19 @@ class StudyStore:
     """The on-disk study of one results directory."""
 
     def __init__(self, path: Path, space: SearchSpace, objectives: list[str],
-                 directions: list[str], resume: bool) -> None:  # fmt: skip
+                 directions: list[str], resume: bool,
+                 trial_attrs: dict[str, Any] | None = None) -> None:  # fmt: skip
+        """``trial_attrs``: user attributes every trial gets (e.g. the cost model's provenance,
+        which optuna-dashboard shows beside each trial)."""
         import optuna
         from optuna.distributions import CategoricalDistribution
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
         self.space = space
-        self.study = optuna.create_study(storage=sqlite_storage(path), study_name=STUDY_NAME,
+        self.trial_attrs = dict(trial_attrs or {})
+        self.storage = sqlite_storage(path)
+        self.study = optuna.create_study(storage=self.storage, study_name=STUDY_NAME,
                                          directions=directions, load_if_exists=resume)  # fmt: skip
         self.study.set_metric_names(objectives)
         self.dists = {v: CategoricalDistribution(o) for v, o in space.variables()}
@@ -78,6 +83,28 @@ class StudyStore:
             params=self.space.params(record.config) if in_space else {},
             distributions=self.dists if in_space else {}, state=state,
             values=record.values if state == optuna.trial.TrialState.COMPLETE else None,
-            user_attrs=record.to_user_attrs(), system_attrs=record.driver_attrs,
+            user_attrs={**record.to_user_attrs(), **self.trial_attrs}, system_attrs=record.driver_attrs,
         )  # fmt: skip
         self.study.add_trial(trial)
+
+    def annotate(self, attrs: dict[int, dict[str, Any]]) -> None:
+        """Add user attributes to finished trials, by trial number (test top-1 is known only
+        after the search). Optuna's API refuses to change a finished trial, so the values go
+        straight into its schema's ``trial_user_attributes`` rows (key, JSON value)."""
+        import json
+
+        from sqlalchemy import text
+
+        ids = {
+            t.user_attrs.get("trial"): t._trial_id for t in self.study.get_trials(deepcopy=False)
+        }
+        rows = [{"t": ids[n], "k": k, "v": json.dumps(v)}
+                for n, kv in attrs.items() if n in ids for k, v in kv.items()]  # fmt: skip
+        if not rows:
+            return
+        with self.storage.engine.begin() as conn:
+            conn.execute(
+                text("DELETE FROM trial_user_attributes WHERE trial_id = :t AND key = :k"), rows
+            )
+            conn.execute(text("INSERT INTO trial_user_attributes (trial_id, key, value_json) "
+                              "VALUES (:t, :k, :v)"), rows)  # fmt: skip
