@@ -224,20 +224,27 @@ def class_figure(view: ClassView) -> Any:
     """Per-class accuracy: the float model and the front points (spread ones shown, the rest
     one click away in the legend), the largest loss called out."""
     go = _go()
+    point, cls, drop = view.worst
+    at = view.classes.index(cls)
     fig = go.Figure(
         go.Bar(x=view.classes, y=view.reference, name="float", marker_color=FLOAT_COLOUR)
     )
     for k, (name, acc) in enumerate(view.points.items()):
-        fig.add_trace(go.Bar(x=view.classes, y=acc, name=name, marker_color=PALETTE[k % len(PALETTE)],
-                             visible=True if name in view.shown else "legendonly"))  # fmt: skip
-    point, cls, drop = view.worst
-    acc = view.points[point][view.classes.index(cls)]
-    fig.add_annotation(x=cls, y=acc, text=f"worst: class {cls} on {point}, {-drop:+.1f} points vs float",
-                       showarrow=True, arrowhead=2, ay=-40, bgcolor="white")  # fmt: skip
+        edge = [2.5 if name == point and i == at else 0 for i in range(len(view.classes))]
+        fig.add_trace(go.Bar(x=view.classes, y=acc, name=name, visible=True if name in view.shown else "legendonly",
+                             marker={"color": PALETTE[k % len(PALETTE)], "line": {"width": edge, "color": "black"}}))  # fmt: skip
+    fig.add_annotation(x=cls, y=1.0, yref="paper", yanchor="bottom", showarrow=False, bgcolor="#fff4e5",
+                       xanchor="left" if at < len(view.classes) / 2 else "right",
+                       text=f"worst: class {cls} on {point} (outlined), {-drop:+.1f} points vs float")  # fmt: skip
     lo = min(min(v) for v in [view.reference, *view.points.values()])
-    fig.update_layout(**LAYOUT, height=420, barmode="group", xaxis_title="class", xaxis_type="category",
-                      yaxis_title=f"top-1 per class, {view.split} (%)", yaxis_range=[max(0.0, lo - 5), 100.5],
-                      legend={"orientation": "h", "y": -0.2})  # fmt: skip
+    fig.update_layout(
+        **LAYOUT,
+        height=420,
+        barmode="group",
+        xaxis={"title": "class", "type": "category", "range": [-0.5, len(view.classes) - 0.5]},
+        yaxis={"title": f"top-1 per class, {view.split} (%)", "range": [max(0.0, lo - 5), 100.5]},
+        legend={"orientation": "h", "y": -0.2},
+    )
     return fig
 
 

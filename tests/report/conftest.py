@@ -3,8 +3,6 @@ report tests, and a headless Debian chromium (skipped, saying why, where it cann
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -38,34 +36,16 @@ def run_b(tmp_path_factory: pytest.TempPathFactory) -> SearchResult:
                    min_top1=96.5)  # fmt: skip
 
 
-def chromium_paths() -> tuple[str, str] | None:
-    """Debian's chromium and chromedriver (`apt-get install chromium chromium-driver`)."""
-    browser = shutil.which("chromium") or shutil.which("chromium-browser")
-    driver = shutil.which("chromedriver")
-    return (browser, driver) if browser and driver else None
-
-
 @pytest.fixture(scope="session")
 def browser() -> Iterator[Any]:
     """A headless chromium driven by selenium, logging the page's console."""
-    paths = chromium_paths()
-    if paths is None:
-        pytest.skip("headless chromium not found: apt-get install -y chromium chromium-driver")
-    webdriver = pytest.importorskip("selenium.webdriver", reason="pip install selenium (in .[dev])")
-    from selenium.webdriver.chrome.service import Service
+    from haq.testing.browser import chromium_paths, headless_chromium
 
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = paths[0]
-    profile = tempfile.mkdtemp(prefix="haq-chromium-")
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--window-size=1280,900", f"--user-data-dir={profile}"):  # fmt: skip
-        opts.add_argument(arg)
-    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(paths[1]), options=opts)
-    driver.set_page_load_timeout(60)
-    yield driver
-    driver.quit()
-    shutil.rmtree(profile, ignore_errors=True)
+    if chromium_paths() is None:
+        pytest.skip("headless chromium not found: apt-get install -y chromium chromium-driver")
+    pytest.importorskip("selenium", reason="pip install selenium (in .[dev])")
+    with headless_chromium() as driver:
+        yield driver
 
 
 def snapshot(path: Path) -> dict[str, tuple[int, int]]:
