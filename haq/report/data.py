@@ -8,6 +8,7 @@ the model or its data, and never writes into the run.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -16,7 +17,7 @@ from typing import Any
 import pandas as pd
 
 from haq.errors import HaqError
-from haq.search.objectives import COST_OBJECTIVES, DIRECTIONS, UNITS
+from haq.search.objectives import COST_OBJECTIVES, DIRECTIONS
 from haq.search.results import ResultsDir
 
 # objective -> (trials.parquet column, axis title); accuracy columns are validation scores
@@ -40,10 +41,7 @@ class Run:
     pareto: dict[str, Any]  # pareto.json
     trials: pd.DataFrame  # trials.parquet
     layers: pd.DataFrame | None  # layers.csv (older runs: None)
-
-    @property
-    def label(self) -> str:
-        return self.path.resolve().name
+    label: str  # the run's name in legends and tables
 
     @property
     def objectives(self) -> dict[str, str]:
@@ -92,11 +90,15 @@ class Run:
         return scale, [0.0 if d == "maximize" else 1.0 for d in self.objectives.values()]
 
 
-def unit(name: str) -> str:
-    return UNITS[name]
+def load_runs(paths: Sequence[str | Path]) -> list[Run]:
+    """Several runs, each named by its directory (by the path given where two names clash)."""
+    names = [Path(p).resolve().name for p in paths]
+    return [
+        load_run(p, n if names.count(n) == 1 else str(p)) for p, n in zip(paths, names, strict=True)
+    ]
 
 
-def load_run(path: str | Path) -> Run:
+def load_run(path: str | Path, label: str | None = None) -> Run:
     """Read a results directory; every problem is a one-line `HaqError` naming the fix."""
     rd = ResultsDir(path)
     if not rd.path.is_dir() or not rd.run_path.is_file() or not rd.study_db.is_file():
@@ -123,7 +125,7 @@ def load_run(path: str | Path) -> Run:
             f"{rd.path} has an empty Pareto front (no feasible trial); nothing to report"
         )
     layers = pd.read_csv(rd.layers_path) if rd.layers_path.is_file() else None
-    return Run(rd.path, info, pareto, trials, layers)
+    return Run(rd.path, info, pareto, trials, layers, label or rd.path.resolve().name)
 
 
 def _json(path: Path) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from haq.report.data import AXES, Run, unit
+from haq.report.data import AXES, Run
 from haq.report.views import (
     BASELINE,
     DOMINATED,
@@ -22,6 +22,7 @@ from haq.report.views import (
     heat_matrix,
     trial_roles,
 )
+from haq.search.objectives import UNITS
 
 PALETTE = ("#d62728", "#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")
 FLOAT_COLOUR = "#bdbdbd"
@@ -46,7 +47,7 @@ def _hover(run: Run, t: pd.DataFrame, roles: pd.Series) -> pd.Series:
     for i, r in t.iterrows():
         name = names.get(r.trial, f"trial-{r.trial:04d}")
         head = f"<b>{name}</b> · {roles[i]}" + (f" ({r.label})" if isinstance(r.label, str) else "")
-        objs = " · ".join(f"{n} {_fmt(r.get(f'obj_{n}'))} {unit(n)}" for n in run.objectives)
+        objs = " · ".join(f"{n} {_fmt(r.get(f'obj_{n}'))} {UNITS[n]}" for n in run.objectives)
         acc = f"val top-1 {_fmt(r.val_top1)} % · test top-1 {_fmt(r.get('test_top1'))} %"
         bits = bits_text(r.config, order) if isinstance(r.config, str) else ""
         lines.append(
@@ -214,9 +215,9 @@ def history_figure(runs: Sequence[Run], histories: Sequence[History]) -> Any:
         **LAYOUT, height=380, xaxis_title="evaluations", legend={"orientation": "h", "y": -0.2}
     )
     fig.update_yaxes(title_text="hypervolume (normalised axes)", secondary_y=False)
-    fig.update_yaxes(
-        title_text="front points", secondary_y=True, rangemode="tozero", tickformat="d"
-    )
+    most = max(max(h.front_size, default=0) for h in histories)
+    fig.update_yaxes(title_text="front points", secondary_y=True, rangemode="tozero",
+                     dtick=max(1, -(-most // 6)), showgrid=False)  # fmt: skip
     return fig
 
 

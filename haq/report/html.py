@@ -19,8 +19,9 @@ from haq.errors import HaqError
 from haq.io import atomic_write_text
 from haq.report import figures
 from haq.report.compare import Comparison, compare
-from haq.report.data import Run, load_run, unit
+from haq.report.data import Run, load_runs
 from haq.report.views import class_view, history, measured_latency
+from haq.search.objectives import UNITS
 
 CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 0 auto; max-width: 1180px;
@@ -65,7 +66,7 @@ def write_report(run_dirs: Sequence[str | Path], out: str | Path | None = None) 
     """Read the runs (all checks before anything is written), render, write atomically."""
     if not run_dirs:
         raise HaqError("pass at least one results directory")
-    runs = [load_run(p) for p in run_dirs]
+    runs = load_runs(run_dirs)
     target = (
         Path(out)
         if out is not None
@@ -149,7 +150,7 @@ def _single(run: Run) -> str:
 
 def _front_table(run: Run, acc: str, costs: list[str]) -> str:
     pts = sorted(run.pareto["points"], key=lambda pt: [pt["objectives"][c] for c in costs])
-    head = ["point", *(f"{n} ({unit(n)})" for n in run.objectives), "val top-1", "test top-1",
+    head = ["point", *(f"{n} ({UNITS[n]})" for n in run.objectives), "val top-1", "test top-1",
             "baseline", "precisions", "config"]  # fmt: skip
     rows = [[pt["name"], *(_num(pt["objectives"][n]) for n in run.objectives), _num(pt["val"].get("top1")),
              _num((pt.get("test") or {}).get("top1")), pt.get("baseline") or "", pt["summary"],

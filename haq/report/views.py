@@ -16,7 +16,7 @@ import pandas as pd
 
 from haq.config import BitConfig
 from haq.pareto import hypervolume, non_dominated_mask
-from haq.report.data import AXES, Run
+from haq.report.data import Run
 
 FRONT, BASELINE, DOMINATED, INFEASIBLE, FAILED = (
     "front",
@@ -189,7 +189,3 @@ def _si(n: float) -> str:
         if n >= div:
             return f"{n / div:.3g}{suffix}"
     return f"{n:.0f}"
-
-
-def axis_values(run: Run, name: str) -> pd.Series:
-    return run.trials[AXES[name][0]]

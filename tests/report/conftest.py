@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 import haq
+from haq.cli import main
 from haq.search import SearchResult
 
 TARGET = "npu-bitfusion-edge"
@@ -31,9 +32,13 @@ def run_a(tmp_path_factory: pytest.TempPathFactory) -> SearchResult:
 
 @pytest.fixture(scope="session")
 def run_b(tmp_path_factory: pytest.TempPathFactory) -> SearchResult:
-    """random sampler, 12 trials: a second run to compare with run_a."""
-    return _search(tmp_path_factory.mktemp("runs") / "random", budget=12, driver="random", seed=1,
-                   min_top1=96.5)  # fmt: skip
+    """random sampler, 12 trials, through the CLI with --report: a second run to compare."""
+    out = tmp_path_factory.mktemp("runs") / "random"
+    args = ["search", "--model", "digits_cnn", "--target", TARGET, "--budget", "12", "--driver", "random",
+            "--seed", "1", "--min-top1", "96.5", "--workers", "0", "-q", "--report", "--out", str(out)]  # fmt: skip
+    assert main(args) == 0
+    assert (out / "report.html").is_file()
+    return SearchResult(out)
 
 
 @pytest.fixture(scope="session")

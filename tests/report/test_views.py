@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
 from haq import BitConfig
 from haq.report.compare import compare
-from haq.report.data import load_run
+from haq.report.data import load_run, load_runs
 from haq.report.views import FRONT, class_view, heat_matrix, history, trial_roles
 from haq.search import SearchResult
 
@@ -72,3 +73,12 @@ def test_trial_attributes_for_the_dashboard(run_a: SearchResult) -> None:
         )
         if t.user_attrs["trial"] in tests:
             assert t.user_attrs["test_top1"] == tests[t.user_attrs["trial"]]
+
+
+def test_clashing_run_names_are_told_apart(run_a: SearchResult, tmp_path: Path) -> None:
+    import shutil
+
+    twin = tmp_path / run_a.path.name
+    shutil.copytree(run_a.path, twin)
+    labels = [r.label for r in load_runs([run_a.path, twin])]
+    assert len(set(labels)) == 2 and labels == [str(run_a.path), str(twin)]
