@@ -48,10 +48,6 @@ class Run:
         return dict(self.pareto["objectives"])
 
     @property
-    def accuracy_objective(self) -> str:
-        return next(n for n in self.objectives if n not in COST_OBJECTIVES)
-
-    @property
     def cost_objectives(self) -> list[str]:
         return [n for n in self.objectives if n in COST_OBJECTIVES]
 

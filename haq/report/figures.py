@@ -56,99 +56,85 @@ def _hover(run: Run, t: pd.DataFrame, roles: pd.Series) -> pd.Series:
     return pd.Series(lines, index=t.index)
 
 
+TITLES = {DOMINATED: "dominated", INFEASIBLE: "infeasible (accuracy budget)",
+          FAILED: "failed / rejected (no accuracy)", BASELINE: "uniform baselines", FRONT: "Pareto front"}  # fmt: skip
+
+
+def _styles(colour: str, single: bool) -> dict[str, dict[str, Any]]:
+    """Marker style per role; one run keeps the conventional colours, several get one each."""
+    return {
+        DOMINATED: {"marker": {"color": PALETTE[1] if single else colour, "size": 6, "opacity": 0.3}},
+        INFEASIBLE: {"marker": {"color": PALETTE[4] if single else colour, "size": 8, "symbol": "triangle-up-open"}},
+        FAILED: {"marker": {"color": "#7f7f7f", "size": 8, "symbol": "x-thin-open",
+                            "line": {"width": 1.5, "color": "#7f7f7f"}}},
+        BASELINE: {"mode": "markers+text", "textposition": "top center",
+                   "marker": {"color": "black" if single else colour, "size": 13, "symbol": "star"}},
+        FRONT: {"mode": "lines+markers", "line": {"color": colour, "shape": "hv", "width": 1.5},
+                "marker": {"color": colour, "size": 10, "line": {"color": "black", "width": 1}}},
+    }  # fmt: skip
+
+
+def _axis_pairs(runs: Sequence[Run]) -> list[tuple[str, str]]:
+    """(accuracy, cost) pairs every run has values for, the runs' own objectives first."""
+
+    def common(kind: str) -> list[str]:
+        return [
+            n for n in runs[0].axis_options(kind) if all(n in r.axis_options(kind) for r in runs)
+        ]
+
+    return [(y, x) for y in common("accuracy") for x in common("cost")]
+
+
+def _axis_button(y: str, x: str, traces: list[tuple[pd.DataFrame, bool]]) -> dict[str, Any]:
+    """One menu entry: every trace's points on these axes, sorted by x (the front's staircase);
+    points without an accuracy sit on a strip below the lowest drawn one."""
+    ycol, xcol = AXES[y][0], AXES[x][0]
+    drawn = pd.concat([rows[ycol] for rows, strip in traces if not strip])
+    lo, hi = float(drawn.min()), float(drawn.max())
+    floor = lo - 0.05 * max(hi - lo, 1.0)
+    data: dict[str, list[list[Any]]] = {"x": [], "y": [], "hovertext": [], "text": []}
+    for rows, strip in traces:
+        r = rows.sort_values(xcol, kind="stable")
+        data["x"].append(r[xcol].tolist())
+        data["y"].append([floor] * len(r) if strip else r[ycol].tolist())
+        data["hovertext"].append(r["_hover"].tolist())
+        data["text"].append([lab if isinstance(lab, str) else "" for lab in r["label"]])
+    layout = {"xaxis.title.text": AXES[x][1], "yaxis.title.text": AXES[y][1]}
+    return {"label": f"{y} vs {x}", "method": "update", "args": [data, layout]}
+
+
 def front_figure(runs: Sequence[Run]) -> Any:
     """Every trial of every run against selectable axes (a menu of accuracy x cost pairs);
     the front in full colour, dominated trials faded, baselines as stars, infeasible trials
     as open triangles, failed or rejected ones (no accuracy) as crosses on a strip below."""
     go = _go()
-    accs = [
-        n
-        for n in runs[0].axis_options("accuracy")
-        if all(n in r.axis_options("accuracy") for r in runs)
-    ]
-    costs = [
-        n for n in runs[0].axis_options("cost") if all(n in r.axis_options("cost") for r in runs)
-    ]
-    pairs = [(y, x) for y in accs for x in costs]
     fig = go.Figure()
     traces: list[tuple[pd.DataFrame, bool]] = []  # (trials of the trace, is the failed strip)
     single = len(runs) == 1
     for k, run in enumerate(runs):
-        colour = PALETTE[k % len(PALETTE)]
         t = run.trials
         roles = trial_roles(run)
         hover = _hover(run, t, roles)
-        group = run.label
-        styles = {
-            DOMINATED: {
-                "marker": {"color": PALETTE[1] if single else colour, "size": 6, "opacity": 0.3}
-            },
-            INFEASIBLE: {
-                "marker": {
-                    "color": PALETTE[4] if single else colour,
-                    "size": 8,
-                    "symbol": "triangle-up-open",
-                }
-            },  # fmt: skip
-            FAILED: {
-                "marker": {
-                    "color": "#7f7f7f",
-                    "size": 8,
-                    "symbol": "x-thin-open",
-                    "line": {"width": 1.5, "color": "#7f7f7f"},
-                }
-            },  # fmt: skip
-            BASELINE: {
-                "mode": "markers+text",
-                "textposition": "top center",
-                "marker": {"color": "black" if single else colour, "size": 13, "symbol": "star"},
-            },  # fmt: skip
-            FRONT: {
-                "mode": "lines+markers",
-                "line": {"color": colour, "shape": "hv", "width": 1.5},
-                "marker": {"color": colour, "size": 10, "line": {"color": "black", "width": 1}},
-            },  # fmt: skip
-        }
-        titles = {DOMINATED: "dominated", INFEASIBLE: "infeasible (accuracy budget)",
-                  FAILED: "failed / rejected (no accuracy)", BASELINE: "uniform baselines", FRONT: "Pareto front"}  # fmt: skip
+        styles = _styles(PALETTE[k % len(PALETTE)], single)
         for role in (DOMINATED, INFEASIBLE, FAILED, BASELINE, FRONT):
-            # baselines on the front are marked too (the front trace holds them as well)
-            pick = (
-                t["label"].notna() & (t["state"] == "complete")
-                if role == BASELINE
-                else roles == role
-            )
+            # baselines on the front are starred too (the front trace holds them as well)
+            baseline = t["label"].notna() & (t["state"] == "complete")
+            pick = baseline if role == BASELINE else roles == role
             rows = t[pick].assign(_hover=hover[pick])
             if rows.empty:
                 continue
-            name = titles[role] if single else f"{run.label}: {titles[role]}"
-            style = {"mode": "markers", **styles[role]}
-            fig.add_trace(go.Scatter(name=f"{name} ({len(rows)})", legendgroup=group,
+            name = TITLES[role] if single else f"{run.label}: {TITLES[role]}"
+            fig.add_trace(go.Scatter(name=f"{name} ({len(rows)})", legendgroup=run.label,
                                      hovertemplate="%{hovertext}<extra></extra>",
-                                     meta={"role": role, "run": run.label}, **style))  # fmt: skip
+                                     meta={"role": role, "run": run.label}, **{"mode": "markers", **styles[role]}))  # fmt: skip
             traces.append((rows, role == FAILED))
-    buttons = []
-    for y, x in pairs:
-        xs, ys, texts, labels = [], [], [], []
-        ycol, xcol = AXES[y][0], AXES[x][0]
-        drawn = pd.concat([rows[ycol] for rows, strip in traces if not strip])
-        lo, hi = float(drawn.min()), float(drawn.max())
-        floor = lo - 0.05 * max(hi - lo, 1.0)
-        for rows, strip in traces:
-            r = rows.sort_values(xcol, kind="stable")
-            xs.append(r[xcol].tolist())
-            ys.append([floor] * len(r) if strip else r[ycol].tolist())
-            texts.append(r["_hover"].tolist())
-            labels.append([lab if isinstance(lab, str) else "" for lab in r["label"]])
-        args = {"x": xs, "y": ys, "hovertext": texts, "text": labels}
-        layout = {"xaxis.title.text": AXES[x][1], "yaxis.title.text": AXES[y][1]}
-        buttons.append({"label": f"{y} vs {x}", "method": "update", "args": [args, layout]})
-    default = buttons[0]["args"]
+    buttons = [_axis_button(y, x, traces) for y, x in _axis_pairs(runs)]
+    data, layout = buttons[0]["args"]
     for i, trace in enumerate(fig.data):
-        trace.update({key: default[0][key][i] for key in ("x", "y", "hovertext", "text")})
+        trace.update({key: values[i] for key, values in data.items()})
     fig.update_layout(
-        **LAYOUT, height=560, xaxis_title=default[1]["xaxis.title.text"],
-        yaxis_title=default[1]["yaxis.title.text"], legend={"orientation": "h", "y": -0.15},
+        **LAYOUT, height=560, xaxis_title=layout["xaxis.title.text"], yaxis_title=layout["yaxis.title.text"],
+        legend={"orientation": "h", "y": -0.15},
         updatemenus=[{"buttons": buttons, "x": 1.0, "xanchor": "right", "y": 1.12, "yanchor": "top",
                       "direction": "down", "showactive": True}],
     )  # fmt: skip

@@ -113,7 +113,7 @@ def _plot(fig: Any, div_id: str) -> str:
 
 def _single(run: Run) -> str:
     p = run.pareto
-    acc, costs = run.accuracy_objective, run.cost_objectives
+    costs = run.cost_objectives
     hv = p.get("hypervolume")
     parts = [
         f'<p class="sub">{_e(p.get("model"))} on {_e(p.get("target") or "no target")} · driver '
@@ -129,7 +129,7 @@ def _single(run: Run) -> str:
         "objectives, validation and test top-1 and per-layer precisions (w / a bits in execution order, "
         "f = float).</p>",
         _plot(figures.front_figure([run]), "front-plot"),
-        _front_table(run, acc, costs),
+        _front_table(run, costs),
         '<h2 id="layers">Per-layer precision of the front</h2>',
         '<p class="note">Layers top down in execution order (kind, MACs); front points left to right by '
         f"{_e(costs[0] if costs else 'cost')}; grey = float.</p>",
@@ -148,7 +148,8 @@ def _single(run: Run) -> str:
     return "\n".join(parts)
 
 
-def _front_table(run: Run, acc: str, costs: list[str]) -> str:
+def _front_table(run: Run, costs: list[str]) -> str:
+    """The front by cost, each point with its config file: what a person ships."""
     pts = sorted(run.pareto["points"], key=lambda pt: [pt["objectives"][c] for c in costs])
     head = ["point", *(f"{n} ({UNITS[n]})" for n in run.objectives), "val top-1", "test top-1",
             "baseline", "precisions", "config"]  # fmt: skip
@@ -255,19 +256,8 @@ def _comparison_table(cmp: Comparison) -> str:
             "points on the union front"]  # fmt: skip
     rows = [[r.label, r.driver, r.target, r.seed, r.evaluations, r.front_size, _num(r.hypervolume),
              f"{r.share:.3f}", r.union_points] for r in cmp.rows]  # fmt: skip
-    rows.append(
-        [
-            "union front",
-            "",
-            "",
-            "",
-            "",
-            cmp.union_size,
-            _num(cmp.union_hypervolume),
-            "1.000",
-            cmp.union_size,
-        ]
-    )
+    rows.append(["union front", "", "", "", "", cmp.union_size, _num(cmp.union_hypervolume), "1.000",
+                 cmp.union_size])  # fmt: skip
     note = (f"<p class=\"note\">Every front on the same axes: objectives divided by "
             f"{_e(', '.join(f'{s:.4g}' for s in cmp.axes.scale))}, reference point "
             f"{_e(', '.join(f'{v:g}' for v in cmp.axes.reference))} (haq.pareto's exact hypervolume); "
