@@ -54,7 +54,8 @@ def main() -> None:
     driver.start(ctx, history, None)
     recs = driver._evaluated()
     i = search.objectives.index("top1")
-    w, anchor, sigma = driver._fit(recs, np.array([r.values for r in recs]))[i]
+    fit = driver._fit(recs, np.array([r.values for r in recs]))[i]
+    anchor, sigma = fit.anchor, fit.sigma
     w8 = search.cost_model.score(BitConfig.uniform("w8a8", search.space.names)).latency_ms
     lo, hi = (float(x) for x in args.band.split(","))
     frame = pd.read_parquet(other / "trials.parquet")
@@ -62,7 +63,7 @@ def main() -> None:
     for r in frame[frame["state"] == "complete"].sort_values("latency_ms").itertuples():
         if lo < r.latency_ms / w8 < hi:
             cfg = BitConfig.from_dict(json.loads(r.config))
-            pred = anchor - float(w[driver._pair_ids(driver._params(cfg))].sum())
+            pred = fit.accuracy(driver._pair_ids(driver._params(cfg)))
             rows.append({"summary": r.summary, "latency_vs_w8a8": round(r.latency_ms / w8, 4),
                          "measured_top1": r.val_top1, "predicted_top1": round(pred, 2),
                          "in_hybrid_history": cfg.hash in driver.by_hash})  # fmt: skip

@@ -19,12 +19,13 @@ resumed search replays its history and continues where it stopped:
 4. **Evolution**: children of the evaluated front (one- and two-variable moves, crossover of
    neighbours) and the solutions of the ILP sweep re-solved on the surrogate's fitted drops
    (evenly spaced predicted drops, refreshed every few evaluations) are scored by the cost
-   model (exact) and a surrogate of accuracy anchored at the nearest evaluated parent (parent
-   accuracy minus the fitted change, with an optimistic margin growing with the number of
-   changed variables); the candidates of largest predicted hypervolume gain are evaluated,
-   several at once for parallel workers. The surrogate is additive: the sensitivity proxy
-   times one fitted scale is each pair's prior, corrected by ridge regression on the
-   evaluated configs.
+   model (exact) and the accuracy surrogate (`haq.search.drivers.surrogate`: the fitted
+   accuracy, plus an optimistic margin of its leave-one-out error growing with the variables
+   changed from the nearest evaluated config); the candidates of largest predicted
+   hypervolume gain are evaluated, several at once for parallel workers. Accuracies more than
+   one error above the best baseline's (uniform and deployment variants) earn no area: nothing beats the float model by
+   more than evaluation noise, and a search that credits such luck spends its evaluations
+   next to lucky configs instead of across the trade-off.
 """
 
 from __future__ import annotations
@@ -41,14 +42,13 @@ from haq.pareto import non_dominated_mask
 from haq.pareto.hypervolume import hypervolume_gains
 from haq.search.drivers.base import DriverContext, Proposal, choice_option, int_option
 from haq.search.drivers.ilp import MarginalCosts, one_per_variable
+from haq.search.drivers.surrogate import DropFit, fit_drops, unlink
 from haq.search.objectives import COST_OBJECTIVES, cost_value
 from haq.search.sensitivity import SensitivityTable, reference_config, with_choice
 from haq.search.trials import TrialRecord
 
 WIDE_MARGIN = 10.0  # points below the reference's accuracy: the whole-trade-off box
 NARROW_MARGIN = 1.0  # points below it: the box of configs that keep the reference's accuracy
-RIDGE = 2.0  # pull of each pair's fitted drop towards its proxy prior (in squared points)
-MIN_NOISE = 0.1  # accuracy points: the smallest residual scale the surrogate assumes
 OPTIMISM = 0.5  # residual scales per sqrt(changed variable) added to predicted accuracy
 REFIT_NARROW, REFIT_WIDE = 5, 12  # levels of the re-fitted ILP sweep inside / beyond the narrow box
 ILP_POINTS = 20  # at most this many proxy-ILP points; the evolution's re-fitted sweeps do better
@@ -221,17 +221,16 @@ class HybridDriver:
                 out.append((cfg, float(level)))
         return out
 
-    def _refit_sweep(self, w: np.ndarray) -> list[tuple[str, ...]]:
+    def _refit_sweep(self, fit: DropFit) -> list[tuple[str, ...]]:
         """The ILP sweep again on the fitted drops: for evenly spaced predicted drops from the
         reference (a few inside the narrow box, the rest across the wide one), the cheapest
         config the surrogate believes reaches it."""
-        fitted = {
-            (self.var_names[i], o): max(float(w[k]), 0.0) for k, (i, o) in enumerate(self.pairs)
-        }
+        fitted = {(self.var_names[i], o): max(float(fit.effects[k]), 0.0)
+                  for k, (i, o) in enumerate(self.pairs)}  # fmt: skip
         pen = np.array([fitted.get(c, 0.0) for c in self.cols])
-        levels = np.concatenate([np.linspace(NARROW_MARGIN / REFIT_NARROW, NARROW_MARGIN, REFIT_NARROW),
-                                 np.linspace(NARROW_MARGIN, WIDE_MARGIN, REFIT_WIDE + 1)[1:]])  # fmt: skip
-        return [self._params(cfg) for cfg, _ in self._sweep(pen, levels)]
+        drops = np.concatenate([np.linspace(NARROW_MARGIN / REFIT_NARROW, NARROW_MARGIN, REFIT_NARROW),
+                                np.linspace(NARROW_MARGIN, WIDE_MARGIN, REFIT_WIDE + 1)[1:]])  # fmt: skip
+        return [self._params(cfg) for cfg, _ in self._sweep(pen, unlink(drops, fit.curvature))]
 
     # Protocol -----------------------------------------------------------------------------
     def ask(self, n: int) -> list[Proposal]:
@@ -291,15 +290,9 @@ class HybridDriver:
             r for r in self.records if r.feasible and r.values and self.ctx.space.contains(r.config)
         ]
 
-    def _fit(
-        self, recs: list[TrialRecord], values: np.ndarray
-    ) -> dict[int, tuple[np.ndarray, float, float]]:
-        """Per accuracy objective: (points lost per pair, anchor accuracy, residual scale).
-
-        An additive model of the drop from the reference: the sensitivity proxy times one
-        fitted scale is the prior of each pair's drop, corrected by ridge regression on the
-        evaluated configs (so the measured accuracies overrule the proxy where they disagree).
-        """
+    def _fit(self, recs: list[TrialRecord], values: np.ndarray) -> dict[int, DropFit]:
+        """Per accuracy objective: the surrogate (`haq.search.drivers.surrogate`) fitted on
+        the evaluated configs' drops from the reference."""
         ref = self.by_hash.get(self.reference.hash)
         x = np.zeros((len(recs), len(self.pairs)))
         for row, r in enumerate(recs):
@@ -308,20 +301,7 @@ class HybridDriver:
         for name in self.acc_dims:
             i = self.ctx.objectives.index(name)
             anchor = ref.values[i] if ref is not None and ref.values else float(values[:, i].max())
-            y = anchor - values[:, i]
-            s = x @ self.pair_pen
-            keep = s > 0
-            alpha = (
-                max(float((s[keep] * y[keep]).sum() / (s[keep] ** 2).sum()), 1e-6)
-                if keep.any()
-                else 1.0
-            )
-            prior = alpha * self.pair_pen
-            a = x.T @ x + RIDGE * np.eye(len(self.pairs))
-            w = prior + np.linalg.solve(a, x.T @ (y - x @ prior))
-            resid = y - x @ w
-            sigma = max(float(np.sqrt(np.mean(resid**2))) if len(resid) else 0.0, MIN_NOISE)
-            out[i] = (w, anchor, sigma)
+            out[i] = fit_drops(x, anchor - values[:, i], self.pair_pen, anchor, WIDE_MARGIN)
         return out
 
     def _normaliser(self, values: np.ndarray, margin: float, anchors: dict[int, float],
@@ -355,14 +335,15 @@ class HybridDriver:
         k = len(recs) // REFIT_EVERY * REFIT_EVERY
         if i is not None and k and k != self._swept_at:
             self._swept, self._swept_at = (
-                self._refit_sweep(self._fit(recs[:k], values[:k])[i][0]),
+                self._refit_sweep(self._fit(recs[:k], values[:k])[i]),
                 k,
             )
         cands = self._children(parents, rng, self._swept)
         if not cands:
             return []
         preds = np.array([self._predict(c, p, fits) for c, p in cands])
-        anchors = {i: f[1] for i, f in fits.items()}
+        anchors = {i: f.anchor for i, f in fits.items()}
+        values, preds = self._ceiled(values, recs, fits), self._ceiled(preds, recs, fits)
         # alternate a wide box (the whole trade-off) and a narrow one near the reference's
         # accuracy, where the configs users ship live
         wide = step % 2 == 0
@@ -387,6 +368,17 @@ class HybridDriver:
             used[best] = True
         return chosen
 
+    def _ceiled(self, values: np.ndarray, recs: list[TrialRecord],
+                fits: dict[int, DropFit]) -> np.ndarray:  # fmt: skip
+        """Accuracies capped one residual scale above the best baseline's: nothing
+        beats the float model by more than evaluation noise, so area above it is luck."""
+        out = values.copy()
+        base = [r.values for r in recs if r.source == "baseline" and r.values]
+        for i, fit in fits.items():
+            top = max((v[i] for v in base), default=fit.anchor)
+            out[:, i] = np.minimum(out[:, i], top + fit.sigma)
+        return out
+
     def _cost(self, params: tuple[str, ...]) -> CostEstimate:
         est = self._costs.get(params)
         if est is None:
@@ -399,11 +391,11 @@ class HybridDriver:
                          for n in self.ctx.objectives])  # fmt: skip
 
     def _predict(self, params: tuple[str, ...], parent: TrialRecord,
-                 fits: dict[int, tuple[np.ndarray, float, float]]) -> np.ndarray:  # fmt: skip
-        """Objectives of ``params``: costs exact, accuracy optimistic around the parent's."""
+                 fits: dict[int, DropFit]) -> np.ndarray:  # fmt: skip
+        """Objectives of ``params``: costs exact, accuracy optimistic (the surrogate's plus a
+        margin growing with the variables changed from ``parent``, its nearest evaluated)."""
         est = self._cost(params)
         pp = self._params(parent.config)
-        child_ids, parent_ids = self._pair_ids(params), self._pair_ids(pp)
         changed = sum(a != b for a, b in zip(params, pp, strict=True))
         assert parent.values is not None
         out = np.array(parent.values, dtype=float)
@@ -411,9 +403,9 @@ class HybridDriver:
             if name in COST_OBJECTIVES:
                 out[i] = cost_value(name, est) or 0.0
             else:
-                w, _, sigma = fits[i]
-                delta = float(w[child_ids].sum() - w[parent_ids].sum())
-                out[i] = out[i] - delta + OPTIMISM * sigma * math.sqrt(changed)
+                fit = fits[i]
+                out[i] = fit.accuracy(self._pair_ids(params))
+                out[i] += OPTIMISM * fit.sigma * math.sqrt(changed)
         return out
 
     def _children(self, parents: list[TrialRecord], rng: np.random.Generator,
