@@ -1,8 +1,9 @@
 """How well the hybrid driver's accuracy surrogate, refitted on a finished hybrid search's own
 trials, predicts the configs another driver found: a check on why hybrid misses them.
 
-Reads the hybrid and the other driver's runs of experiments/compare_drivers.py (their
-results dirs under experiments/runs/compare/, so run that first on this machine), refits the
+Reads the hybrid run of experiments/compare_drivers.py (its results dir under
+experiments/runs/compare/, so run that first on this machine) and the other driver's trials
+from that script's archive (experiments/results/compare_drivers/), refits the
 surrogate exactly as the driver would on resume, and prints, for the other driver's configs in
 a band of latency (fraction of uniform w8a8's), their measured validation top-1 against the
 surrogate's prediction.
@@ -38,10 +39,12 @@ def main() -> None:
 
     runs = ROOT / "experiments" / "runs" / "compare"
     hybrid = runs / f"{args.model}-{args.target}-hybrid-s0"
-    other = runs / f"{args.model}-{args.target}-{args.other}-s0"
-    for path in (hybrid, other):
-        if not (path / "pareto.json").is_file():
-            sys.exit(f"run experiments/compare_drivers.py first (missing {path.relative_to(ROOT)})")
+    archive = (
+        ROOT / "experiments" / "results" / "compare_drivers" / f"{args.model}-{args.target}.parquet"
+    )
+    if not (hybrid / "pareto.json").is_file() or not archive.is_file():
+        sys.exit(f"run experiments/compare_drivers.py first (missing {hybrid.relative_to(ROOT)} "
+                 f"or {archive.relative_to(ROOT)})")  # fmt: skip
     saved = json.loads((hybrid / "run.json").read_text())["options"]
     fields = SearchOptions.__dataclass_fields__
     opts = SearchOptions(**{k: v for k, v in saved.items() if k in fields and k != "budgets"})
@@ -58,7 +61,8 @@ def main() -> None:
     anchor, sigma = fit.anchor, fit.sigma
     w8 = search.cost_model.score(BitConfig.uniform("w8a8", search.space.names)).latency_ms
     lo, hi = (float(x) for x in args.band.split(","))
-    frame = pd.read_parquet(other / "trials.parquet")
+    frame = pd.read_parquet(archive)
+    frame = frame[frame["run"] == f"{args.model}-{args.target}-{args.other}-s0"]
     rows = []
     for r in frame[frame["state"] == "complete"].sort_values("latency_ms").itertuples():
         if lo < r.latency_ms / w8 < hi:
