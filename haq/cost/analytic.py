@@ -1,32 +1,98 @@
-"""Roofline latency from a profile's ``peaks``: the fallback when nothing was measured.
+"""Roofline latency: the fallback for any layer no table row or learned model covers.
 
 Per layer and kernel class: ``overhead + max(2 * MACs * batch / ops_per_s, bytes / bandwidth)``
 with ``bytes`` = weights at the kernel's storage bits + input and output activations at its
-activation bits (`HardwareProfile.storage_bits`). Peaks (``<kernel>_gops`` in 1e9 ops/s, one
-MAC = 2 ops; ``bandwidth_gbs`` in 1e9 bytes/s; ``overhead_us`` / ``<kernel>_overhead_us`` per
-layer call) come from the profile; a kernel class without a ``_gops`` peak stays unknown.
-It knows nothing about cache effects or kernel efficiency: an optimistic bound unless the
-profile quotes effective (achieved) throughputs.
+activation bits (`HardwareProfile.storage_bits`), so a layer is never credited with speed for
+bits its kernel class does not exploit. Peaks (``<kernel>_gops`` in 1e9 ops/s, one MAC = 2 ops;
+``bandwidth_gbs`` in 1e9 bytes/s; ``overhead_us`` / ``<kernel>_overhead_us`` per layer call)
+come from the profile; where it quotes none for a kernel class but has table rows of that
+class, `fitted_peaks` fits them to those rows (the target's own measurements). A kernel class
+with neither stays unknown. Answers are labelled ``roofline`` (`haq.cost.matrix`): it knows
+nothing about cache effects or kernel efficiency beyond what the peaks say.
 """
 
 from __future__ import annotations
 
-import numpy as np
+from collections.abc import Mapping
 
-from haq.cost.matrix import ANALYTIC, MatrixCostModel
+import numpy as np
+import pandas as pd
+
+from haq.cost.matrix import ROOFLINE, MatrixCostModel
 from haq.hardware.profile import HardwareProfile
+from haq.hardware.tables import SIGNATURE_COLUMNS
 from haq.models.layers import LayerSpec
+
+#: Quantile of the per-row achieved throughput taken as a fitted peak: the best the target
+#: showed, robust to one lucky row (a roofline is a bound, not an average).
+PEAK_QUANTILE = 0.9
+#: Quantile of the per-row latency taken as a fitted per-call overhead (the floor of a call).
+OVERHEAD_QUANTILE = 0.05
+
+
+def _row_work(profile: HardwareProfile, rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """(ops, bytes) of table rows: 2 x MACs x batch, and weights + activations at storage bits."""
+    col = {c: rows[c].to_numpy(np.float64) for c in SIGNATURE_COLUMNS if c != "kind"}
+    cin_g = col["in_channels"] / col["groups"]
+    taps = col["kernel_h"] * col["kernel_w"]
+    out_el = col["out_channels"] * col["out_h"] * col["out_w"] * col["batch"]
+    in_el = col["in_channels"] * col["in_h"] * col["in_w"] * col["batch"]
+    weights = col["out_channels"] * cin_g * taps
+    bits = np.array([profile.storage_bits(str(k)) for k in rows["precision"]], dtype=np.float64)
+    nbytes = (weights * bits[:, 0] + (in_el + out_el) * bits[:, 1]) / 8.0
+    return 2.0 * out_el * cin_g * taps, nbytes
+
+
+def fitted_peaks(
+    profile: HardwareProfile, table: pd.DataFrame, threads: int | None = None
+) -> dict[str, float]:
+    """Peaks the profile does not quote, fitted to its own table rows (at ``threads``).
+
+    Per kernel class without a ``<kernel>_gops`` peak: the `PEAK_QUANTILE` of its rows'
+    achieved ops/s and the `OVERHEAD_QUANTILE` of their latencies as its per-call overhead;
+    ``bandwidth_gbs`` (when not quoted) from every row's bytes / latency. Quoted peaks win.
+    """
+    rows = table
+    if threads is not None and "threads" in rows:
+        rows = rows[rows["threads"] == threads]
+    rows = rows[rows["latency_us"] > 0]
+    quoted = profile.peaks
+    out: dict[str, float] = {}
+    if rows.empty:
+        return out
+    ops, nbytes = _row_work(profile, rows)
+    us = rows["latency_us"].to_numpy(np.float64)
+    kernels = rows["precision"].astype(str).to_numpy()
+    for kernel in profile.kernels:
+        if f"{kernel}_gops" in quoted:
+            continue
+        mask = kernels == kernel
+        if not mask.any():
+            continue
+        out[f"{kernel}_gops"] = float(np.quantile(ops[mask] / us[mask], PEAK_QUANTILE)) / 1e3
+        out[f"{kernel}_overhead_us"] = float(np.quantile(us[mask], OVERHEAD_QUANTILE))
+    if "bandwidth_gbs" not in quoted:
+        out["bandwidth_gbs"] = float(np.quantile(nbytes / us, PEAK_QUANTILE)) / 1e3
+    return out
 
 
 def roofline_us(
-    profile: HardwareProfile, layers: list[LayerSpec], kernel: str, batch: int
+    profile: HardwareProfile,
+    layers: list[LayerSpec],
+    kernel: str,
+    batch: int,
+    peaks: Mapping[str, float] | None = None,
 ) -> np.ndarray | None:
-    """Latency (us) of every layer in ``layers`` on ``kernel``; None without a compute peak."""
-    gops = profile.peaks.get(f"{kernel}_gops")
+    """Latency (us) of every layer in ``layers`` on ``kernel``; None without a compute peak.
+
+    ``peaks`` (default the profile's own) may add fitted ones (`fitted_peaks`).
+    """
+    peaks = profile.peaks if peaks is None else peaks
+    gops = peaks.get(f"{kernel}_gops")
     if not gops:
         return None
-    bandwidth = profile.peaks.get("bandwidth_gbs")
-    overhead = profile.peaks.get(f"{kernel}_overhead_us", profile.peaks.get("overhead_us", 0.0))
+    bandwidth = peaks.get("bandwidth_gbs")
+    overhead = peaks.get(f"{kernel}_overhead_us", peaks.get("overhead_us", 0.0))
     w_bits, a_bits = profile.storage_bits(kernel)
     macs = np.array([s.macs for s in layers], dtype=np.float64) * batch
     compute_us = 2.0 * macs / (gops * 1e3)
@@ -41,7 +107,9 @@ def roofline_us(
     return overhead + np.maximum(compute_us, memory_us)
 
 
-def fill_analytic(model: MatrixCostModel, only_missing: bool = True) -> int:
+def fill_roofline(
+    model: MatrixCostModel, only_missing: bool = True, peaks: Mapping[str, float] | None = None
+) -> int:
     """Fill reachable cells (only NaN ones by default) with the roofline; returns cells filled."""
     filled = 0
     cache: dict[str, np.ndarray | None] = {}
@@ -50,20 +118,20 @@ def fill_analytic(model: MatrixCostModel, only_missing: bool = True) -> int:
             continue
         kernel = model.kernels[k]
         if kernel not in cache:
-            cache[kernel] = roofline_us(model.profile, model.layers, kernel, model.batch)
+            cache[kernel] = roofline_us(model.profile, model.layers, kernel, model.batch, peaks)
         values = cache[kernel]
         if values is not None:
             model.latency_us[i, k] = values[i]
-            model.source[i, k] = ANALYTIC
+            model.source[i, k] = ROOFLINE
             filled += 1
     return filled
 
 
 class AnalyticCostModel(MatrixCostModel):
-    """Roofline-only cost model (no tables): ``CostEstimate.model`` is ``analytic``."""
+    """Roofline-only cost model (no tables): ``CostEstimate.model`` is ``roofline``."""
 
-    name = "analytic"
-    primary = ANALYTIC
+    name = "roofline"
+    primary = ROOFLINE
 
     def __init__(
         self,
@@ -74,4 +142,4 @@ class AnalyticCostModel(MatrixCostModel):
         granularity: str | None = "channel",
     ) -> None:
         super().__init__(profile, layers, threads, batch, granularity)
-        fill_analytic(self, only_missing=False)
+        fill_roofline(self, only_missing=False)

@@ -1,4 +1,4 @@
-"""The `CostModel` protocol every cost model (lookup, learned, analytic) implements.
+"""The `CostModel` protocol every cost model (lookup, learned, roofline) implements.
 
 A cost model is bound to one model's layer table when built (vectorised per-layer arrays), so
 ``score(config)`` is a few array look-ups: searches call it for every proposal.
@@ -21,7 +21,7 @@ class CostEstimate:
     size_bytes: int
     bops: int  # bit operations: MACs x w_bits x a_bits (32 for a float side)
     model: (
-        str  # which cost model answered, e.g. "lookup", "lookup+learned", "analytic", "size-bops"
+        str  # which cost model answered, e.g. "lookup", "lookup+learned", "roofline", "size-bops"
     )
 
     def to_dict(self) -> dict[str, Any]:

@@ -2,9 +2,10 @@
 
 Each layer's cost under a kernel class is the target table's row for its signature at the
 model's batch and thread count. Rows the table lacks come from the target's fitted learned
-model (where it saw that op kind and kernel class), else from the roofline of the profile's
-``peaks``, else stay unknown (latency ``None``); ``CostEstimate.model`` names every fallback,
-e.g. ``lookup+learned(3 layers)``. Boundaries between consecutive layers of different kernel
+model (where it saw that op kind and kernel class), else from the roofline (the profile's
+``peaks``, or peaks fitted to the table's own rows of that kernel class where it quotes none:
+`haq.cost.analytic.fitted_peaks`), else stay unknown (latency ``None``); ``CostEstimate.model``
+names every fallback, e.g. ``lookup+learned(3 layers)+roofline(2 layers)``. Boundaries between consecutive layers of different kernel
 classes cost their transition-table row (schema and interpolation: `haq.hardware.tables`).
 When the network is one the target profiled (its ``layer_map`` lists the same layer names and
 signatures in order), the model's glue rows are added along the config too, and the model is
@@ -18,7 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from haq.cost.analytic import fill_analytic
+from haq.cost.analytic import fill_roofline, fitted_peaks
 from haq.cost.learned import LearnedCostModel
 from haq.cost.matrix import LEARNED, LOOKUP, MatrixCostModel
 from haq.errors import HaqError
@@ -55,7 +56,7 @@ def interpolate(xs: np.ndarray, ys: np.ndarray, x: np.ndarray) -> np.ndarray:
 
 
 class LookupCostModel(MatrixCostModel):
-    """Table look-ups with learned / analytic fallback and transition costs."""
+    """Table look-ups with learned / roofline fallback and transition costs."""
 
     name = "lookup"
     primary = LOOKUP
@@ -75,9 +76,11 @@ class LookupCostModel(MatrixCostModel):
         self.learned = LearnedCostModel.find(profile.id) if learned == "auto" else learned
         if self.learned is not None and not isinstance(self.learned, LearnedCostModel):
             raise HaqError(f"learned must be 'auto', None or a LearnedCostModel, not {learned!r}")
-        self._fill_table(read_table(profile.tables["layers"]))
+        table = read_table(profile.tables["layers"])
+        self._fill_table(table)
         self._fill_learned()
-        fill_analytic(self)
+        self.peaks = {**fitted_peaks(profile, table, self.threads), **profile.peaks}
+        fill_roofline(self, peaks=self.peaks)
         if "transitions" in profile.tables:
             self._fill_transitions(read_transitions(profile.tables["transitions"]))
         self.glue_model: str | None = None

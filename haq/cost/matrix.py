@@ -20,8 +20,8 @@ from haq.errors import HaqError
 from haq.hardware.profile import GRANULARITIES, HardwareProfile
 from haq.models.layers import LayerSpec
 
-LOOKUP, LEARNED, ANALYTIC, UNKNOWN = 0, 1, 2, 3
-SOURCE_NAMES = ("lookup", "learned", "analytic", "unknown")
+LOOKUP, LEARNED, ROOFLINE, UNKNOWN = 0, 1, 2, 3
+SOURCE_NAMES = ("lookup", "learned", "roofline", "unknown")
 
 
 class MatrixCostModel:

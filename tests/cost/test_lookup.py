@@ -85,16 +85,22 @@ def test_missing_rows_fall_back_and_say_so(tmp_path: Path) -> None:
     frame = table(skip=(("fc", "int8"),))
     m = _model(tmp_path, frame=frame)
     est = m.score(MIXED)
-    assert est.model == "lookup+analytic(1 layer)"
+    assert est.model == "lookup+roofline(1 layer)"
     compute_us = 2 * 10240 / 4e3  # 2 ops per MAC at 4 GOPS
     memory_us = (10250 * 8 + (1024 + 10) * 8) / 8 / 10e3  # int8 weights + activations at 10 GB/s
     assert compute_us > memory_us
     assert est.latency_ms == pytest.approx((4 + 6 + compute_us) / 1000)
     assert m.score(BitConfig.uniform("fp32")).model == "lookup"
-    # no peaks and no learned model: unknown, never a made-up number
-    unknown = _model(tmp_path, frame=frame, profile=profile_dict(peaks={}))
+    # no quoted peaks: the roofline of peaks fitted to the table's own int8 rows (c1's)
+    fitted = _model(tmp_path, frame=frame, profile=profile_dict(peaks={}))
+    est = fitted.score(MIXED)
+    assert est.model == "lookup+roofline(1 layer)" and est.latency_ms > (4 + 6) / 1000
+    assert fitted.peaks["int8_gops"] == pytest.approx(2 * 8 * 8 * 16 * 27 / 4.0 / 1e3)
+    # no peaks, no row of the kernel class, no learned model: unknown, never a made-up number
+    bare = table(skip=(("c1", "int8"), ("fc", "int8")))
+    unknown = _model(tmp_path, frame=bare, profile=profile_dict(peaks={}))
     est = unknown.score(MIXED)
-    assert est.latency_ms is None and est.model == "lookup+unknown(1 layer)"
+    assert est.latency_ms is None and est.model == "lookup+unknown(2 layers)"
     # a fitted learned model answers first
     learned = LearnedCostModel("toy", max_iter=20)
     learned.fit(table())
@@ -146,7 +152,7 @@ def test_analytic_and_factory(tmp_path: Path) -> None:
     m = cost_model_for(path, layers())
     assert isinstance(m, AnalyticCostModel)
     est = m.score(BitConfig.uniform("fp32"))
-    assert est.model == "analytic" and est.latency_ms is not None and est.latency_ms > 0
+    assert est.model == "roofline" and est.latency_ms is not None and est.latency_ms > 0
     assert m.score(BitConfig.uniform("w8a8")).latency_ms < est.latency_ms
     assert isinstance(cost_model_for(write_target(tmp_path), layers()), LookupCostModel)
 
@@ -189,7 +195,7 @@ def test_gpu_t4_reproduces_hawq_v3_int8_sum(resnet18: list, shared_published: fl
     prof = get_target("gpu-t4")
     m = LookupCostModel(prof, resnet18, learned=None)
     detail = m.breakdown(BitConfig.uniform("w8a8"))
-    assert detail["model"] == "lookup+analytic(2 layers)"
+    assert detail["model"] == "lookup+roofline(2 layers)"
     tabled = {r["name"]: r["latency_us"] for r in detail["layers"] if r["source"] == "lookup"}
     assert sorted(set(r["name"] for r in detail["layers"]) - set(tabled)) == ["conv1", "fc"]
     published = pd.read_csv(prof.tables["layer_map"]).published_int8_ms.sum()
