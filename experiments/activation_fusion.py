@@ -17,7 +17,8 @@ from pathlib import Path
 
 from torch import nn
 
-from haq.hardware import ort_profile as op
+from haq.hardware.ort.aggregation import read_observations
+from haq.hardware.ort.jobs import profile_target
 
 from common import save
 
@@ -49,9 +50,9 @@ def main() -> None:
     here = Path(__file__).resolve()
     models = [f"{here}:net_{a}" for a in ACTS]
     with tempfile.TemporaryDirectory() as tmp:
-        op.profile_target(models, directory=Path(tmp) / "t", threads=(1,), repeats=3,
+        profile_target(models, directory=Path(tmp) / "t", threads=(1,), repeats=3,
                           classes=["fp32", "int8"], transitions=False, progress=lambda _: None)  # fmt: skip
-        obs = op.read_observations(Path(tmp) / "t")
+        obs = read_observations(Path(tmp) / "t")
     out: dict[str, dict[str, object]] = {}
     for ob in obs:
         act, cls = ob["model"].rsplit("net_", 1)[1], ob["config"].split(":")[1]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,14 +23,15 @@ def require_shared() -> Path:
 
 
 def machine() -> dict[str, Any]:
+    """`haq.runtime.machine.machine_info` plus torch's version and threads, and the date."""
     import torch
 
+    from haq.runtime.machine import machine_info
+
     return {
-        "python": platform.python_version(),
+        **machine_info(),
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
-        "cpus": os.cpu_count(),
-        "processor": platform.processor() or platform.machine(),
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
     }
 

@@ -49,12 +49,16 @@ import numpy as np
 import torch
 
 from haq.cost.lookup import LookupCostModel
-from haq.export.bench import make_session
 from haq.export.onnx_export import export_onnx
-from haq.hardware import ort_profile as op
+from haq.hardware.ort.aggregation import Tables, aggregate, read_observations, read_tables
+from haq.hardware.ort.jobs import reuse_float_graph
+from haq.hardware.ort.target import LAYER_KEY, class_config
 from haq.hardware.profile import HardwareProfile, load_profile
+from haq.hardware.tables import signature
 from haq.models import load_model
 from haq.quant import Quantizer
+from haq.runtime.machine import machine_info
+from haq.runtime.ort import make_session, runtime_info
 
 from common import RESULTS, ROOT, save
 
@@ -146,7 +150,7 @@ def run_measurements(args: argparse.Namespace, obs: list[dict[str, Any]]) -> dic
     load_start = os.getloadavg()
     rows: list[dict[str, Any]] = []
     drift: list[dict[str, Any]] = []
-    with op.reuse_float_graph():
+    with reuse_float_graph():
         for mi, name in enumerate(args.models.split(",")):
             q = quantizer(name)
             n = len(q.layer_names)
@@ -154,7 +158,7 @@ def run_measurements(args: argparse.Namespace, obs: list[dict[str, Any]]) -> dic
             refs = [[c] * n for c in ("fp32", "int8")]
             sessions = []
             for kernels in configs + refs:
-                data, _ = export_onnx(q, op.class_config(q.layer_names, kernels))
+                data, _ = export_onnx(q, class_config(q.layer_names, kernels))
                 sessions.append(make_session(data, threads=args.threads))
             inp = sessions[0].get_inputs()[0]
             feeds = {inp.name: np.random.default_rng(0).standard_normal(
@@ -182,7 +186,7 @@ def run_measurements(args: argparse.Namespace, obs: list[dict[str, Any]]) -> dic
             "loadavg_end": os.getloadavg(), "measuring_seconds": round(time.time() - t_start, 1)}  # fmt: skip
 
 
-def variant_profile(profile: HardwareProfile, tables: op.Tables, tmp: Path) -> HardwareProfile:
+def variant_profile(profile: HardwareProfile, tables: Tables, tmp: Path) -> HardwareProfile:
     """``profile`` reading ``tables`` (written to ``tmp``) instead of its own files."""
     tmp.mkdir(parents=True, exist_ok=True)
     paths = dict(profile.tables)
@@ -196,17 +200,17 @@ def analyze(rows: list[dict[str, Any]], args: argparse.Namespace) -> dict[str, A
     """Predictions of every method for every measured config, and the metrics."""
     tables_dir = Path(args.tables)
     profile = load_profile(tables_dir.parent / "cpu-avx512.yaml")
-    tables = op.read_tables(tables_dir)
-    obs = op.read_observations(tables_dir)
+    tables = read_tables(tables_dir)
+    obs = read_observations(tables_dir)
     no_glue = dataclasses.replace(
         profile, tables={k: v for k, v in profile.tables.items() if k != "glue"}
     )
     kernel_us = {
-        tuple(r[c] for c in op.LAYER_KEY): float(r["kernel_us"])
+        tuple(r[c] for c in LAYER_KEY): float(r["kernel_us"])
         for r in tables.layers.to_dict("records")
     }
     with tempfile.TemporaryDirectory() as tmp:
-        p10 = variant_profile(profile, op.aggregate(obs, wall_stat="p10"), Path(tmp))
+        p10 = variant_profile(profile, aggregate(obs, wall_stat="p10"), Path(tmp))
         methods = {"lookup": (profile, "best_round_median_ms"),
                    "lookup (no glue)": (no_glue, "best_round_median_ms"),
                    "lookup (p10 tables)": (p10, "p10_ms")}  # fmt: skip
@@ -218,9 +222,9 @@ def analyze(rows: list[dict[str, Any]], args: argparse.Namespace) -> dict[str, A
                 for m, (prof, _) in methods.items()
             }
             for row in (r for r in rows if r["model"] == name):
-                config = op.class_config(names, row["kernels"])
+                config = class_config(names, row["kernels"])
                 row["pred_ms"] = {m: models[m].score(config).latency_ms for m in methods}
-                keys = [(*op.signature(s, 1).values(), k, args.threads)
+                keys = [(*signature(s, 1).values(), k, args.threads)
                         for s, k in zip(specs, row["kernels"], strict=True)]  # fmt: skip
                 if all(k in kernel_us for k in keys):  # a profiled model's own rows
                     row["pred_ms"]["kernel-sum"] = sum(kernel_us[k] for k in keys) / 1e3
@@ -302,8 +306,8 @@ def main() -> None:
         measured = {k: saved.get(k) for k in ("rows", "drift", "loadavg_start", "loadavg_end",
                                                "measuring_seconds", "cpu", "measured_at")}  # fmt: skip
     else:
-        measured = run_measurements(args, op.read_observations(args.tables))
-        measured["cpu"] = op.machine_info()
+        measured = run_measurements(args, read_observations(args.tables))
+        measured["cpu"] = {**machine_info(), "runtime": runtime_info()}
         measured["measured_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     result = analyze(measured["rows"], args)
     save(args.out, {

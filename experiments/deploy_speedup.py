@@ -20,10 +20,11 @@ import numpy as np
 import torch
 
 from haq import BitConfig
-from haq.export.bench import benchmark, executed_ops, make_session
+from haq.export.bench import benchmark
 from haq.export.onnx_export import export_onnx
 from haq.models import load_model
 from haq.quant import Quantizer
+from haq.runtime.ort import executed_ops, make_session
 
 from common import SHARED, save
 

@@ -13,8 +13,8 @@ import numpy as np
 import torch
 
 from haq.evaluate import build_setup, classification_metrics, predict
-from haq.export.bench import make_session
 from haq.export.onnx_export import export_onnx
+from haq.runtime.ort import make_session
 
 from common import require_shared, save
 

@@ -32,7 +32,8 @@ from typing import Any
 import pandas as pd
 
 from haq.cost.learned import fit_target
-from haq.hardware import ort_profile as op
+from haq.hardware.ort.aggregation import read_observations, spec_signature, uniform_class
+from haq.hardware.ort.target import PROBES_DIR
 from haq.hardware.profile import get_target
 
 from common import ROOT, save
@@ -45,8 +46,8 @@ def _rows(directory: Path, kernel_only: bool) -> dict[tuple[Any, ...], dict[str,
     boundary in front + output boundary after the last layer; ``kernel_only``: kernel_us),
     from uniform configs."""
     per: dict[tuple[Any, ...], dict[str, list[float]]] = {}
-    for ob in op.read_observations(directory):
-        if op._uniform_class(ob["config"]) is None:
+    for ob in read_observations(directory):
+        if uniform_class(ob["config"]) is None:
             continue
         s, n = ob["scale"], len(ob["layers"])
         bound = {b[0]: b[1] for b in ob["boundaries"]}
@@ -56,7 +57,7 @@ def _rows(directory: Path, kernel_only: bool) -> dict[tuple[Any, ...], dict[str,
                 if kernel_only
                 else med + bound.get(idx, 0.0) + (bound.get(n, 0.0) if idx == n - 1 else 0.0)
             )
-            sig = tuple(op._spec_signature(ob["specs"][idx], ob["batch"]).values())
+            sig = tuple(spec_signature(ob["specs"][idx], ob["batch"]).values())
             key = (sig, k, ob["threads"], ob["specs"][idx][-1])
             per.setdefault(key, {}).setdefault(ob["model"], []).append(row * s)
     return per
@@ -66,7 +67,7 @@ def oracle_floor(kernel_only: bool = False) -> dict[str, Any]:
     """Per named model: MAPE of predicting its rows by another network's measurement of the
     identical (signature, kernel class, threads, activation), where one exists."""
     per = _rows(CPU_TABLES, kernel_only)
-    for key, models in _rows(CPU_TABLES / op.PROBES_DIR, kernel_only).items():
+    for key, models in _rows(CPU_TABLES / PROBES_DIR, kernel_only).items():
         per.setdefault(key, {}).update(models)
     errors: dict[str, list[float]] = {}
     for models in per.values():

@@ -60,6 +60,7 @@ import torch
 from haq.hardware import torch_gpu as tg
 from haq.hardware.tables import COLUMNS, SHAPE_COLUMNS, signature, write_table
 from haq.models import discover_layers, load_model
+from haq.runtime.machine import machine_info
 
 TARGET = "gpu-h100"
 DEFAULT_MODELS = (
@@ -280,7 +281,7 @@ def _base_meta(args: argparse.Namespace, device: torch.device) -> dict[str, Any]
             "cudnn_benchmark": torch.backends.cudnn.benchmark,
             "cudnn_benchmark_limit": getattr(torch.backends.cudnn, "benchmark_limit", None),
         },
-        "host": {"machine": platform.machine(), "cpu_count": os.cpu_count()},
+        "host": machine_info(),
         "clocks_locked": False,
         "l2_flushed": False,
         "timing_settings": settings.__dict__,
@@ -334,7 +335,7 @@ def _base_meta(args: argparse.Namespace, device: torch.device) -> dict[str, Any]
             "clocks not locked, L2 not flushed"
         )
     else:
-        meta["device"] = {"name": platform.processor() or platform.machine(), "type": "cpu"}
+        meta["device"] = {"name": machine_info()["processor"], "type": "cpu"}
         meta["method"] = (
             f"CPU fallback (smoke test only): {settings.samples} perf_counter loops of N calls"
         )

@@ -32,8 +32,9 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from haq.hardware.simulators import TABLE_BITS, TARGETS, Gemm, SimTarget  # noqa: E402
 from haq.hardware.tables import SIGNATURE_COLUMNS, signature, write_table  # noqa: E402
-from haq.models.layers import LayerSpec, discover_layers  # noqa: E402
+from haq.models.layers import discover_layers  # noqa: E402
 from haq.models.registry import load_model  # noqa: E402
+from haq.models.spec import LayerSpec  # noqa: E402
 
 from common import ROOT, save  # noqa: E402
 

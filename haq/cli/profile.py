@@ -64,11 +64,12 @@ def _int_list(name: str, text: str) -> list[int]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from haq.hardware import ort_profile as op
+    from haq.hardware.ort.jobs import profile_target
+    from haq.hardware.ort.target import KERNEL_CLASSES, TARGETS, iter_classes
 
-    if args.target not in op.TARGETS:
+    if args.target not in TARGETS:
         raise HaqError(
-            f"unknown target {args.target!r}; `haq profile` measures: {', '.join(op.TARGETS)}"
+            f"unknown target {args.target!r}; `haq profile` measures: {', '.join(TARGETS)}"
         )
     threads = _int_list("--threads", args.threads)
     if (args.model is None) == (args.probes is None):
@@ -82,11 +83,11 @@ def run(args: argparse.Namespace) -> int:
     if not models:
         raise HaqError("--model needs at least one model name (see `haq models`)")
     classes = (
-        op.iter_classes(c.strip() for c in args.kernels.split(",") if c.strip())
+        iter_classes(c.strip() for c in args.kernels.split(",") if c.strip())
         if args.kernels
-        else list(op.KERNEL_CLASSES)
+        else list(KERNEL_CLASSES)
     )
-    report = op.profile_target(
+    report = profile_target(
         models,
         target=args.target,
         threads=threads,

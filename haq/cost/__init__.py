@@ -17,7 +17,7 @@ from haq.cost.lookup import LookupCostModel
 from haq.cost.matrix import MatrixCostModel
 from haq.cost.size_bops import SizeBopsModel
 from haq.hardware.profile import HardwareProfile, get_target
-from haq.models.layers import LayerSpec
+from haq.models.spec import LayerSpec
 
 __all__ = [
     "AnalyticCostModel", "CostEstimate", "CostModel", "LearnedCostModel", "LookupCostModel",

@@ -21,7 +21,7 @@ import pandas as pd
 from haq.cost.matrix import ROOFLINE, MatrixCostModel
 from haq.hardware.profile import HardwareProfile
 from haq.hardware.tables import SIGNATURE_COLUMNS
-from haq.models.layers import LayerSpec
+from haq.models.spec import LayerSpec
 
 #: Quantile of the per-row achieved throughput taken as a fitted peak: the best the target
 #: showed, robust to one lucky row (a roofline is a bound, not an average).

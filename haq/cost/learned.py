@@ -40,11 +40,11 @@ from haq.errors import HaqError
 from haq.hardware.profile import OP_KINDS, HardwareProfile
 from haq.hardware.tables import SHAPE_COLUMNS, SIGNATURE_COLUMNS
 from haq.io import atomic_write_bytes, atomic_write_text
-from haq.models.layers import ACTIVATIONS
+from haq.models.spec import ACTIVATION_NAMES
 
 #: Values of the optional ``act`` column (`LayerSpec.act`): one-hot features when a table has
 #: it (a measured in-graph time depends on whether the runtime fuses the activation).
-ACTS = ["none", *ACTIVATIONS.values()]
+ACTS = ["none", *ACTIVATION_NAMES]
 
 MODEL_FILE = "model.pkl"
 REPORT_FILE = "fit_report.json"

@@ -34,7 +34,7 @@ from haq.hardware.tables import (
     read_transitions,
     signature,
 )
-from haq.models.layers import LayerSpec
+from haq.models.spec import LayerSpec
 
 
 def _key(values: Any) -> tuple[Any, ...]:

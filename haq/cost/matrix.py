@@ -18,7 +18,7 @@ from haq.cost.base import CostEstimate
 from haq.cost.size_bops import SizeBopsModel
 from haq.errors import HaqError
 from haq.hardware.profile import GRANULARITIES, HardwareProfile
-from haq.models.layers import LayerSpec
+from haq.models.spec import LayerSpec
 
 LOOKUP, LEARNED, ROOFLINE, UNKNOWN = 0, 1, 2, 3
 SOURCE_NAMES = ("lookup", "learned", "roofline", "unknown")

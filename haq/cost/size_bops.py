@@ -12,7 +12,7 @@ import numpy as np
 
 from haq.config import FLOAT_BITS, BitConfig
 from haq.cost.base import CostEstimate
-from haq.models.layers import LayerSpec
+from haq.models.spec import LayerSpec
 
 
 class SizeBopsModel:

@@ -14,7 +14,7 @@ ORT fuses into integer kernels:
 - other weight-only group-wise or wider weights: the fake-quantized float weights (exactly the
   simulated values; ORT runs a float kernel, which is also all it could do with them).
 - float layers stay float. ORT's ``WeightBiasQuantization`` optimizer would re-quantize them;
-  `haq.export.bench.make_session` disables it.
+  `haq.runtime.ort.make_session` disables it.
 
 Each configured layer's node is renamed to the haq layer name, and the model carries
 ``metadata_props['haq.layers']`` (node name -> layer) and ``haq.config`` (the resolved config).

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -25,6 +25,7 @@ import yaml
 
 from haq.config import FLOAT_BITS, MAX_BITS, MIN_BITS, Precision
 from haq.errors import HaqError
+from haq.io import atomic_write_text
 
 Provenance = Literal["measured", "simulated", "published"]
 OP_KINDS = ("conv", "dwconv", "gconv", "linear")
@@ -444,6 +445,27 @@ def load_profile(path: str | Path) -> HardwareProfile:
         kernel_bits=kernel_bits, notes=str(notes).strip(),
         transition_aliases={str(k): str(v) for k, v in aliases_raw.items()},
     )  # fmt: skip
+
+
+# Writing ----------------------------------------------------------------------------------
+def rule_dicts(rules: Sequence[KernelRule]) -> list[dict[str, Any]]:
+    """Rules as the YAML `load_profile` reads them (inclusive bit ranges, null = float)."""
+    return [
+        {
+            "ops": list(r.ops),
+            "w": list(r.w) if r.w else None,
+            "a": list(r.a) if r.a else None,
+            "kernel": r.kernel,
+            **({"granularity": r.granularity} if r.granularity else {}),
+        }
+        for r in rules
+    ]
+
+
+def write_profile(path: str | Path, doc: Mapping[str, Any], header: str = "") -> None:
+    """Atomically write a profile YAML (the fields `load_profile` reads), ``header`` first."""
+    text = yaml.safe_dump(dict(doc), sort_keys=False, width=100, default_flow_style=None)
+    atomic_write_text(Path(path), header + text)
 
 
 def _profiles_dir() -> Path:

@@ -40,7 +40,7 @@ import pandas as pd
 
 from haq.errors import HaqError
 from haq.io import atomic_write_text
-from haq.models.layers import LayerSpec
+from haq.models.spec import LayerSpec
 
 SIGNATURE_COLUMNS = [
     "kind", "in_channels", "out_channels", "kernel_h", "kernel_w", "stride_h", "stride_w",

@@ -6,47 +6,24 @@ token counts and MACs are the ones the network really sees, in execution order.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from typing import Any
 
 import pandas as pd
 import torch
 from torch import nn
 
+from haq.models.spec import ACTIVATION_NAMES, LayerSpec
+
 QUANTIZABLE = (nn.Conv2d, nn.Linear)
 #: Activation modules by the name `LayerSpec.act` gives them ("none": anything else, e.g. a
 #: residual add, or nothing). Runtimes fuse some into the layer (ORT: Relu, Clip), not others.
-ACTIVATIONS: dict[type[nn.Module], str] = {
-    nn.ReLU: "relu", nn.ReLU6: "relu6", nn.Hardswish: "hardswish", nn.SiLU: "silu",
-    nn.GELU: "gelu", nn.Sigmoid: "sigmoid", nn.Hardsigmoid: "hardsigmoid", nn.Tanh: "tanh",
-    nn.LeakyReLU: "leakyrelu",
-}  # fmt: skip
+ACTIVATIONS: dict[type[nn.Module], str] = dict(zip(
+    (nn.ReLU, nn.ReLU6, nn.Hardswish, nn.SiLU, nn.GELU, nn.Sigmoid, nn.Hardsigmoid, nn.Tanh,
+     nn.LeakyReLU), ACTIVATION_NAMES, strict=True,
+))  # fmt: skip
 #: Modules an activation is looked for through (BN folded or not, dropout at inference).
 _PASS_THROUGH = (nn.BatchNorm1d, nn.BatchNorm2d, nn.Identity, nn.Dropout)
-
-
-@dataclass(frozen=True)
-class LayerSpec:
-    """One quantizable layer as the hardware sees it (shapes for batch 1)."""
-
-    name: str  # module path, e.g. "layer1.0.conv1"
-    kind: str  # "conv", "dwconv" (depthwise), "gconv" (grouped), "linear"
-    index: int  # execution order among quantizable layers
-    in_channels: int
-    out_channels: int
-    kernel: tuple[int, int]
-    stride: tuple[int, int]
-    groups: int
-    in_hw: tuple[int, int]  # conv: input H, W; linear: (tokens, 1)
-    out_hw: tuple[int, int]
-    macs: int
-    params: int
-    act: str = "none"  # activation applied to the output (through BN / Identity): `ACTIVATIONS`
-
-    @property
-    def tokens(self) -> int:
-        """Rows a Linear multiplies per sample (1 for a classifier head)."""
-        return self.in_hw[0] if self.kind == "linear" else 1
 
 
 def _kind(m: nn.Module) -> str:

@@ -15,7 +15,8 @@ from torch import nn
 
 from haq.config import BitConfig, Precision
 from haq.errors import HaqError
-from haq.models.layers import LayerSpec, discover_layers
+from haq.models.layers import discover_layers
+from haq.models.spec import LayerSpec
 from haq.quant.calibration import Calibration, calibrate
 from haq.quant.fold import call_counts, find_followers, fold_batchnorm, input_producers
 from haq.quant.modules import (

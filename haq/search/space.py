@@ -19,7 +19,7 @@ import yaml
 
 from haq.config import BitConfig, Precision
 from haq.errors import HaqError
-from haq.models.layers import LayerSpec
+from haq.models.spec import LayerSpec
 from haq.paths import data_dir
 
 CanRun = Callable[[str, Precision], bool]

@@ -9,7 +9,7 @@ import pandas as pd
 import yaml
 
 from haq.hardware.tables import signature
-from haq.models.layers import LayerSpec
+from haq.models.spec import LayerSpec
 
 
 def layers() -> list[LayerSpec]:

@@ -18,8 +18,8 @@ from haq.cost import cost_model_for
 from haq.errors import HaqError
 from haq.hardware.profile import target_ids
 from haq.models import discover_layers, load_model
-from haq.models.layers import LayerSpec
 from haq.models.registry import list_models
+from haq.models.spec import LayerSpec
 
 #: Uniform configs tried on every target; each target must run at least one of them.
 UNIFORM = ("fp32", "w8a8", "w4a8", "w4a4")

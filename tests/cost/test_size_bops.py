@@ -1,6 +1,6 @@
 from haq import BitConfig
 from haq.cost import CostModel, SizeBopsModel
-from haq.models.layers import LayerSpec
+from haq.models.spec import LayerSpec
 
 
 def _layers() -> list[LayerSpec]:

@@ -1,5 +1,5 @@
-"""`haq.export.bench` and `haq bench`: timings, the layer mapping through ORT's fusions, the
-WeightBiasQuantization trap, and one-line errors.
+"""`haq.export.bench`, `haq.runtime.ort` and `haq bench`: timings, the layer mapping through
+ORT's fusions, the WeightBiasQuantization trap, and one-line errors.
 
 The models mimic the exporter contract: each Conv/Gemm node is named after its haq layer and
 ``metadata_props["haq.layers"]`` maps node name -> layer.
@@ -19,8 +19,9 @@ import torch.nn as nn
 
 from haq.cli import main
 from haq.errors import HaqError
-from haq.export import bench
-from haq.export.bench import LAYERS_METADATA_KEY, LayerMap, benchmark, executed_ops
+from haq.export.bench import benchmark
+from haq.runtime import machine
+from haq.runtime.ort import LAYERS_METADATA_KEY, LayerMap, LayerMatch, executed_ops
 
 LAYERS = ["conv1", "conv2", "conv3", "fc"]
 FAST: dict[str, Any] = {"runs": 3, "warmup": 1, "busy_check_s": 0.02}
@@ -203,7 +204,7 @@ def test_busy_machine_warns(models: dict[str, Path], monkeypatch: pytest.MonkeyP
         ticks["total"] += 10000
         return ticks["busy"], ticks["total"]
 
-    monkeypatch.setattr(bench, "_cpu_times", fake)
+    monkeypatch.setattr(machine, "cpu_times", fake)
     r = benchmark(models["fp32"], profile=False, **FAST)
     assert r.busy_warning is not None and "ratios" in r.busy_warning
     assert r.others_cpu_before == pytest.approx(0.9, abs=0.05)
@@ -228,10 +229,10 @@ def test_layer_map_rules() -> None:
     model = h.make_model(graph)
     _set_layers(model, {"l3": "blocks.0.fc"})
     m = LayerMap(model)
-    assert m.match("l3", "MatMul") == bench.LayerMatch("blocks.0.fc", "name")
+    assert m.match("l3", "MatMul") == LayerMatch("blocks.0.fc", "name")
     assert m.match("l3_token_7", "MatMulNBits").match == "renamed"
     assert m.match("fused l3", "FusedMatMul").layer == "blocks.0.fc"
-    assert m.match("r_nchwc", "Conv") == bench.LayerMatch("blocks.0.fc", "output")
+    assert m.match("r_nchwc", "Conv") == LayerMatch("blocks.0.fc", "output")
     assert m.match("x42", "Gemm", inputs=["x", "l3.weight"]).match == "weight"
     assert m.match("l3_add", "Add", inputs=["mm", "l3.bias"]).match == "bias"
     assert m.match("t", "Transpose").layer is None

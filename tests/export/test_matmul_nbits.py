@@ -14,11 +14,11 @@ from torch import nn
 from haq import BitConfig
 from haq.errors import HaqError
 from haq.evaluate import predict
-from haq.export.bench import executed_ops, make_session
 from haq.export.matmul_nbits import pack_weights, replace_with_matmul_nbits
 from haq.export.onnx_export import _Graph, export_float_graph, export_onnx
 from haq.quant import Quantizer
 from haq.quant.settings import QuantSettings
+from haq.runtime.ort import executed_ops, make_session
 
 LAYERS = ["1", "3", "5"]  # K = 64, 128, 48: the last one ends in a partial block of 32
 

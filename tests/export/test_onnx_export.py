@@ -14,10 +14,10 @@ from haq import BitConfig
 from haq.cli import main
 from haq.data import load_data
 from haq.evaluate import predict
-from haq.export.bench import executed_ops, make_session
 from haq.export.onnx_export import export_onnx
 from haq.models import load_model
 from haq.quant import Quantizer
+from haq.runtime.ort import executed_ops, make_session
 
 INT8_OPS = {"QLinearConv", "QGemm"}
 

@@ -13,7 +13,21 @@ import pytest
 from haq.cli import main
 from haq.config import BitConfig
 from haq.errors import HaqError
-from haq.hardware import ort_profile as op
+from haq.hardware.ort import jobs
+from haq.hardware.ort.aggregation import read_observations
+from haq.hardware.ort.jobs import ProfileReport, profile_target
+from haq.hardware.ort.target import (
+    GLUE_KEY,
+    KERNEL_CLASSES,
+    LAYER_KEY,
+    PAIR_CLASSES,
+    PROBES_DIR,
+    TRANSITION_KEY,
+    applicable,
+    boundary_keys,
+    class_config,
+    kernel_class,
+)
 from haq.hardware.tables import COLUMNS, SIGNATURE_COLUMNS, TRANSITION_COLUMNS
 from haq.models import discover_layers, load_model
 
@@ -27,25 +41,25 @@ def specs() -> list:
 
 
 @pytest.fixture(scope="module")
-def profiled(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, op.ProfileReport]:
+def profiled(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, ProfileReport]:
     out = tmp_path_factory.mktemp("profiles") / "cpu-avx512"
-    report = op.profile_target(["digits_cnn"], directory=out, progress=lambda _: None, **FAST)
+    report = profile_target(["digits_cnn"], directory=out, progress=lambda _: None, **FAST)
     return out, report
 
 
 def test_rules_map_bits_to_the_kernel_that_runs() -> None:
-    assert op.kernel_class("conv", 6, 8) == "int8"  # narrower bits: the int8 kernel, no faster
-    assert op.kernel_class("conv", 4, None) == "int8-weights"  # dequantize fallback
-    assert op.kernel_class("dwconv", 8, 16) == "qdq16"
-    assert op.kernel_class("linear", 4, None, "group") == "matmulnbits4"
-    assert op.kernel_class("linear", 3, None, "group") == "fp32"  # no 3-bit MatMulNBits
-    assert op.kernel_class("conv", 4, None, "group") == "fp32"  # fake-quantized float weights
-    assert op.kernel_class("conv", None, None) == "fp32"
+    assert kernel_class("conv", 6, 8) == "int8"  # narrower bits: the int8 kernel, no faster
+    assert kernel_class("conv", 4, None) == "int8-weights"  # dequantize fallback
+    assert kernel_class("dwconv", 8, 16) == "qdq16"
+    assert kernel_class("linear", 4, None, "group") == "matmulnbits4"
+    assert kernel_class("linear", 3, None, "group") == "fp32"  # no 3-bit MatMulNBits
+    assert kernel_class("conv", 4, None, "group") == "fp32"  # fake-quantized float weights
+    assert kernel_class("conv", None, None) == "fp32"
 
 
 def test_boundary_keys_follow_execution_order(specs: list) -> None:
     kernels = ["fp32", "int8"] * (len(specs) // 2) + ["fp32"] * (len(specs) % 2)
-    keys = op.boundary_keys(specs, kernels, batch=1, threads=2)
+    keys = boundary_keys(specs, kernels, batch=1, threads=2)
     assert len(keys) == len(specs) + 1
     assert keys[0][:2] == ("input", "fp32") and keys[-1][1] == "output"
     s = specs[1]
@@ -57,22 +71,22 @@ def test_rows_for_every_layer_and_kernel_class(profiled: tuple, specs: list) -> 
     assert report.failed == [] and report.measured > 0
     layers = pd.read_csv(out / "layers.csv")
     assert set(COLUMNS) <= set(layers.columns)
-    assert not layers.duplicated(op.LAYER_KEY).any()
+    assert not layers.duplicated(LAYER_KEY).any()
     have = {(*r[: len(SIGNATURE_COLUMNS)], r[-1]) for r in
             layers[SIGNATURE_COLUMNS + ["precision"]].itertuples(index=False)}  # fmt: skip
     from haq.hardware.tables import signature
 
     for s in specs:
-        for cls in op.KERNEL_CLASSES:
-            if op.applicable(s.kind, cls):
+        for cls in KERNEL_CLASSES:
+            if applicable(s.kind, cls):
                 assert (*signature(s, 1).values(), cls) in have, (s.name, cls)
     assert (layers["latency_us"] > 0).all() and (layers["threads"] == 1).all()
     sums = layers["kernel_us"] + layers["entry_us"] + layers["exit_us"]
     assert (sums - layers["latency_us"]).abs().max() < 0.05
     glue = pd.read_csv(out / "glue.csv")
-    assert not glue.duplicated(op.GLUE_KEY).any()
+    assert not glue.duplicated(GLUE_KEY).any()
     same = glue[(glue["from_kernel"] == glue["to_kernel"]) & (glue["index"] > 0)]
-    assert set(op.PAIR_CLASSES) <= set(same["to_kernel"])  # every uniform config's boundaries
+    assert set(PAIR_CLASSES) <= set(same["to_kernel"])  # every uniform config's boundaries
 
 
 def test_alternating_configs_give_transition_rows(profiled: tuple, specs: list) -> None:
@@ -81,9 +95,9 @@ def test_alternating_configs_give_transition_rows(profiled: tuple, specs: list) 
     assert set(TRANSITION_COLUMNS) <= set(trans.columns)
     assert (trans["latency_us"] >= 0).all()
     assert not (trans["from_kernel"] == trans["to_kernel"]).any()
-    keys = {tuple(r) for r in trans[op.TRANSITION_KEY].itertuples(index=False)}
+    keys = {tuple(r) for r in trans[TRANSITION_KEY].itertuples(index=False)}
     alternating = ["fp32" if i % 2 == 0 else "int8" for i in range(len(specs))]
-    for key in op.boundary_keys(specs, alternating)[1:-1]:
+    for key in boundary_keys(specs, alternating)[1:-1]:
         assert key in keys
         assert (key[1], key[0], *key[2:]) in keys  # the reverse phase too
     assert {"fp32", "matmulnbits4"} <= set(trans["from_kernel"]) | set(trans["to_kernel"])
@@ -102,9 +116,9 @@ def test_tables_predict_measured_configs(profiled: tuple, specs: list) -> None:
     model = LookupCostModel(profile, specs, threads=1, learned=None)
     assert model.glue_model == "digits_cnn"
     names = [s.name for s in specs]
-    for ob in op.read_observations(out):
+    for ob in read_observations(out):
         if ob["config"].startswith("uniform:"):
-            est = model.score(op.class_config(names, ob["kernels"]))
+            est = model.score(class_config(names, ob["kernels"]))
             assert est.model == "lookup+glue"
             assert est.latency_ms * 1e3 == pytest.approx(ob["wall_us"], abs=0.5)
     # a network with other layer names is not the profiled model: no glue
@@ -119,18 +133,18 @@ def test_second_run_resumes_without_measuring(profiled: tuple) -> None:
     before = {
         name: (out / name).read_bytes() for name in ("layers.csv", "transitions.csv", "glue.csv")
     }
-    n_obs = len(op.read_observations(out))
-    report = op.profile_target(["digits_cnn"], directory=out, progress=lambda _: None, **FAST)
+    n_obs = len(read_observations(out))
+    report = profile_target(["digits_cnn"], directory=out, progress=lambda _: None, **FAST)
     assert report.measured == 0 and report.skipped == first.measured + first.skipped
-    assert len(op.read_observations(out)) == n_obs
+    assert len(read_observations(out)) == n_obs
     assert {name: (out / name).read_bytes() for name in before} == before
 
 
 def test_unknown_target_and_class_raise() -> None:
     with pytest.raises(HaqError, match="unknown target"):
-        op.profile_target(["digits_cnn"], target="tpu-v9")
+        profile_target(["digits_cnn"], target="tpu-v9")
     with pytest.raises(HaqError, match="unknown kernel class"):
-        op.profile_target(["digits_cnn"], classes=["int3"])
+        profile_target(["digits_cnn"], classes=["int3"])
 
 
 @pytest.mark.parametrize(
@@ -160,10 +174,10 @@ def test_repeats_add_wall_timings_and_keep_the_fastest(profiled: tuple, tmp_path
 
     out = tmp_path / "cpu-avx512"
     shutil.copytree(profiled[0], out)
-    report = op.profile_target(["digits_cnn"], directory=out, progress=lambda _: None,
+    report = profile_target(["digits_cnn"], directory=out, progress=lambda _: None,
                                repeats=2, **FAST)  # fmt: skip
     assert report.measured == 0 and report.failed == []
-    for ob in op.read_observations(out):
+    for ob in read_observations(out):
         assert len(ob["walls"]) == 2
         assert ob["wall_us"] == min(w["median_us"] for w in ob["walls"])
 
@@ -175,12 +189,12 @@ def test_a_changed_graph_is_measured_again(
 
     out = tmp_path / "cpu-avx512"
     shutil.copytree(profiled[0], out)
-    n_obs = len(op.read_observations(out))
-    monkeypatch.setattr(op, "graph_digest", lambda data: "another-exporter")
-    report = op.profile_target(["digits_cnn"], directory=out, progress=lambda _: None,
+    n_obs = len(read_observations(out))
+    monkeypatch.setattr(jobs, "graph_digest", lambda data: "another-exporter")
+    report = profile_target(["digits_cnn"], directory=out, progress=lambda _: None,
                                classes=["fp32", "int8"], **FAST)  # fmt: skip
     assert report.measured == 4  # 2 uniform + 2 alternating configs, re-measured
-    obs = op.read_observations(out)
+    obs = read_observations(out)
     assert len(obs) == n_obs and sum(o["graph"] == "another-exporter" for o in obs) == 4
 
 
@@ -189,12 +203,12 @@ def test_fresh_measures_the_selected_jobs_again(profiled: tuple, tmp_path: Path)
 
     out = tmp_path / "cpu-avx512"
     shutil.copytree(profiled[0], out)
-    before = sorted(o["config"] for o in op.read_observations(out))
-    report = op.profile_target(["digits_cnn"], directory=out, progress=lambda _: None,
+    before = sorted(o["config"] for o in read_observations(out))
+    report = profile_target(["digits_cnn"], directory=out, progress=lambda _: None,
                                classes=["fp32"], fresh=True, **FAST)  # fmt: skip
     assert report.measured == 1 and report.skipped == 0
     # the planned job was measured again, replacing its old record; the rest are kept
-    assert sorted(o["config"] for o in op.read_observations(out)) == before
+    assert sorted(o["config"] for o in read_observations(out)) == before
 
 
 def test_a_run_with_nothing_to_measure_rederives_the_tables(
@@ -207,7 +221,7 @@ def test_a_run_with_nothing_to_measure_rederives_the_tables(
     before = (out / "glue.csv").read_bytes()
     (out / "glue.csv").unlink()
     (out / "transitions.csv").write_text("stale\n")
-    report = op.profile_target(["digits_cnn"], directory=out, progress=lambda _: None, **FAST)
+    report = profile_target(["digits_cnn"], directory=out, progress=lambda _: None, **FAST)
     assert report.measured == 0
     assert (out / "glue.csv").read_bytes() == before
     assert (out / "transitions.csv").read_text() != "stale\n"
@@ -225,10 +239,10 @@ def test_probe_networks_go_to_their_own_folder_and_the_yaml_names_them(
     out = tmp_path / "cpu-avx512"
     shutil.copytree(profiled[0], out)
     before = (out / "layers.csv").read_bytes()
-    report = op.profile_target(["probe_10"], directory=out, probes=True, progress=lambda _: None,
+    report = profile_target(["probe_10"], directory=out, probes=True, progress=lambda _: None,
                                classes=("fp32", "int8"), **FAST)  # fmt: skip
     assert report.failed == [] and report.measured == 2  # uniform configs only
-    probes = out / op.PROBES_DIR
+    probes = out / PROBES_DIR
     rows = pd.read_csv(probes / "layers.csv")
     assert set(rows["model"]) == {"probe_10"} and set(rows["config"]) <= {
         "uniform:fp32",

@@ -28,7 +28,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from haq.models.layers import LayerSpec
+from haq.models.spec import LayerSpec
 
 BIAS_BITS = 32
 

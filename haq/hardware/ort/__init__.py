@@ -1,0 +1,10 @@
+"""``haq profile`` for the ``cpu-avx512`` target: in-graph ONNX Runtime latency tables.
+
+Every number comes from whole models as ORT runs them (fusions, layouts and all), never from
+one-layer models. One job per module:
+
+- `target`: kernel classes, precision rules, boundaries, the profile YAML it writes;
+- `jobs`: plan, export, time and record each (model, config, threads) job; resumable;
+- `attribution`: one profiled run's node times -> layers and boundaries;
+- `aggregation`: observations -> layer / transition / glue tables (the latency model) and files.
+"""

@@ -1,0 +1,457 @@
+"""Profiling jobs: export one config of one model, time it, attribute it, record the observation.
+
+`profile_target` plans the jobs for ``haq profile`` (uniform and alternating configs per model
+and thread count), skips those already observed (a killed run resumes), and re-derives the
+tables after every job (`haq.hardware.ort.aggregation`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from haq.errors import HaqError
+from haq.hardware.ort.aggregation import (
+    Tables,
+    default_dir,
+    read_observations,
+    spec_row,
+    table_meta,
+    write_all,
+)
+from haq.hardware.ort.attribution import Attributor, median_p10_p90, profile_nodes
+from haq.hardware.ort.target import (
+    GROUP_SIZE,
+    KERNEL_CLASSES,
+    MATMULNBITS_CLASSES,
+    PAIR_CLASSES,
+    PROBES_DIR,
+    TARGET,
+    TARGETS,
+    boundaries,
+    class_config,
+    write_profile_yaml,
+)
+from haq.runtime.machine import machine_info, wait_for_idle
+from haq.runtime.ort import runtime_info
+
+if TYPE_CHECKING:
+    from haq.models.spec import LayerSpec
+    from haq.quant import Quantizer
+
+
+@contextlib.contextmanager
+def reuse_float_graph() -> Iterator[None]:
+    """Export each model's float graph once while inside (torch.onnx.export dominates every
+    `export_onnx` call: 2-8 s of ~0.3 s). Copies are handed out: the exporter edits them."""
+    from haq.export import onnx_export
+
+    original = onnx_export.export_float_graph
+    cache: dict[tuple[int, tuple[int, ...]], Any] = {}
+
+    def cached(model: Any, example: Any) -> Any:
+        import onnx
+
+        key = (id(model), tuple(example.shape))
+        if key not in cache:
+            cache[key] = (model, original(model, example))  # keep model alive: ids stay unique
+        out = onnx.ModelProto()
+        out.CopyFrom(cache[key][1])
+        return out
+
+    onnx_export.export_float_graph = cached
+    try:
+        yield
+    finally:
+        onnx_export.export_float_graph = original
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """One config of one model at one thread count."""
+
+    model: str
+    config: str  # "uniform:int8", "alt:fp32/int8", "fp32+matmulnbits4"
+    kernels: tuple[str, ...]
+    threads: int
+    batch: int = 1
+
+    @property
+    def key(self) -> tuple[str, int, int, str]:
+        return (self.model, self.threads, self.batch, self.config)
+
+
+def time_wall(data: bytes, threads: int, batch: int, runs: int, warmup: int) -> dict[str, Any]:
+    """Median wall time of ``runs`` runs (profiler off) after ``warmup``, with the load."""
+    from haq.export.bench import benchmark
+
+    with contextlib.redirect_stderr(io.StringIO()):  # its busy warning: kept in the record
+        r = benchmark(data, threads=threads, batch=batch, runs=runs, warmup=warmup,
+                      profile=False, busy_check_s=0.1)  # fmt: skip
+    return {
+        "median_us": round(r.median_ms * 1e3, 2),
+        "p10_us": round(r.p10_ms * 1e3, 2),
+        "p90_us": round(r.p90_ms * 1e3, 2),
+        "others_cpu": r.others_cpu_during,
+        "busy": r.busy_warning is not None,
+        "ort_version": r.ort_version,
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+
+
+def add_wall(ob: dict[str, Any], wall: dict[str, Any]) -> None:
+    """Record another wall timing of a job; its wall time is the fastest median (other
+    processes only ever slow a run down) and the node-time scale follows it."""
+    ob["walls"].append(wall)
+    best = min(ob["walls"], key=lambda w: w["median_us"])
+    ob["wall_us"], ob["wall_p10_us"], ob["wall_p90_us"] = (
+        best["median_us"], best["p10_us"], best["p90_us"])  # fmt: skip
+    ob["busy"] = best["busy"]
+    ob["scale"] = round(ob["wall_us"] / (ob["profiled_total_us"] or 1.0), 5)
+
+
+def measure_job(
+    job: JobSpec,
+    data: bytes,
+    specs: Sequence[LayerSpec],
+    *,
+    runs: int,
+    profile_runs: int,
+    warmup: int,
+) -> dict[str, Any]:
+    """Time and attribute one exported config; the observation record (JSON-able)."""
+    import onnx
+
+    load_before = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    t0 = time.time()
+    wall = time_wall(data, job.threads, job.batch, runs, warmup)
+    prof = profile_nodes(data, job.threads, warmup=min(warmup, 5), runs=profile_runs)
+    attr = Attributor(onnx.load_model_from_string(data), prof.optimized, [s.name for s in specs])
+    layer_runs: dict[int, list[float]] = {}
+    bound_runs: dict[int, list[float]] = {}
+    layer_ops: dict[int, list[str]] = {}
+    bound_ops: dict[int, list[str]] = {}
+    unmatched = [0.0] * prof.runs
+    for node, per_run in prof.times.items():
+        where = attr.assign(node)
+        if where is None:
+            unmatched = [a + b for a, b in zip(unmatched, per_run, strict=True)]
+            continue
+        runs_map, ops_map = (
+            (layer_runs, layer_ops) if where[0] == "layer" else (bound_runs, bound_ops)
+        )
+        acc = runs_map.setdefault(where[1], [0.0] * prof.runs)
+        runs_map[where[1]] = [a + b for a, b in zip(acc, per_run, strict=True)]
+        ops_map.setdefault(where[1], []).append(prof.ops[node])
+    # scale so the buckets' medians (and the unmatched rest) sum to the wall median
+    total = (
+        sum(median_p10_p90(v)[0] for v in (*layer_runs.values(), *bound_runs.values()))
+        + median_p10_p90(unmatched)[0]
+    ) or 1.0
+    wall_us = wall["median_us"]
+    layers = []
+    for i, s in enumerate(specs):
+        med, p10, p90 = median_p10_p90(layer_runs.get(i, []))
+        layers.append([i, s.name, job.kernels[i], round(med, 2), round(p10, 2), round(p90, 2),
+                       "+".join(dict.fromkeys(layer_ops.get(i, [])))])  # fmt: skip
+    bounds = []
+    for b in boundaries(specs):
+        med, p10, p90 = median_p10_p90(bound_runs.get(b.index, []))
+        bounds.append([b.index, round(med, 2), round(p10, 2), round(p90, 2),
+                       "+".join(bound_ops.get(b.index, []))])  # fmt: skip
+    return {
+        "model": job.model,
+        "threads": job.threads,
+        "layers_without_nodes": [s.name for i, s in enumerate(specs) if i not in layer_runs],
+        "batch": job.batch,
+        "config": job.config,
+        "kernels": list(job.kernels),
+        "specs": [spec_row(s) for s in specs],
+        "wall_us": round(wall_us, 2),
+        "wall_p10_us": wall["p10_us"],
+        "wall_p90_us": wall["p90_us"],
+        "walls": [wall],
+        "runs": runs,
+        "profile_runs": prof.runs,
+        "profiled_total_us": round(total, 2),
+        "scale": round(wall_us / total, 5),
+        "unmatched_us": round(median_p10_p90(unmatched)[0], 2),
+        "layers": layers,  # [index, name, class, median, p10, p90, ops] (unscaled µs)
+        "boundaries": bounds,  # [index, median, p10, p90, ops] (unscaled µs)
+        "others_cpu": wall["others_cpu"],
+        "busy": wall["busy"],
+        "loadavg_before": None if load_before is None else round(load_before, 2),
+        "seconds": round(time.time() - t0, 2),
+        "ort_version": wall["ort_version"],
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+
+
+# --------------------------------------------------------------------------- jobs
+
+
+def plan_configs(
+    names: Sequence[str], kinds: Sequence[str], classes: Sequence[str], transitions: bool
+) -> list[tuple[str, tuple[str, ...]]]:
+    """(config label, per-layer classes) for one model: uniform, alternating, MatMulNBits."""
+    pair = [c for c in PAIR_CLASSES if c in classes]
+    out = [(f"uniform:{c}", tuple([c] * len(names))) for c in pair]
+    if transitions:
+        for a in pair:
+            for b in pair:
+                if a != b:
+                    out.append(
+                        (f"alt:{a}/{b}", tuple(a if i % 2 == 0 else b for i in range(len(names))))
+                    )
+    if "linear" in kinds:
+        for c in MATMULNBITS_CLASSES:
+            if c in classes:
+                out.append((f"fp32+{c}", tuple(c if k == "linear" else "fp32" for k in kinds)))
+    return out
+
+
+@dataclass
+class _Model:
+    name: str
+    specs: list[LayerSpec]
+    channel: Quantizer
+    group: Quantizer | None = None
+    macs: int = 0
+
+
+def _load(name: str, weights: str, calib_images: int) -> _Model:
+    import torch
+
+    from haq.models import load_model
+    from haq.quant import Quantizer, QuantSettings
+
+    loaded = load_model(name, weights)
+    gen = torch.Generator().manual_seed(0)
+    calib = torch.randn((calib_images, *loaded.preprocess.input_size), generator=gen)
+    q = Quantizer(loaded.model, loaded.example_input(), calibration_images=calib)
+    group = None
+    if any(s.kind == "linear" for s in q.layers):
+        group = Quantizer(loaded.model, loaded.example_input(),
+                          QuantSettings(granularity="group", group_size=GROUP_SIZE))  # fmt: skip
+    return _Model(name, q.layers, q, group, sum(s.macs for s in q.layers))
+
+
+def _export(model: _Model, label: str, kernels: Sequence[str]) -> tuple[bytes, str]:
+    """The ONNX of one planned config and its `graph_digest`."""
+    from haq.export.onnx_export import export_onnx
+
+    q = model.group if label.startswith("fp32+matmulnbits") else model.channel
+    if q is None:
+        raise HaqError(f"{model.name} has no Linear layer for {label}")
+    data, _ = export_onnx(q, class_config([s.name for s in model.specs], kernels))
+    return data, graph_digest(data)
+
+
+def graph_digest(data: bytes) -> str:
+    """Hash of an exported graph's structure (ops, attributes, wiring, tensor shapes and
+    dtypes, not weight values): observations of another structure are stale."""
+    import hashlib
+
+    import onnx
+
+    model = onnx.load_model_from_string(data)
+    h = hashlib.sha256()
+    for n in model.graph.node:
+        attrs = sorted((a.name, a.i, a.f, a.s, tuple(a.ints)) for a in n.attribute)
+        h.update(repr((n.op_type, n.domain, list(n.input), list(n.output), attrs)).encode())
+    for t in model.graph.initializer:
+        h.update(repr((t.name, t.data_type, tuple(t.dims))).encode())
+    return h.hexdigest()[:16]
+
+
+@dataclass
+class ProfileReport:
+    directory: Path
+    measured: int
+    skipped: int
+    failed: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    tables: Tables | None = None
+
+
+def profile_target(
+    models: Sequence[str],
+    *,
+    target: str = TARGET,
+    threads: Sequence[int] = (1, 2),
+    classes: Sequence[str] = KERNEL_CLASSES,
+    transitions: bool = True,
+    runs: int = 30,
+    profile_runs: int = 10,
+    warmup: int = 5,
+    repeats: int = 1,
+    weights: str = "none",
+    directory: str | Path | None = None,
+    profile_yaml: str | Path | None = None,
+    calib_images: int = 8,
+    wait_idle_s: float = 0.0,
+    fresh: bool = False,
+    probes: bool = False,
+    progress: Callable[[str], None] | None = None,
+) -> ProfileReport:
+    """Measure (resumably) every pending job of ``models`` and rewrite the tables after each.
+
+    Pass 1 times and profiles each job; passes 2..``repeats`` time its wall clock again (a
+    pass over all jobs later, so a burst of other load hits one timing, not all), and the
+    fastest median counts (`add_wall`). ``wait_idle_s``: before each timing, wait up to this
+    long for other processes to use less than `haq.runtime.machine.IDLE_THRESHOLD` of the CPUs; a timing they
+    disturbed anyway is retried once. ``fresh``: discard the stored observations of the
+    planned jobs and measure them again (the old ones stay on disk until the first new one is
+    written). ``probes``: the models are training networks for the learned cost model
+    (`haq.models.probe`): their tables go to ``<directory>/probes/`` (uniform configs only),
+    and the target's YAML, rewritten from the main tables, names them.
+    """
+    if target not in TARGETS:
+        raise HaqError(f"unknown target {target!r}; `haq profile` measures: {', '.join(TARGETS)}")
+    unknown = [c for c in classes if c not in KERNEL_CLASSES]
+    if unknown:
+        raise HaqError(f"unknown kernel class {unknown[0]!r}; use {', '.join(KERNEL_CLASSES)}")
+    for name, value, least in (("threads", min(threads, default=0), 1), ("runs", runs, 1),
+                               ("profile runs", profile_runs, 1), ("warmup", warmup, 0),
+                               ("repeats", repeats, 1)):  # fmt: skip
+        if value < least:
+            raise HaqError(f"{name} must be at least {least}, not {value}")
+    say = progress or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    main_dir = Path(directory) if directory is not None else default_dir()
+    d = main_dir / PROBES_DIR if probes else main_dir
+    transitions = transitions and not probes
+    observations = read_observations(d)
+    by_key = {(o["model"], o["threads"], o["batch"], o["config"]): o for o in observations}
+    from haq.models.registry import get_entry
+
+    for m in models:
+        get_entry(m)  # unknown names fail before any measuring
+    info = {**machine_info(), "runtime": runtime_info()}
+    if "avx512f" not in info["flags"]:
+        say(f"haq: warning: this CPU lacks avx512f; the {target} tables describe this machine")
+    t_start = time.time()
+    report = ProfileReport(d, 0, 0)
+    loaded: dict[str, _Model] = {}
+    plans: list[tuple[str, str, tuple[str, ...], list[JobSpec]]] = []
+    stale = 0
+    for m in models:  # one model in memory at a time; only those with jobs left are kept
+        with reuse_float_graph():
+            model = _load(m, weights, calib_images)
+            rows = [spec_row(s) for s in model.specs]
+            for ob in observations:  # layer descriptions as this version discovers them
+                if ob["model"] == m and len(ob["specs"]) == len(rows):
+                    ob["specs"] = rows
+            names = [s.name for s in model.specs]
+            kinds = [s.kind for s in model.specs]
+            for label, kernels in plan_configs(names, kinds, classes, transitions):
+                jobs = [JobSpec(m, label, kernels, t) for t in threads]
+                digest = graph_digest(_export(model, label, kernels)[0])
+                for j in jobs:  # measured from another graph (the exporter changed): redo
+                    old = by_key.get(j.key)
+                    if old is not None and fresh:
+                        observations.remove(by_key.pop(j.key))
+                    elif old is not None and old.get("graph") != digest:
+                        observations.remove(by_key.pop(j.key))
+                        stale += 1
+                pending = [j for j in jobs if len(by_key.get(j.key, {}).get("walls", ())) < repeats]
+                report.skipped += len(jobs) - len(pending)
+                if pending:
+                    plans.append((m, label, kernels, pending))
+                    loaded[m] = model
+    if stale:
+        say(f"{target}: {stale} jobs were measured on graphs the exporter no longer writes; "
+            "measuring them again")  # fmt: skip
+    # (pass, job) units of work, weighted by the model's MACs for the ETA
+    weight = {m: 1.0 + loaded[m].macs / 2e9 for m in loaded}
+    units = 0
+    todo = 0.0
+    for m, _, _, pending in plans:
+        for j in pending:
+            have = len(by_key.get(j.key, {}).get("walls", ()))
+            n = repeats - have
+            units += n
+            todo += weight[m] * ((3.0 if have == 0 else 0.0) + n)  # profiling ~3 timings
+    spent = 0.0
+    n_done = 0
+    say(f"{target}: {units} timings to take ({report.skipped} jobs already complete in {d}; "
+        f"planned in {time.time() - t_start:.0f}s)")  # fmt: skip
+    t_measure = time.time()  # the ETA extrapolates the measuring rate only
+
+    def timed(run: Callable[[], dict[str, Any]]) -> tuple[dict[str, Any], float]:
+        """Run a timing after waiting for idle CPUs; once more if it was disturbed."""
+        waited = 0.0
+        for _ in range(2 if wait_idle_s > 0 else 1):
+            waited += wait_for_idle(wait_idle_s)[0] if wait_idle_s > 0 else 0.0
+            out = run()
+            if not out["busy"]:
+                break
+        return out, waited
+
+    with reuse_float_graph():
+        for pass_no in range(repeats):
+            for m, label, kernels, pending in plans:
+                todo_now = [
+                    j for j in pending if len(by_key.get(j.key, {}).get("walls", ())) <= pass_no
+                ]
+                if not todo_now:
+                    continue
+                model = loaded[m]
+                try:
+                    data, digest = _export(model, label, kernels)
+                except Exception as e:  # one config failing must not stop the rest
+                    report.failed.extend(f"{j.key}: export failed: {oneline(e)}" for j in todo_now)
+                    continue
+                for job in todo_now:
+                    ob = by_key.get(job.key)
+                    try:
+                        if ob is None:
+                            ob, waited = timed(partial(measure_job, job, data, model.specs,
+                                runs=runs, profile_runs=profile_runs, warmup=warmup))  # fmt: skip
+                            ob["waited_s"], ob["graph"] = waited, digest
+                            observations.append(ob)
+                            by_key[job.key] = ob
+                            report.measured += 1
+                            spent += 3.0 * weight[m]
+                        else:
+                            wall, waited = timed(partial(time_wall, data, job.threads,
+                                job.batch, runs, warmup))  # fmt: skip
+                            add_wall(ob, wall)
+                            ob["waited_s"] = ob.get("waited_s", 0.0) + waited
+                    except Exception as e:
+                        report.failed.append(f"{job.key}: {oneline(e)}")
+                        continue
+                    report.tables = write_all(
+                        d, observations, table_meta(observations, info), not probes
+                    )
+                    n_done += 1
+                    spent += weight[m]
+                    elapsed = time.time() - t_start
+                    rate = (time.time() - t_measure) / spent if spent else 0.0
+                    eta = rate * max(todo - spent, 0.0)
+                    last = ob["walls"][-1]["median_us"]
+                    say(f"[{n_done}/{units}] pass {pass_no + 1}/{repeats} {m} {label} "
+                        f"{job.threads}t: {last / 1e3:.3f} ms (best {ob['wall_us'] / 1e3:.3f}, "
+                        f"scale {ob['scale']:.3f}{', busy' if ob['walls'][-1]['busy'] else ''})"
+                        f"  elapsed {elapsed:.0f}s  ETA {eta:.0f}s")  # fmt: skip
+    report.seconds = time.time() - t_start
+    if report.tables is None and observations:  # nothing new: re-derive (the code may have changed)
+        report.tables = write_all(d, observations, table_meta(observations, info), not probes)
+    main_obs = read_observations(main_dir) if probes else observations
+    if main_obs:
+        write_profile_yaml(profile_yaml or main_dir.parent / f"{target}.yaml", main_dir, main_obs,
+                           info)  # fmt: skip
+    return report
+
+
+def oneline(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {text[0] if text else ''}"

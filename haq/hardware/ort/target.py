@@ -1,0 +1,241 @@
+"""The ``cpu-avx512`` target: kernel classes, the rules mapping precisions onto them,
+boundaries between layers, and the profile YAML ``haq profile`` writes.
+
+Every number comes from whole models as ORT runs them (fusions, layouts and all), never from
+one-layer models: each *job* exports one config of one model, times it with the profiler off
+(wall-clock median: the total) and once more with the profiler on (attribution only).
+
+Kernel classes (what a (w, a) pair really runs as; `RULES` maps precisions onto them):
+
+=================  ==================================================================
+``fp32``           float Conv (NCHWc) / Gemm
+``int8``           QLinearConv / QGemm, uint8 activations x int8 weights (w <= 8, a <= 8)
+``int8-weights``   int8 weights dequantized on every run, then the float op
+``qdq16``          16-bit activations: DequantizeLinear -> float op (+ weight dequantize)
+``matmulnbitsN``   Linear weight-only, block-wise N = 2, 4, 8 bits (MatMulNBits, block 32)
+=================  ==================================================================
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from haq.errors import HaqError
+from haq.hardware.profile import KernelRule, rule_dicts, write_profile
+from haq.hardware.tables import INPUT, OUTPUT, SIGNATURE_COLUMNS
+
+if TYPE_CHECKING:
+    from haq.models.spec import LayerSpec
+
+
+# --------------------------------------------------------------------------- the target
+
+TARGET = "cpu-avx512"
+#: ``haq profile`` targets measured by this harness.
+TARGETS = (TARGET,)
+#: Kernel classes whose uniform configs (and alternating pairs) are measured.
+PAIR_CLASSES = ("fp32", "int8", "int8-weights", "qdq16")
+MATMULNBITS_CLASSES = ("matmulnbits2", "matmulnbits4", "matmulnbits8")
+KERNEL_CLASSES = PAIR_CLASSES + MATMULNBITS_CLASSES
+#: The precision each class is measured with (``matmulnbits*`` under group-wise settings).
+CLASS_PRECISION = {
+    "fp32": "fp32",
+    "int8": "w8a8",
+    "int8-weights": "w8a32",
+    "qdq16": "w8a16",
+    "matmulnbits2": "w2a32",
+    "matmulnbits4": "w4a32",
+    "matmulnbits8": "w8a32",
+}
+GROUP_SIZE = 32  # MatMulNBits block size measured
+#: What really executes each class (for the profile YAML).
+KERNEL_DESCRIPTIONS = {
+    "fp32": "float Conv (NCHWc layout, bias/ReLU/residual Add fused) or Gemm",
+    "int8": "QLinearConv / QGemm: uint8 activations x int8 per-channel weights (VNNI)",
+    "int8-weights": "int8 weights DequantizeLinear on every run + float Conv/Gemm (no NCHWc)",
+    "qdq16": "uint16 activation Q/DQ + int8 weight dequantize + float op",
+    "matmulnbits2": "com.microsoft.MatMulNBits, 2-bit blocks of 32, accuracy_level 4",
+    "matmulnbits4": "com.microsoft.MatMulNBits, 4-bit blocks of 32, accuracy_level 4",
+    "matmulnbits8": "com.microsoft.MatMulNBits, 8-bit blocks of 32, accuracy_level 4",
+}
+_ALL = ("conv", "dwconv", "gconv", "linear")
+#: (op kind, w bits, a bits, weight granularity) -> kernel class; the first match wins.
+RULES: tuple[KernelRule, ...] = (
+    KernelRule(_ALL, None, None, "fp32"),
+    KernelRule(("linear",), (2, 2), None, "matmulnbits2", "group"),
+    KernelRule(("linear",), (4, 4), None, "matmulnbits4", "group"),
+    KernelRule(("linear",), (8, 8), None, "matmulnbits8", "group"),
+    # other group-wise cases export fake-quantized float weights: a float kernel
+    KernelRule(_ALL, (2, 16), None, "fp32", "group"),
+    KernelRule(_ALL, (2, 16), (2, 16), "qdq16", "group"),
+    KernelRule(_ALL, (2, 8), (2, 8), "int8"),  # W6A8, W4A4, ...: the int8 kernel, no faster
+    KernelRule(_ALL, (2, 8), (9, 16), "qdq16"),
+    KernelRule(_ALL, (2, 8), None, "int8-weights"),  # W4 conv: dequantize fallback
+    KernelRule(_ALL, (9, 16), None, "fp32"),
+    KernelRule(_ALL, (9, 16), (2, 16), "qdq16"),
+    KernelRule(_ALL, None, (2, 16), "qdq16"),
+)
+#: Where a transition key has no row, look it up with these classes substituted (both consume
+#: and produce float tensors at a boundary).
+TRANSITION_FALLBACK = dict.fromkeys(MATMULNBITS_CLASSES, "fp32")
+
+TRANSITION_KEY = ["from_kernel", "to_kernel", "channels", "h", "w", "batch", "threads"]
+LAYER_KEY = SIGNATURE_COLUMNS + ["precision", "threads"]
+GLUE_KEY = ["model", "threads", "batch", "index", "from_kernel", "to_kernel"]
+OBSERVATIONS = "observations.jsonl.gz"
+#: Sub-folder of a target's tables with the probe networks' tables (learned-model training rows).
+PROBES_DIR = "probes"
+
+
+def kernel_class(
+    kind: str, w_bits: int | None, a_bits: int | None, granularity: str = "channel"
+) -> str:
+    """The class `RULES` gives a layer of ``kind`` at (w_bits, a_bits)."""
+
+    def inside(bits: int | None, span: tuple[int, int] | None) -> bool:
+        return bits is None if span is None else bits is not None and span[0] <= bits <= span[1]
+
+    for rule in RULES:
+        if (
+            kind in rule.ops
+            and inside(w_bits, rule.w)
+            and inside(a_bits, rule.a)
+            and rule.granularity in (None, granularity)
+        ):
+            return rule.kernel
+    raise HaqError(f"no {TARGET} kernel for {kind} at w{w_bits}a{a_bits} ({granularity})")
+
+
+def applicable(kind: str, cls: str) -> bool:
+    """Whether a layer of ``kind`` can run kernel class ``cls`` (MatMulNBits: Linear only)."""
+    return kind == "linear" or cls not in MATMULNBITS_CLASSES
+
+
+# --------------------------------------------------------------------------- boundaries
+
+
+@dataclass(frozen=True)
+class Boundary:
+    """Gap ``index`` (0 = model input, n = model output) and the tensor crossing it."""
+
+    index: int
+    channels: int
+    h: int
+    w: int
+
+
+def boundaries(specs: Sequence[LayerSpec]) -> list[Boundary]:
+    """The n + 1 boundaries of a layer table in execution order (see the module docstring)."""
+    out = [Boundary(j, s.in_channels, s.in_hw[0], s.in_hw[1]) for j, s in enumerate(specs)]
+    last = specs[-1]
+    out.append(Boundary(len(specs), last.out_channels, last.out_hw[0], last.out_hw[1]))
+    return out
+
+
+def boundary_keys(
+    specs: Sequence[LayerSpec], kernels: Sequence[str], batch: int = 1, threads: int = 1
+) -> list[tuple[Any, ...]]:
+    """Transition-table keys (`TRANSITION_KEY` order) of a config's n + 1 boundaries."""
+    chain = [INPUT, *kernels, OUTPUT]
+    return [
+        (chain[b.index], chain[b.index + 1], b.channels, b.h, b.w, batch, threads)
+        for b in boundaries(specs)
+    ]
+
+
+def class_config(names: Sequence[str], kernels: Sequence[str]) -> Any:
+    """The BitConfig that exports each layer as its kernel class."""
+    from haq.config import BitConfig
+
+    return BitConfig({n: CLASS_PRECISION[k] for n, k in zip(names, kernels, strict=True)})
+
+
+def iter_classes(values: Iterable[str]) -> list[str]:
+    """Expand ``matmulnbits`` to its three bit widths; keep order, drop repeats."""
+    out: list[str] = []
+    for v in values:
+        for c in MATMULNBITS_CLASSES if v == "matmulnbits" else (v,):
+            if c not in out:
+                out.append(c)
+    return out
+
+
+def write_profile_yaml(
+    path: str | Path, tables_dir: Path, observations: Sequence[dict[str, Any]],
+    info: dict[str, Any],
+) -> None:  # fmt: skip
+    """The target's HardwareProfile YAML (field names of `haq.hardware.profile`)."""
+    path = Path(path)
+    try:
+        rel = tables_dir.resolve().relative_to(path.parent.resolve())
+    except ValueError:
+        rel = tables_dir.resolve()
+    threads = sorted({o["threads"] for o in observations})
+    doc = {
+        "id": TARGET,
+        "kind": "cpu",
+        "description": (
+            "x86 CPU with AVX-512 VNNI running ONNX Runtime's CPU execution provider (QDQ "
+            "models, batch 1). Only uint8 x int8 (<= 8 bits both) runs integer kernels; "
+            "narrower bits ride in int8 containers at int8 cost; weight-only and 16-bit "
+            "activations run dequantize + float kernels, slower than fp32 for convs."
+        ),
+        "provenance": "measured",
+        "provenance_details": {
+            "machine": info.get("cpu"),
+            "cpu_family": info.get("family"),
+            "cpu_model": info.get("model"),
+            "cpu_flags": info.get("flags"),
+            "cpus": info.get("cpus"),
+            "runtime": "onnxruntime",
+            "version": (info.get("runtime") or {}).get("version"),
+            "provider": "CPUExecutionProvider",
+            "date": max(o["date"] for o in observations),
+            "models_profiled": sorted({o["model"] for o in observations}),
+            "method": "haq profile --target cpu-avx512 (haq/hardware/ort/)",
+            "latency_model": (
+                "sum(layers[signature, kernel]) + sum(transitions[k_prev -> k_next, input "
+                "tensor of the next layer] where the classes differ, execution order) + "
+                "sum(glue[model, boundary index, k_prev, k_next]) for profiled models"
+            ),
+            "observations": str(rel / OBSERVATIONS),
+        },
+        "kernels": dict(KERNEL_DESCRIPTIONS),
+        "rules": rule_dicts(RULES),
+        "batch": 1,
+        "threads": threads,
+        "tables": {
+            "layers": str(rel / "layers.csv"),
+            "transitions": str(rel / "transitions.csv"),
+            "glue": str(rel / "glue.csv"),
+            "layer_map": str(rel / "layer_map.csv"),
+            **(
+                {
+                    "probes": str(rel / PROBES_DIR / "layers.csv"),
+                    "probe_map": str(rel / PROBES_DIR / "layer_map.csv"),
+                }
+                if (tables_dir / PROBES_DIR / "layers.csv").is_file()
+                else {}
+            ),  # fmt: skip
+        },
+        "energy": False,
+        "peaks": {},
+        # the glue is derived with these stand-ins (`_Lookup.transition`): cost models use them too
+        "transition_aliases": dict(TRANSITION_FALLBACK),
+        "notes": (
+            "Tables: layers (kernel + same-class boundary time), transitions (extra time where "
+            "classes differ), glue per model, boundary position and class pair (the lookup "
+            "cost model adds it for a profiled model). MatMulNBits measured at block "
+            "32 with fp32 convs; its missing transition pairs use fp32's (transition_aliases). "
+            "int8 with "
+            "activations under 8 bits adds a Clip node the tables do not charge."
+        ),
+    }
+    header = (
+        "# Generated by `haq profile --target cpu-avx512`; re-run it to refresh.\n"
+        "# Rules: first match wins; w/a = inclusive bit range, null = float on that side.\n"
+    )
+    write_profile(path, doc, header)
