@@ -18,9 +18,9 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
+from haq.cost.learned import work_terms
 from haq.cost.matrix import ROOFLINE, MatrixCostModel
 from haq.hardware.profile import HardwareProfile
-from haq.hardware.tables import SIGNATURE_COLUMNS
 from haq.models.spec import LayerSpec
 
 #: Quantile of the per-row achieved throughput taken as a fitted peak: the best the target
@@ -32,15 +32,9 @@ OVERHEAD_QUANTILE = 0.05
 
 def _row_work(profile: HardwareProfile, rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """(ops, bytes) of table rows: 2 x MACs x batch, and weights + activations at storage bits."""
-    col = {c: rows[c].to_numpy(np.float64) for c in SIGNATURE_COLUMNS if c != "kind"}
-    cin_g = col["in_channels"] / col["groups"]
-    taps = col["kernel_h"] * col["kernel_w"]
-    out_el = col["out_channels"] * col["out_h"] * col["out_w"] * col["batch"]
-    in_el = col["in_channels"] * col["in_h"] * col["in_w"] * col["batch"]
-    weights = col["out_channels"] * cin_g * taps
+    macs, in_el, out_el, weights, _ = work_terms(rows).T
     bits = np.array([profile.storage_bits(str(k)) for k in rows["precision"]], dtype=np.float64)
-    nbytes = (weights * bits[:, 0] + (in_el + out_el) * bits[:, 1]) / 8.0
-    return 2.0 * out_el * cin_g * taps, nbytes
+    return 2.0 * macs, (weights * bits[:, 0] + (in_el + out_el) * bits[:, 1]) / 8.0
 
 
 def fitted_peaks(
