@@ -30,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     width = max(len(r["id"]) for r in rows)
     for r in rows:
-        tables = ",".join(r["tables"]) or "none (analytic)"
+        tables = ",".join(r["tables"]) or "none (roofline)"
         learned = " +learned" if r["learned_model"] else ""
         print(
             f"{r['id']:<{width}}  {r['kind']:<3}  {r['provenance']:<9}  tables: {tables}{learned}"
