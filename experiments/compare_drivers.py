@@ -329,8 +329,15 @@ def main() -> None:
 
 
 def _markdown(results: dict[str, Any]) -> None:
-    """The README's table: one row per driver, a column group per model x target."""
+    """The README's table: one row per driver, a column group per model x target; the best at
+    100 evaluations (the issue's budget) and on test in bold."""
     pairs = list(results)
+    best = {p: (max(r["hv_ratio_at_100"] for r in results[p]["rows"]),
+                max(r["test_hv_ratio"] for r in results[p]["rows"])) for p in pairs}  # fmt: skip
+
+    def bold(x: float, top: float) -> str:
+        return f"**{x:.3f}**" if round(x, 3) == round(top, 3) else f"{x:.3f}"
+
     head = "| driver | " + " | ".join(f"{p.replace(':', ' on ')} ({len(results[p]['seeds'])} seeds) HV/ref at 50 / 100 / 200, test"
                                        for p in pairs) + " |"  # fmt: skip
     print(head + "\n|---|" + "---|" * len(pairs))
@@ -344,8 +351,8 @@ def _markdown(results: dict[str, Any]) -> None:
                 cells.append("refused: " + results[p]["refused"][d].removeprefix("haq: error: "))
                 continue
             cells.append("-" if r is None else
-                         f"{r['hv_ratio_at_50']:.3f} / {r['hv_ratio_at_100']:.3f} / {r['hv_ratio_at_200']:.3f}, "
-                         f"{r['test_hv_ratio']:.3f}")  # fmt: skip
+                         f"{r['hv_ratio_at_50']:.3f} / {bold(r['hv_ratio_at_100'], best[p][0])} / "
+                         f"{r['hv_ratio_at_200']:.3f}, {bold(r['test_hv_ratio'], best[p][1])}")  # fmt: skip
         print(f"| {d} | " + " | ".join(cells) + " |")
 
 
