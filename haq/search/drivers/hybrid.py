@@ -23,9 +23,9 @@ resumed search replays its history and continues where it stopped:
    accuracy, plus an optimistic margin of its leave-one-out error growing with the variables
    changed from the nearest evaluated config); the candidates of largest predicted
    hypervolume gain are evaluated, several at once for parallel workers. Accuracies more than
-   one error above the best baseline's (uniform and deployment variants) earn no area: nothing beats the float model by
-   more than evaluation noise, and a search that credits such luck spends its evaluations
-   next to lucky configs instead of across the trade-off.
+   one error above the best baseline's (uniform and deployment variants) earn no area:
+   nothing beats the float model by more than evaluation noise, and a search that credits
+   such luck spends its evaluations next to lucky configs instead of across the trade-off.
 """
 
 from __future__ import annotations
@@ -397,8 +397,7 @@ class HybridDriver:
         est = self._cost(params)
         pp = self._params(parent.config)
         changed = sum(a != b for a, b in zip(params, pp, strict=True))
-        assert parent.values is not None
-        out = np.array(parent.values, dtype=float)
+        out = np.zeros(len(self.ctx.objectives))
         for i, name in enumerate(self.ctx.objectives):
             if name in COST_OBJECTIVES:
                 out[i] = cost_value(name, est) or 0.0
