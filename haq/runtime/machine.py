@@ -46,6 +46,14 @@ def machine_info() -> dict[str, Any]:
     return info
 
 
+def has_vnni() -> bool:
+    """Whether this x86 CPU has VNNI (AVX512-VNNI or AVX-VNNI). Without it, ONNX Runtime's
+    uint8 x int8 kernels (vpmaddubsw) saturate pairs of products at int16, so int8 results can
+    differ from the exact integer arithmetic haq simulates."""
+    flags = set(machine_info()["flags"])
+    return bool(flags & {"avx512_vnni", "avx_vnni"})
+
+
 # --------------------------------------------------------------------------- busy machine
 
 
