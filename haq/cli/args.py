@@ -61,11 +61,18 @@ def add_quant_args(p: argparse.ArgumentParser) -> None:
                    help="weight scales per output channel (default), tensor, or group")  # fmt: skip
     p.add_argument("--group-size", type=int, default=128)
     p.add_argument("--observer", choices=["minmax", "percentile", "mse"], default="minmax")
-    p.add_argument(
-        "--bias-correction",
-        action="store_true",
-        help="correct the mean output shift of weight error",
-    )
+    add_ptq_args(p)
+    p.add_argument("--bias-correction", action="store_true",
+                   help="same as adding bias-correction to --ptq")  # fmt: skip
+
+
+def add_ptq_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--ptq", default="none", metavar="METHODS",
+                   help="post-training refinements: none (default), or methods joined by '+' from "
+                        "cle, adaround, bias-correction (e.g. adaround, cle+adaround); adaround and "
+                        "bias-correction use the calibration images")  # fmt: skip
+    p.add_argument("--adaround-iterations", type=int, default=1000, metavar="N",
+                   help="AdaRound optimisation steps per (layer, bits) rounding (default 1000)")  # fmt: skip
 
 
 def positive(name: str, value: int | None) -> None:
@@ -76,5 +83,6 @@ def positive(name: str, value: int | None) -> None:
 def settings_from_args(args: argparse.Namespace) -> QuantSettings:
     from haq.quant import QuantSettings
 
-    return QuantSettings(granularity=args.granularity, group_size=args.group_size,
-                         observer=args.observer, bias_correction=args.bias_correction)  # fmt: skip
+    ptq = args.ptq + ("+bias-correction" if args.bias_correction else "")
+    return QuantSettings(granularity=args.granularity, group_size=args.group_size, observer=args.observer,
+                         ptq=ptq, adaround_iterations=args.adaround_iterations)  # fmt: skip

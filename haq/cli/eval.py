@@ -28,10 +28,12 @@ def run(args: argparse.Namespace) -> int:
     positive("--calib-limit", args.calib_limit)
     config = BitConfig.from_spec(args.bits)
     settings = settings_from_args(args)
-    needs_calib = args.bias_correction or config.quantizes_activations
+    needs_calib = settings.needs_calibration or config.quantizes_activations
     setup = build_setup(args.model, args.weights, args.data, args.calib_data, limit=args.limit,
                         calib_limit=args.calib_limit, seed=args.seed, settings=settings,
                         needs_calibration=needs_calib)  # fmt: skip
+    rounding = setup.quantizer.rounding
+    setup.quantizer.learn_roundings(config)
     result = setup.evaluator.evaluate(config)
     out: dict[str, Any] = {
         "model": args.model,
@@ -43,6 +45,8 @@ def run(args: argparse.Namespace) -> int:
         "calib_seconds": round(setup.quantizer.calibration.seconds, 3)
         if setup.quantizer.calibration
         else 0.0,
+        "ptq": settings.ptq,
+        "adaround_seconds": round(rounding.seconds, 3) if rounding is not None else 0.0,
         **result.to_dict(),
         "config": result.config.summary(),
     }
@@ -58,4 +62,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"  agreement with float {m.agreement:.2f}%  mean KL {m.mean_kl:.5f}")
         print(f"  {m.n_images} images in {result.seconds:.2f} s (calibration {out['calib_images']} images, "
               f"{out['calib_seconds']:.2f} s)")  # fmt: skip
+        if rounding is not None:
+            print(f"  adaround: {rounding.learned} roundings learned in {rounding.seconds:.1f} s "
+                  f"(the rest loaded from {rounding.dir})")  # fmt: skip
     return 0

@@ -62,14 +62,20 @@ def run(args: argparse.Namespace) -> int:
                 raise profile.unsupported_error(
                     spec.kind, resolved[spec.name], spec.name, settings.granularity
                 )
-    if config.quantizes_activations or settings.bias_correction:
+    if config.quantizes_activations or settings.needs_calibration:
         if not args.calib_data:
+            why = (
+                "this config quantizes activations"
+                if config.quantizes_activations
+                else f"--ptq {settings.ptq}"
+            )
             raise HaqError(
-                "this config quantizes activations; pass --calib-data DIR (or 'distilled' for data-free)"
+                f"{why} needs calibration images; pass --calib-data DIR (or 'distilled' for data-free)"
             )
         calib = load_data(args.calib_data, loaded.preprocess, limit=args.calib_limit, seed=args.seed,
                           model=loaded.model, num_classes=loaded.entry.num_classes)  # fmt: skip
         quantizer.calibrate(calib.x)
+        quantizer.learn_roundings(config)
     out = Path(args.output)
     if out.is_dir():
         raise HaqError(

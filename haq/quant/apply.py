@@ -18,6 +18,7 @@ from haq.errors import HaqError
 from haq.models.layers import discover_layers
 from haq.models.spec import LayerSpec
 from haq.quant.calibration import Calibration, calibrate
+from haq.quant.equalize import equalize
 from haq.quant.fold import call_counts, find_followers, fold_batchnorm, input_producers
 from haq.quant.modules import (
     OUTPUT_BITS,
@@ -26,7 +27,8 @@ from haq.quant.modules import (
     QuantLinear,
     quantize_output_hook,
 )
-from haq.quant.quantizers import dequantize_weight, quantize_bias, quantize_weight
+from haq.quant.quantizers import dequantize_weight, quantize_bias, quantize_weight, weight_scales
+from haq.quant.rounding import LearnedRounding
 from haq.quant.settings import QuantSettings
 
 _WeightEntry = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]
@@ -49,6 +51,7 @@ class Quantizer:
         for p in base.parameters():
             p.requires_grad_(False)
         self.folded = fold_batchnorm(base, example_input) if self.settings.fold_bn else []
+        self.equalized = equalize(base, example_input) if self.settings.cle else []
         self.base = base
         self.layers: list[LayerSpec] = discover_layers(base, example_input)
         relu_pairs = find_followers(base, example_input, (nn.Conv2d, nn.Linear), nn.ReLU)
@@ -60,6 +63,7 @@ class Quantizer:
         self._shared = {id(t): t for t in list(base.parameters()) + list(base.buffers())}
         self._weights: dict[tuple[str, int], _WeightEntry] = {}
         self.calibration = calibration
+        self.rounding: LearnedRounding | None = None  # set by calibrate() under AdaRound
         if calibration_images is not None:
             self.calibrate(calibration_images)
 
@@ -69,7 +73,19 @@ class Quantizer:
             self.base, self.layer_names, images, batch_size, self.relu_after
         )
         self.calibration.percentile = self.settings.percentile
+        if self.settings.adaround:
+            self.rounding = LearnedRounding(self.base, self.layer_names, images, self.settings)
         return self.calibration
+
+    def learn_roundings(self, config: BitConfig | str) -> int:
+        """Under AdaRound, learn (with progress) the roundings ``config`` needs that no cache
+        holds yet, so that evaluating it afterwards costs only the evaluation."""
+        if self.rounding is None:
+            return 0
+        resolved = self.resolve(config)
+        return self.rounding.prepare(
+            (n, p.w_bits) for n, p in resolved.items() if p.w_bits is not None
+        )
 
     # Weights ------------------------------------------------------------------------------
     def _weight(self, name: str, bits: int) -> _WeightEntry:
@@ -79,17 +95,47 @@ class Quantizer:
             s = self.settings
             module = self.base.get_submodule(name)
             w = module.weight.detach()
-            w_int, w_scale = quantize_weight(w, bits, s.granularity, s.group_size)
+            if s.adaround and self.rounding is None:
+                raise HaqError(
+                    "AdaRound learns roundings on calibration data; pass --calib-data DIR "
+                    "(or 'distilled'), or drop adaround from --ptq"
+                )
+            if self.rounding is not None and self.rounding.applies(bits):
+                w_int = self.rounding.w_int(name, bits)
+                w_scale = weight_scales(w, bits, s.granularity, s.group_size)
+            else:
+                w_int, w_scale = quantize_weight(w, bits, s.granularity, s.group_size)
             w_fq = dequantize_weight(w_int, w_scale, s.granularity, s.group_size).to(w.dtype)
             shift = self._bias_shift(name, module, w_fq - w) if s.bias_correction else None
             self._weights[key] = (w_fq, w_int, w_scale, shift)
         return self._weights[key]
 
+    def with_weights(
+        self,
+        weights: dict[
+            tuple[str, int], tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
+        ],
+    ) -> Quantizer:
+        """A copy whose (layer, bits) weights are the given (fake-quant weight, integer weight,
+        scale, bias), e.g. fine-tuned ones; everything else (model, calibration) is shared."""
+        tuned = copy.copy(self)
+        tuned._weights = dict(self._weights)
+        for (name, bits), (w_fq, w_int, scale, bias) in weights.items():
+            module = self.base.get_submodule(name)
+            base_bias = module.bias.detach() if module.bias is not None else torch.zeros_like(bias)
+            tuned._weights[(name, bits)] = (
+                w_fq,
+                w_int,
+                scale,
+                base_bias - bias,
+            )  # bias = base - shift
+        return tuned
+
     def _bias_shift(self, name: str, module: nn.Module, delta: torch.Tensor) -> torch.Tensor | None:
         """Mean output change the weight error causes: delta . E[input] (padding ignored)."""
         if self.calibration is None:
             raise HaqError(
-                "bias correction needs calibration data; pass --calib-data or drop --bias-correction"
+                "bias correction needs calibration data; pass --calib-data DIR or drop bias-correction from --ptq"
             )
         mean = torch.from_numpy(self.calibration.inputs[name].channel_mean).to(delta.dtype)
         if isinstance(module, nn.Linear):

@@ -91,6 +91,17 @@ def dequantize_weight(
     return deq.reshape(q.shape)
 
 
+def per_weight_scale(
+    w: torch.Tensor, scale: torch.Tensor, granularity: str, group_size: int
+) -> torch.Tensor:
+    """Each weight's own scale, shaped like ``_weight_rows(w)`` (for elementwise rounding)."""
+    out, k = w.shape[0], _weight_rows(w).shape[1]
+    if granularity == "group":
+        n_groups = scale.shape[1]
+        return scale.expand(out, n_groups, group_size).reshape(out, -1)[:, :k]
+    return scale.expand(out, k)
+
+
 def fake_quant_weight(
     w: torch.Tensor, bits: int, granularity: str = "channel", group_size: int = 128
 ) -> torch.Tensor:
@@ -118,8 +129,14 @@ def fake_quant_act(x: torch.Tensor, scale: float, zero_point: int, bits: int) ->
     """Quantize-dequantize with ``QuantizeLinear`` semantics (``round(x / s) + zp``, saturate).
 
     Written as ``clamp(round(x / s), qmin - zp, qmax - zp) * s``: the same integers, 4 passes.
+    A tensor that requires grad (QAT) gets the same values with a straight-through gradient.
     """
     qmin, qmax = act_qrange(bits)
+    if x.requires_grad:  # QAT: straight-through inside the grid's range, zero outside
+        with torch.no_grad():
+            y = fake_quant_act(x.detach(), scale, zero_point, bits)
+        clipped = x.clamp((qmin - zero_point) * scale, (qmax - zero_point) * scale)
+        return clipped + (y - clipped).detach()
     q = torch.round(x / scale)
     return q.clamp_(qmin - zero_point, qmax - zero_point).mul_(scale)
 

@@ -9,6 +9,26 @@ from haq.errors import HaqError
 from haq.quant.observers import OBSERVERS
 
 GRANULARITIES = ("channel", "tensor", "group")
+PTQ_METHODS = ("cle", "adaround", "bias-correction")  # also the order they are applied in
+PTQ_CHOICES = (
+    "none",
+    "bias-correction",
+    "adaround",
+    "cle+adaround",
+    "cle+adaround+bias-correction",
+)
+
+
+def canonical_ptq(spec: str) -> str:
+    """``'adaround+cle'`` -> ``'cle+adaround'``: one spelling per method set (cache keys)."""
+    steps = {p.strip() for p in spec.lower().split("+") if p.strip()} - {"none"}
+    unknown = steps - set(PTQ_METHODS)
+    if unknown:
+        raise HaqError(
+            f"unknown PTQ method {sorted(unknown)[0]!r}; use none or methods joined by '+' "
+            f"from {', '.join(PTQ_METHODS)} (e.g. cle+adaround)"
+        )
+    return "+".join(m for m in PTQ_METHODS if m in steps) or "none"
 
 
 @dataclass(frozen=True)
@@ -18,8 +38,13 @@ class QuantSettings:
     granularity: weight scales per output ``channel`` (default), per ``tensor``, or per
         ``group`` of ``group_size`` along the reduction axis.
     observer: activation range from ``minmax``, ``percentile`` (``percentile``) or ``mse``.
-    bias_correction: remove the mean output shift the weight error causes (analytic, from
-        calibration per-channel input means; no extra data pass).
+    ptq: post-training refinements, ``none`` or methods joined by ``+`` (applied as
+        cle -> adaround -> bias-correction):
+        ``cle`` cross-layer equalization of conv/linear pairs (`haq.quant.equalize`);
+        ``adaround`` learned up/down rounding per (layer, bits) on calibration data
+        (`haq.quant.adaround`, cached on disk); ``bias-correction`` removes the mean output
+        shift the weight error causes (per-channel input means of the calibration data).
+    adaround_iterations: optimisation steps per (layer, bits) rounding.
     fold_bn: fold BatchNorm into the preceding conv before quantizing weights (as deployed).
     requantize_outputs: integer-kernel layers (weights and activations at 8 bits or fewer)
         write 8-bit outputs, as int8 kernels (QLinearConv, QGemm) do; a ReLU that directly
@@ -30,11 +55,15 @@ class QuantSettings:
     group_size: int = 128
     observer: str = "minmax"
     percentile: float = 99.99
-    bias_correction: bool = False
+    ptq: str = "none"
+    adaround_iterations: int = 1000
     fold_bn: bool = True
     requantize_outputs: bool = True
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "ptq", canonical_ptq(self.ptq))
+        if self.adaround_iterations < 1:
+            raise HaqError(f"AdaRound iterations {self.adaround_iterations} must be positive")
         if self.granularity not in GRANULARITIES:
             raise HaqError(
                 f"unknown weight granularity {self.granularity!r}; use one of {', '.join(GRANULARITIES)}"
@@ -45,6 +74,27 @@ class QuantSettings:
             raise HaqError(f"group size {self.group_size} must be positive")
         if not 50.0 < self.percentile <= 100.0:
             raise HaqError(f"percentile {self.percentile} must be in (50, 100]")
+
+    @property
+    def ptq_steps(self) -> tuple[str, ...]:
+        return () if self.ptq == "none" else tuple(self.ptq.split("+"))
+
+    @property
+    def cle(self) -> bool:
+        return "cle" in self.ptq_steps
+
+    @property
+    def adaround(self) -> bool:
+        return "adaround" in self.ptq_steps
+
+    @property
+    def bias_correction(self) -> bool:
+        return "bias-correction" in self.ptq_steps
+
+    @property
+    def needs_calibration(self) -> bool:
+        """Whether weights alone need calibration images (activations always do)."""
+        return self.adaround or self.bias_correction
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

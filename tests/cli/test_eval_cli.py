@@ -72,6 +72,27 @@ def test_bad_inputs(capsys, tmp_path: Path) -> None:
     assert "weights file" in _err(
         capsys, ["eval", "--model", "digits_cnn", "--weights", str(tmp_path / "w.pt")]
     )
+    assert "unknown PTQ method 'adaroud'" in _err(
+        capsys, ["eval", "--model", "digits_cnn", "--ptq", "adaroud"]
+    )
+    assert "must be positive" in _err(
+        capsys, ["eval", "--model", "digits_cnn", "--ptq", "adaround", "--adaround-iterations", "0"]
+    )
+
+
+def test_eval_with_adaround_learns_once_then_loads(capsys) -> None:
+    argv = ["eval", "--model", "digits_cnn", "--bits", "w3a8", "--ptq", "adaround",
+            "--adaround-iterations", "200", "--json"]  # fmt: skip
+    assert main(argv) == 0
+    first = json.loads(capsys.readouterr().out)
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    again = json.loads(captured.out)
+    assert first["adaround_seconds"] > 0 and again["adaround_seconds"] == 0.0
+    assert again["top1"] == first["top1"] and "adaround: learning" not in captured.err
+    main(["eval", "--model", "digits_cnn", "--bits", "w3a8", "--json"])
+    nearest = json.loads(capsys.readouterr().out)
+    assert first["ptq"] == "adaround" and first["mean_kl"] < nearest["mean_kl"]
 
 
 def test_wrong_checkpoint_for_architecture(capsys, shared: Path) -> None:

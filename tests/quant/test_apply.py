@@ -98,7 +98,9 @@ def test_bias_correction_removes_mean_shift() -> None:
     ref = net(x)
     shifts = {}
     for bc in (False, True):
-        q = Quantizer(net, x[:1], QuantSettings(bias_correction=bc), calibration_images=x)
+        q = Quantizer(
+            net, x[:1], QuantSettings(ptq="bias-correction" if bc else "none"), calibration_images=x
+        )
         out = q.apply("w3a32")(x)
         shifts[bc] = float((out - ref).mean(dim=0).abs().mean())
     assert shifts[True] < 0.7 * shifts[False]
