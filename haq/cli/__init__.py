@@ -31,6 +31,7 @@ COMMANDS = (
     "profile",
     "report",
     "dashboard",
+    "finetune",
 )
 
 

@@ -8,7 +8,7 @@ import shlex
 import sys
 from typing import Any
 
-from haq.cli.args import add_model_args, add_validation_args
+from haq.cli.args import add_model_args, add_ptq_args, add_validation_args
 from haq.cli.space import add_space_args
 from haq.errors import HaqError
 
@@ -19,6 +19,7 @@ def register(sub: Any) -> None:
     )
     add_model_args(p, required=False)
     add_space_args(p)
+    add_ptq_args(p)
     p.add_argument(
         "--data", "-d", default=None, help="test images, used only to re-score the final front"
     )
@@ -110,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
 
     from haq.search.budgets import Budgets
     from haq.search.drivers import DEFAULT_DRIVER, parse_driver_options
-    from haq.search.runner import Search, SearchOptions
+    from haq.search.runner import Search, SearchOptions, restore_options
 
     workers = (
         args.workers
@@ -130,34 +131,16 @@ def run(args: argparse.Namespace) -> int:
         ties=[t.split(",") for t in args.tie],
         budgets=Budgets(args.max_latency_ms, args.max_size_mb, args.min_top1, args.max_worst_class_drop),
         out=args.resume or args.out, resume=args.resume is not None, progress=not args.quiet,
-        command=shlex.join(["haq", *sys.argv[1:]]), report=args.report,
+        command=shlex.join(["haq", *sys.argv[1:]]), report=args.report, ptq=args.ptq,
+        adaround_iterations=args.adaround_iterations,
     )  # fmt: skip
     if opts.resume:
-        _restore_from_run(opts, keep_budget=args.budget is None)
+        restore_options(opts, keep_budget=args.budget is None)
     files = Search(opts).run()
     _print_front(files.path)
     if opts.report:
         print(f"report: {files.path / 'report.html'}")
     return 0
-
-
-def _restore_from_run(opts: Any, keep_budget: bool) -> None:
-    """A resumed search keeps the options it was started with (--budget may raise the budget)."""
-    import json
-    from pathlib import Path
-
-    run_json = Path(opts.out) / "run.json"
-    if not run_json.is_file():
-        raise HaqError(
-            f"nothing to resume in {opts.out}; pass the results dir of an earlier search"
-        )
-    saved = json.loads(run_json.read_text())["options"]
-    for key in ("model", "weights", "target", "data", "calib_data", "space", "driver", "driver_options",
-                "objectives", "val_limit", "val_split", "calib_limit", "seed", "threads", "pins", "ties"):  # fmt: skip
-        setattr(opts, key, saved.get(key, getattr(opts, key)))
-    opts.data_seed = saved.get("data_seed", saved.get("seed", 0))  # older runs: one seed for both
-    if keep_budget:
-        opts.budget = saved.get("budget", opts.budget)
 
 
 def _print_front(path: Any) -> None:

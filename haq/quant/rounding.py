@@ -56,6 +56,8 @@ class LearnedRounding:
         self._moments: dict[str, torch.Tensor] | None = None
         self.seconds = 0.0  # time spent learning roundings in this process (not loading them)
         self.learned = 0  # roundings learned in this process
+        self._said = time.perf_counter()
+        self._preparing = False  # prepare() reports its own progress
 
     def _key(self) -> str:
         s = self.settings
@@ -92,13 +94,19 @@ class LearnedRounding:
         if self.say:
             self.say(f"adaround: learning {len(todo)} roundings ({self.settings.adaround_iterations} "
                      f"iterations each; cached in {self.dir})")  # fmt: skip
-        for i, (layer, b) in enumerate(todo, 1):
-            self.w_int(layer, b)
-            now = time.perf_counter()
-            if self.say and (now - last > PROGRESS_EVERY or i == len(todo)):
-                eta = (now - start) / i * (len(todo) - i)
-                self.say(f"adaround: {i}/{len(todo)} roundings, {now - start:.0f}s, ETA {eta:.0f}s")
-                last = now
+        self._preparing = True
+        try:
+            for i, (layer, b) in enumerate(todo, 1):
+                self.w_int(layer, b)
+                now = time.perf_counter()
+                if self.say and (now - last > PROGRESS_EVERY or i == len(todo)):
+                    eta = (now - start) / i * (len(todo) - i)
+                    self.say(
+                        f"adaround: {i}/{len(todo)} roundings, {now - start:.0f}s, ETA {eta:.0f}s"
+                    )
+                    last = now
+        finally:
+            self._preparing = False
         return len(todo)
 
     def _learn(self, layer: str, bits: int) -> Rounding:
@@ -113,6 +121,12 @@ class LearnedRounding:
         torch.save({"w_int": r.w_int.to(torch.int8), "error": r.error,
                     "nearest_error": r.nearest_error}, buf)  # fmt: skip
         atomic_write_bytes(self._path(layer, bits), buf.getvalue())
-        self.seconds += time.perf_counter() - start
+        now = time.perf_counter()
+        self.seconds += now - start
         self.learned += 1
+        if self.say and not self._preparing and now - self._said > PROGRESS_EVERY:
+            self.say(
+                f"adaround: {self.learned} roundings learned so far ({self.seconds:.0f}s; cached in {self.dir})"
+            )
+            self._said = now
         return r

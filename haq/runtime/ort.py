@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     import onnx
     import onnxruntime as ort
     import pandas as pd
+    import torch
 
 
 #: ``metadata_props`` key the exporter writes: JSON {ONNX node name: haq layer name}.
@@ -158,6 +159,24 @@ def make_session(
         )
     except _ort_errors() as e:
         raise HaqError(f"{label}: not a loadable ONNX model ({_ort_message(e)})") from None
+
+
+def ort_logits(model: str | os.PathLike[str] | bytes, x: torch.Tensor, batch: int = 1,
+               threads: int = 1) -> torch.Tensor:  # fmt: skip
+    """Outputs of an exported model with a baked-in ``batch`` on all of ``x`` (a short last
+    batch is padded, its padding dropped)."""
+    import torch
+
+    sess = make_session(model, threads=threads)
+    name = sess.get_inputs()[0].name
+    outs = []
+    for i in range(0, len(x), batch):
+        chunk = x[i : i + batch]
+        n = len(chunk)
+        if n < batch:
+            chunk = torch.cat([chunk, chunk[-1:].expand(batch - n, *chunk.shape[1:])])
+        outs.append(torch.from_numpy(sess.run(None, {name: chunk.numpy()})[0][:n]))
+    return torch.cat(outs)
 
 
 def load_graph(model: Any, label: str) -> onnx.ModelProto:

@@ -51,6 +51,13 @@ class SearchResult:
             rows.append(row)
         return pd.DataFrame(rows)
 
+    def finetune(self, points: list[str], **options: Any) -> dict[str, dict[str, Any]]:
+        """QAT fine-tune these front points (options of `FinetuneOptions`: epochs, lr,
+        batch_size, train_data, ...); entries are also written to ``finetuned.json``."""
+        from haq.search.finetune import FinetuneOptions, finetune_points
+
+        return finetune_points(self.path, FinetuneOptions(tuple(points), **options))
+
     @property
     def trials(self) -> pd.DataFrame:
         return pd.read_parquet(self.dir.trials_path)

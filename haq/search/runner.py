@@ -64,6 +64,43 @@ class SearchOptions:
     progress: bool = True
     command: str = ""
     report: bool = False  # write report.html into the results dir at the end
+    ptq: str = "none"  # post-training refinements of every candidate (QuantSettings.ptq)
+    adaround_iterations: int = 1000
+
+
+RESUMED_KEYS = ("model", "weights", "target", "data", "calib_data", "space", "driver", "driver_options",
+                "objectives", "val_limit", "val_split", "calib_limit", "seed", "threads", "pins", "ties",
+                "ptq", "adaround_iterations")  # fmt: skip
+
+
+def restore_options(opts: SearchOptions, keep_budget: bool = True) -> SearchOptions:
+    """A resumed search keeps the options it was started with (``--budget`` may raise the
+    budget when ``keep_budget`` is False); ``opts.out`` names the results dir."""
+    import json
+
+    run_json = Path(opts.out or "") / "run.json"
+    if not run_json.is_file():
+        raise HaqError(
+            f"nothing to resume in {opts.out}; pass the results dir of an earlier search"
+        )
+    saved = json.loads(run_json.read_text())["options"]
+    for key in RESUMED_KEYS:
+        setattr(opts, key, saved.get(key, getattr(opts, key)))
+    opts.data_seed = saved.get("data_seed", saved.get("seed", 0))  # older runs: one seed for both
+    if keep_budget:
+        opts.budget = saved.get("budget", opts.budget)
+    return opts
+
+
+def restored_options(run_dir: str | Path) -> SearchOptions:
+    """The options of the search in ``run_dir``, to rebuild its setup (e.g. to fine-tune)."""
+    import json
+
+    opts = restore_options(SearchOptions(out=str(run_dir), resume=True, progress=False))
+    opts.test_limit = json.loads((Path(run_dir) / "run.json").read_text())["options"].get(
+        "test_limit"
+    )
+    return opts
 
 
 def _default_out(opts: SearchOptions) -> Path:
@@ -101,6 +138,9 @@ class Search:
         self.split = (
             DataSplit(opts.val_split, opts.data_seed) if opts.val_split is not None else None
         )
+        from haq.quant.settings import QuantSettings
+
+        self.settings = QuantSettings(ptq=opts.ptq, adaround_iterations=opts.adaround_iterations)
         self.driver_info = get_driver(opts.driver)
         self.driver = self.driver_info.make(opts.driver_options)
         self.results = ResultsDir(opts.out or _default_out(opts))
@@ -179,7 +219,8 @@ class Search:
         split = self.split.of("test" if test else "val") if self.split else None
         return EvalSpec(o.model, o.weights, data=self.data if test else self.val_source,
                         calib_data=self.calib, limit=o.test_limit if test else o.val_limit,
-                        calib_limit=o.calib_limit, seed=o.data_seed, split=split)  # fmt: skip
+                        calib_limit=o.calib_limit, seed=o.data_seed, split=split,
+                        settings=self.settings)  # fmt: skip
 
     @property
     def _serial(self) -> bool:
@@ -205,6 +246,20 @@ class Search:
             return SerialExecutor(spec, evaluator_on(setup, spec.data, spec.calib_data, limit=spec.limit,
                                                      seed=spec.seed, split=spec.split))  # fmt: skip
         return RayExecutor(self._spec(test), max(1, workers), self.opts.ray_address)
+
+    def test_setup(self) -> Any:
+        """The `EvalSetup` the final re-scoring uses (test images, calibrated quantizer)."""
+        return self._spec(test=True).setup(self.loaded)
+
+    def _learn_roundings(self) -> None:
+        """Under AdaRound, learn every (layer, weight bits) rounding of the space once, here,
+        before any actor starts: actors and later searches load them from the disk cache."""
+        if not self.settings.adaround:
+            return
+        rounding = self._local().quantizer.rounding
+        assert rounding is not None  # the validation setup always calibrates
+        rounding.prepare((name, p.w_bits) for name, choices in self.space.choices.items()
+                         for p in choices if p.w_bits is not None)  # fmt: skip
 
     def _sensitivity(self) -> Any:
         """Proxies on the calibration images; nothing is loaded until a driver asks."""
@@ -237,11 +292,9 @@ class Search:
         """The shared evaluation cache of this model, settings and images (None: off)."""
         if self.opts.eval_cache is None:
             return None
-        from haq.quant.settings import QuantSettings
         from haq.search.eval_cache import EvaluationCache, context_key
 
-        settings = self._spec(test).settings or QuantSettings()
-        context = context_key(self.model_hash, settings, self._images_key(test))
+        context = context_key(self.model_hash, self.settings, self._images_key(test))
         return EvaluationCache(Path(self.opts.eval_cache), context)
 
     # Run ----------------------------------------------------------------------------------
@@ -266,6 +319,7 @@ class Search:
             return StudyStore(self.results.study_db, self.space, self.objectives, directions,
                               opts.resume, {"cost_provenance": self._cost_provenance()})  # fmt: skip
 
+        self._learn_roundings()  # before the driver's sensitivity pass evaluates any config
         if opts.resume:
             durable = store()
             history = durable.history()
