@@ -32,6 +32,7 @@ from haq.quant.rounding import LearnedRounding
 from haq.quant.settings import QuantSettings
 
 _WeightEntry = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]
+_Tuned = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]  # w_fq, w_int, scale, bias
 
 
 class Quantizer:
@@ -110,12 +111,7 @@ class Quantizer:
             self._weights[key] = (w_fq, w_int, w_scale, shift)
         return self._weights[key]
 
-    def with_weights(
-        self,
-        weights: dict[
-            tuple[str, int], tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
-        ],
-    ) -> Quantizer:
+    def with_weights(self, weights: dict[tuple[str, int], _Tuned]) -> Quantizer:
         """A copy whose (layer, bits) weights are the given (fake-quant weight, integer weight,
         scale, bias), e.g. fine-tuned ones; everything else (model, calibration) is shared."""
         tuned = copy.copy(self)

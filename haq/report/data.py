@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -42,6 +42,7 @@ class Run:
     trials: pd.DataFrame  # trials.parquet
     layers: pd.DataFrame | None  # layers.csv (older runs: None)
     label: str  # the run's name in legends and tables
+    finetuned: dict[str, dict[str, Any]] = field(default_factory=dict)  # finetuned.json
 
     @property
     def objectives(self) -> dict[str, str]:
@@ -121,7 +122,8 @@ def load_run(path: str | Path, label: str | None = None) -> Run:
             f"{rd.path} has an empty Pareto front (no feasible trial); nothing to report"
         )
     layers = pd.read_csv(rd.layers_path) if rd.layers_path.is_file() else None
-    return Run(rd.path, info, pareto, trials, layers, label or rd.path.resolve().name)
+    finetuned = _json(rd.path / "finetuned.json") if (rd.path / "finetuned.json").is_file() else {}
+    return Run(rd.path, info, pareto, trials, layers, label or rd.path.resolve().name, finetuned)
 
 
 def _json(path: Path) -> dict[str, Any]:

@@ -120,7 +120,7 @@ def _single(run: Run) -> str:
         f"{_e(p.get('driver'))} · {p.get('trials')} trials ({p.get('evaluations')} evaluations) · "
         f"{len(p['points'])} front points · hypervolume {_num(hv)}</p>",
         '<nav><a href="#front">front</a><a href="#layers">per layer</a><a href="#progress">progress</a>'
-        '<a href="#classes">per class</a><a href="#measured">measured</a><a href="#provenance">provenance</a></nav>',
+        '<a href="#classes">per class</a><a href="#measured">measured</a><a href="#finetuned">fine-tuned</a><a href="#provenance">provenance</a></nav>',
         '<h2 id="front">Pareto front</h2>',
         f'<p class="note">The front is the run\'s own: feasible and non-dominated in '
         f"{_e(', '.join(run.objectives))} on the validation images; pick other axes in the menu (top right). "
@@ -142,10 +142,26 @@ def _single(run: Run) -> str:
         _classes(run),
         '<h2 id="measured">Predicted against measured latency</h2>',
         _measured(run),
+        '<h2 id="finetuned">Fine-tuned points</h2>',
+        _finetuned(run),
         '<h2 id="provenance">Provenance</h2>',
         _table(["", run.label], [[k, v] for k, v in _provenance(run).items()], raw_cols={1}),
     ]
     return "\n".join(parts)
+
+
+def _finetuned(run: Run) -> str:
+    if not run.finetuned:
+        return ('<p class="note">No point of this run is fine-tuned yet: '
+                "<code>haq finetune RUN_DIR --points NAME --epochs E</code> adds QAT results here.</p>")  # fmt: skip
+    head = ["point", "precisions", "test top-1 before", "after", "ONNX Runtime", "epochs", "steps",
+            "seconds", "training images", "ONNX file"]  # fmt: skip
+    rows = [[e["point"], e["summary"], _num(e["before_top1"]), _num(e["after_top1"]), _num(e["ort_top1"]),
+             _num(e["epochs"]), e["steps"], _num(e["seconds"]), f"{e['train_images']} ({e['train_data']})",
+             f"<code>{_e(e['onnx'])}</code>"] for e in run.finetuned.values()]  # fmt: skip
+    return ('<p class="note">QAT (LSQ) from the searched point, re-scored on the run\'s test images; '
+            "ONNX Runtime scores the exported file on the same images.</p>"
+            + _table(head, rows, raw_cols={len(head) - 1}, table_id="finetuned-table"))  # fmt: skip
 
 
 def _front_table(run: Run, costs: list[str]) -> str:
@@ -196,6 +212,7 @@ def _provenance(run: Run) -> dict[str, str]:
         "model": _e(i.get("model")), "weights": _e(i.get("weights")),
         "weights hash": f"<code>{_e(i.get('model_hash'))}</code>", "target": tgt,
         "cost model": _e(i.get("cost_model")),
+        "post-training quantization": _e(opts.get("ptq") or "none"),
         "driver": _e(f"{i.get('driver')} {opts.get('driver_options') or ''}".strip()),
         "objectives": _e(", ".join(f"{n} ({d})" for n, d in run.objectives.items())),
         "seed": _e(f"driver {opts.get('seed')}, data {opts.get('data_seed')}"),

@@ -73,7 +73,8 @@ RESUMED_KEYS = ("model", "weights", "target", "data", "calib_data", "space", "dr
                 "ptq", "adaround_iterations")  # fmt: skip
 
 
-def restore_options(opts: SearchOptions, keep_budget: bool = True) -> SearchOptions:
+def restore_options(opts: SearchOptions, keep_budget: bool = True,
+                    keys: tuple[str, ...] = RESUMED_KEYS) -> SearchOptions:  # fmt: skip
     """A resumed search keeps the options it was started with (``--budget`` may raise the
     budget when ``keep_budget`` is False); ``opts.out`` names the results dir."""
     import json
@@ -84,7 +85,7 @@ def restore_options(opts: SearchOptions, keep_budget: bool = True) -> SearchOpti
             f"nothing to resume in {opts.out}; pass the results dir of an earlier search"
         )
     saved = json.loads(run_json.read_text())["options"]
-    for key in RESUMED_KEYS:
+    for key in keys:
         setattr(opts, key, saved.get(key, getattr(opts, key)))
     opts.data_seed = saved.get("data_seed", saved.get("seed", 0))  # older runs: one seed for both
     if keep_budget:
@@ -93,14 +94,9 @@ def restore_options(opts: SearchOptions, keep_budget: bool = True) -> SearchOpti
 
 
 def restored_options(run_dir: str | Path) -> SearchOptions:
-    """The options of the search in ``run_dir``, to rebuild its setup (e.g. to fine-tune)."""
-    import json
-
-    opts = restore_options(SearchOptions(out=str(run_dir), resume=True, progress=False))
-    opts.test_limit = json.loads((Path(run_dir) / "run.json").read_text())["options"].get(
-        "test_limit"
-    )
-    return opts
+    """The options of the search in ``run_dir`` (its test images too), to rebuild its setup."""
+    opts = SearchOptions(out=str(run_dir), resume=True, progress=False)
+    return restore_options(opts, keys=(*RESUMED_KEYS, "test_limit"))
 
 
 def _default_out(opts: SearchOptions) -> Path:

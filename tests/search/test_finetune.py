@@ -37,6 +37,9 @@ def test_finetune_adds_before_after_and_ort_to_the_run(run: SearchResult, capsys
     tol = 0.5 if has_vnni() else 3.0  # without VNNI, ORT's u8s8 kernels saturate int16 pairs
     assert abs(entry["ort_top1"] - entry["after_top1"]) <= tol
     assert entry["steps"] == 2 * -(-entry["train_images"] // 64)
+    html = Path(run.report(run.path / "report.html")).read_text()
+    table = html[html.index('id="finetuned-table"') :].split("</table>")[0]
+    assert point in table and f"{entry['after_top1']:.4g}" in table
 
 
 def test_finetune_bad_inputs_leave_the_run_alone(run: SearchResult, capsys, tmp_path: Path) -> None:

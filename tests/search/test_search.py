@@ -73,6 +73,8 @@ def test_bad_inputs_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
         ["--driver", "nsga2", "--driver-opt", "population=0"],
         ["--val-split", "1.5"],
         ["--val-split", "0"],
+        ["--ptq", "adaroud"],
+        ["--ptq", "adaround", "--adaround-iterations", "0"],
     ]
     for extra in cases:
         code = main(
