@@ -59,6 +59,7 @@ from haq.models import load_model
 from haq.quant import Quantizer
 from haq.runtime.machine import machine_info
 from haq.runtime.ort import make_session, runtime_info
+from haq.runtime.timing import latency_stats, time_interleaved
 
 from common import RESULTS, ROOT, save
 
@@ -109,36 +110,6 @@ def quantizer(name: str) -> Quantizer:
     return Quantizer(loaded.model, loaded.example_input(), calibration_images=calib)
 
 
-def time_interleaved(
-    sessions: list[Any], feeds: dict[str, np.ndarray], rounds: int, per_round: int, seed: int
-) -> list[list[list[float]]]:
-    """Per session and round, the ms of each timed run: ``rounds`` rounds over all sessions in
-    a fresh random order, ``per_round`` runs each (one untimed run first, to re-warm caches)."""
-    rng = np.random.default_rng(seed)
-    out: list[list[list[float]]] = [[] for _ in sessions]
-    for _ in range(rounds):
-        for i in rng.permutation(len(sessions)):
-            sess = sessions[i]
-            sess.run(None, feeds)
-            runs = []
-            for _ in range(per_round):
-                t0 = time.perf_counter()
-                sess.run(None, feeds)
-                runs.append((time.perf_counter() - t0) * 1e3)
-            out[i].append(runs)
-    return out
-
-
-def statistics_ms(per_round: list[list[float]]) -> dict[str, float]:
-    """Median and 10th percentile of all runs, and the best round's median (the statistic the
-    tables hold: the fastest of several passes' medians)."""
-    every = [t for runs in per_round for t in runs]
-    return {"median_ms": float(np.median(every)), "p10_ms": float(np.percentile(every, 10)),
-            "p90_ms": float(np.percentile(every, 90)),
-            "best_round_median_ms": float(min(np.median(r) for r in per_round)),
-            "runs": len(every)}  # fmt: skip
-
-
 def run_measurements(args: argparse.Namespace, obs: list[dict[str, Any]]) -> dict[str, Any]:
     """Time every config (and the uniform fp32 / int8 references) interleaved, per model."""
     table_wall = {  # the uniform configs' wall times in the table measurement
@@ -170,7 +141,7 @@ def run_measurements(args: argparse.Namespace, obs: list[dict[str, Any]]) -> dic
                                      args.seed + mi)  # fmt: skip
             del sessions
             for ci, (kernels, ts) in enumerate(zip(configs + refs, times, strict=True)):
-                st = statistics_ms(ts)
+                st = latency_stats(ts).to_dict()
                 if ci >= len(configs):
                     cls = kernels[0]
                     ref = table_wall.get((name, cls))

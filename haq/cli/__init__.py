@@ -32,6 +32,7 @@ COMMANDS = (
     "report",
     "dashboard",
     "finetune",
+    "measure",
 )
 
 

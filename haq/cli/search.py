@@ -94,6 +94,8 @@ def register(sub: Any) -> None:
     p.add_argument("--quiet", "-q", action="store_true", help="no progress line")
     p.add_argument("--report", action="store_true",
                    help="write report.html (offline HTML report) into the results dir at the end")  # fmt: skip
+    p.add_argument("--measure-front", action="store_true",
+                   help="at the end, time every front point in the target's runtime (as `haq measure`)")  # fmt: skip
     p.set_defaults(func=run)
 
 
@@ -132,7 +134,7 @@ def run(args: argparse.Namespace) -> int:
         budgets=Budgets(args.max_latency_ms, args.max_size_mb, args.min_top1, args.max_worst_class_drop),
         out=args.resume or args.out, resume=args.resume is not None, progress=not args.quiet,
         command=shlex.join(["haq", *sys.argv[1:]]), report=args.report, ptq=args.ptq,
-        adaround_iterations=args.adaround_iterations,
+        adaround_iterations=args.adaround_iterations, measure_front=args.measure_front,
     )  # fmt: skip
     if opts.resume:
         restore_options(opts, keep_budget=args.budget is None)
@@ -150,7 +152,10 @@ def _print_front(path: Any) -> None:
     front = result.front
     cols = [c for c in front.columns if c in result.objectives]
     print(f"Pareto front: {len(front)} points (hypervolume {result.hypervolume:.4g})")
-    show = front[["name", *cols, "test_top1", "baseline", "summary"]].sort_values(cols[-1])
+    measured = [c for c in ("measured_latency_ms", "dominated_when_measured") if c in front]
+    show = front[["name", *cols, *measured, "test_top1", "baseline", "summary"]].sort_values(
+        cols[-1]
+    )
     import pandas as pd
 
     with pd.option_context("display.width", 160, "display.max_colwidth", 60):

@@ -194,10 +194,28 @@ def _measured(run: Run) -> str:
     m = measured_latency(run)
     if m is None:
         return ("<p class=\"note\">No measured latency in this run: the latencies above are the cost model's "
-                "predictions. Once front points are measured on the target's runtime (a "
-                "<code>measured_latency_ms</code> beside the prediction in pareto.json or trials.parquet), "
-                "this section plots prediction against measurement.</p>")  # fmt: skip
-    return _plot(figures.measured_figure(m), "measured-plot")
+                "predictions. <code>haq measure RUN_DIR</code> (or <code>haq search --measure-front</code>) "
+                "times every front point on the target's runtime; this section then plots prediction "
+                "against measurement.</p>")  # fmt: skip
+    i = m.info
+    note = (f'<p class="note">Measured on {_e(i.get("target"))} ({_e(i.get("threads"))} thread(s), '
+            f'{_e(i.get("statistic"))}) on {_e(i.get("date"))}; mean |predicted - measured| / measured '
+            f'{_e(i.get("mape_pct"))} %. A point marked dominated is beaten by another measured config '
+            "once its latency is measured.</p>") if i else ""  # fmt: skip
+    head = [
+        "point",
+        "precisions",
+        "predicted (ms)",
+        "measured (ms)",
+        "error",
+        "dominated once measured",
+    ]
+    order = sorted(range(len(m.names)), key=lambda k: m.measured_ms[k])
+    rows = [[m.names[k], m.summaries[k], _num(m.predicted_ms[k]), _num(m.measured_ms[k]),
+             f"{100 * (m.predicted_ms[k] - m.measured_ms[k]) / m.measured_ms[k]:+.1f} %",
+             "yes" if m.dominated[k] else ""] for k in order]  # fmt: skip
+    return (note + _plot(figures.measured_figure(m), "measured-plot")
+            + _table(head, rows, table_id="measured-table"))  # fmt: skip
 
 
 def _provenance(run: Run) -> dict[str, str]:

@@ -139,25 +139,30 @@ class Measured:
     names: list[str]
     predicted_ms: list[float]
     measured_ms: list[float]
+    summaries: list[str]
+    dominated: list[bool]  # another measured config dominates it once latency is measured
+    info: dict[str, Any]  # pareto.json's "measured": target, threads, statistic, mape_pct, ...
 
 
 def measured_latency(run: Run) -> Measured | None:
-    """Measurements a run holds: ``measured_latency_ms`` on a front point (or in its cost) or
-    a ``measured_latency_ms`` column of trials.parquet."""
-    rows: dict[str, tuple[float, float]] = {}
+    """Measurements a run holds: ``measured_latency_ms`` beside the prediction on its front
+    points (`haq measure`), else a ``measured_latency_ms`` column of trials.parquet."""
+    rows: dict[str, tuple[float, float, str, bool]] = {}
     for pt in run.pareto["points"]:
         m = pt.get("measured_latency_ms", pt["cost"].get("measured_latency_ms"))
         if m is not None and pt["cost"].get("latency_ms") is not None:
-            rows[pt["name"]] = (float(pt["cost"]["latency_ms"]), float(m))
+            rows[pt["name"]] = (float(pt["cost"]["latency_ms"]), float(m), pt["summary"],
+                                bool(pt.get("dominated_when_measured")))  # fmt: skip
     t = run.trials
-    if "measured_latency_ms" in t:
+    if not rows and "measured_latency_ms" in t:
         for r in t[t["measured_latency_ms"].notna() & t["latency_ms"].notna()].itertuples():
-            rows.setdefault(
-                f"trial-{r.trial:04d}", (float(r.latency_ms), float(r.measured_latency_ms))
-            )
+            rows.setdefault(f"trial-{r.trial:04d}", (float(r.latency_ms),
+                            float(r.measured_latency_ms), str(r.summary), False))  # fmt: skip
     if not rows:
         return None
-    return Measured(list(rows), [v[0] for v in rows.values()], [v[1] for v in rows.values()])
+    cols = list(zip(*rows.values(), strict=True))
+    return Measured(list(rows), list(cols[0]), list(cols[1]), list(cols[2]), list(cols[3]),
+                    dict(run.pareto.get("measured") or {}))  # fmt: skip
 
 
 def heat_matrix(run: Run) -> tuple[list[str], list[str], list[list[Any]], list[list[Any]]]:

@@ -48,8 +48,20 @@ class SearchResult:
             row["test_top1"] = (p.get("test") or {}).get("top1")
             row["latency_ms"] = p["cost"].get("latency_ms")
             row["size_mb"] = p["cost"]["size_bytes"] / 1e6
+            if "measured_latency_ms" in p:  # `haq measure`: timed on the target's runtime
+                row["measured_latency_ms"] = p["measured_latency_ms"]
+                row["dominated_when_measured"] = p.get("dominated_when_measured", False)
             rows.append(row)
         return pd.DataFrame(rows)
+
+    def measure(self, **options: Any) -> dict[str, Any]:
+        """Time the front in the target's runtime (options of `MeasureOptions`: rounds,
+        runs_per_round, threads, ...); pareto.json, trials.parquet and measured.json gain it."""
+        from haq.search.measure import MeasureOptions, measure_front
+
+        out = measure_front(self.path, MeasureOptions(**options))
+        self._pareto = json.loads(self.dir.pareto_path.read_text())
+        return out
 
     def finetune(self, points: list[str], **options: Any) -> dict[str, dict[str, Any]]:
         """QAT fine-tune these front points (options of `FinetuneOptions`: epochs, lr,

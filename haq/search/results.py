@@ -10,7 +10,10 @@
 <out>/sensitivity.csv   per-layer sensitivity the driver used (sensitivity-guided drivers)
 <out>/layers.csv        the model's layer table in execution order (kind, shapes, MACs)
 <out>/report.html       the offline HTML report (`haq report`, `haq search --report`)
+<out>/measured.json     front configs timed on the target's runtime (`haq measure`)
 ```
+Measurements are keyed by config hash and merged into every later write of trials.parquet
+and pareto.json, so a resumed search keeps them for the configs it still holds.
 """
 
 from __future__ import annotations
@@ -30,9 +33,13 @@ if TYPE_CHECKING:
     from haq.search.trials import TrialRecord
 
 
+MEASURED_COLUMNS = ("measured_latency_ms", "latency_error_pct", "dominated_when_measured")
+
+
 class ResultsDir:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
+        self._measured: dict[str, Any] | None = None
 
     @property
     def study_db(self) -> Path:
@@ -83,6 +90,10 @@ class ResultsDir:
 
     # tables -------------------------------------------------------------------------------
     def write_trials(self, frame: pd.DataFrame) -> None:
+        measured = self.measured_configs()
+        if measured and "config_hash" in frame:
+            for col in MEASURED_COLUMNS:
+                frame[col] = frame["config_hash"].map({h: r.get(col) for h, r in measured.items()})
         buf = io.BytesIO()
         frame.to_parquet(buf, index=False)
         atomic_write_bytes(self.trials_path, buf.getvalue())
@@ -110,7 +121,72 @@ class ResultsDir:
         for old in cfg_dir.glob("*.yaml"):
             if old.stem not in configs:
                 old.unlink()
+        measured = self.measured_configs()
+        if measured:
+            _annotate_front(payload, measured, self.read_measured())
         atomic_write_text(self.pareto_path, json.dumps(payload, indent=2, default=str))
+
+    # measurements -------------------------------------------------------------------------
+    @property
+    def measured_path(self) -> Path:
+        return self.path / "measured.json"
+
+    def read_measured(self) -> dict[str, Any]:
+        """measured.json (`haq.search.measure`), {} when the run was never measured."""
+        if self._measured is None:
+            path = self.measured_path
+            self._measured = json.loads(path.read_text()) if path.is_file() else {}
+        return self._measured
+
+    def measured_configs(self) -> dict[str, dict[str, Any]]:
+        return dict(self.read_measured().get("configs", {}))
+
+    def write_measured(self, doc: dict[str, Any]) -> None:
+        """Write measured.json, then merge it into trials.parquet and pareto.json."""
+        atomic_write_text(self.measured_path, json.dumps(doc, indent=2, default=str))
+        self._measured = doc
+        if self.trials_path.is_file():
+            self.write_trials(pd.read_parquet(self.trials_path))
+        if self.pareto_path.is_file():
+            atomic_write_text(self.pareto_path, json.dumps(_annotated(
+                json.loads(self.pareto_path.read_text()), doc), indent=2, default=str))  # fmt: skip
+
+
+def _entry_hash(entry: dict[str, Any]) -> str | None:
+    if entry.get("config_hash"):
+        return str(entry["config_hash"])
+    if "config" in entry:
+        from haq.config import BitConfig
+
+        return BitConfig.from_dict(entry["config"]).hash
+    return None
+
+
+def _annotated(payload: dict[str, Any], doc: dict[str, Any]) -> dict[str, Any]:
+    _annotate_front(payload, doc.get("configs", {}), doc)
+    return payload
+
+
+def _annotate_front(
+    payload: dict[str, Any], measured: dict[str, dict[str, Any]], doc: dict[str, Any]
+) -> None:
+    """Measured values beside each point's and baseline's prediction, and a summary: the
+    points in measured-latency order and the ones a measured config dominates."""
+    points = payload.get("points", [])
+    for e in [*points, *payload.get("baselines", {}).values()]:
+        row = measured.get(_entry_hash(e) or "")
+        for col in MEASURED_COLUMNS:
+            e.pop(col, None)
+            if row is not None and row.get(col) is not None:
+                e[col] = row[col]
+    timed = [p for p in points if "measured_latency_ms" in p]
+    payload["measured"] = {
+        "target": doc.get("target"), "threads": doc.get("threads"), "date": doc.get("date"),
+        "statistic": doc.get("statistic"), "mape_pct": doc.get("mape_pct"),
+        "points_measured": len(timed), "points": len(points),
+        "order": [p["name"] for p in sorted(timed, key=lambda p: p["measured_latency_ms"])],
+        "dominated": [p["name"] for p in timed if p.get("dominated_when_measured")],
+    }  # fmt: skip
 
 
 def trials_frame(

@@ -66,6 +66,7 @@ class SearchOptions:
     report: bool = False  # write report.html into the results dir at the end
     ptq: str = "none"  # post-training refinements of every candidate (QuantSettings.ptq)
     adaround_iterations: int = 1000
+    measure_front: bool = False  # time the front on the target's runtime at the end (haq measure)
 
 
 RESUMED_KEYS = ("model", "weights", "target", "data", "calib_data", "space", "driver", "driver_options",
@@ -168,6 +169,8 @@ class Search:
         self.guard.check_possible()
         self.scale = FrontScale(self.space, self.cost_model, self.objectives)
         self.eval_cache = self._eval_cache(test=False)  # a bad file fails before any results
+        if opts.measure_front:
+            self._check_measurable()
         if opts.report:
             from haq.report.html import require_plotly
 
@@ -196,6 +199,16 @@ class Search:
                             "provenance": profile.provenance, "source": profile.source}  # fmt: skip
         model = cost_model_for(self.opts.target, self.layers, threads=self.opts.threads)
         return model, lambda kind, p: profile.can_run(kind, p)
+
+    def _check_measurable(self) -> None:
+        """--measure-front on a target whose runtime is not here fails now, not after the search."""
+        from haq.hardware.profile import get_target
+        from haq.hardware.reachable import require_measurable
+
+        if self.opts.target is None:
+            raise HaqError("--measure-front needs a --target whose runtime is on this machine "
+                           "(e.g. --target cpu-avx512)")  # fmt: skip
+        require_measurable(get_target(self.opts.target))
 
     def _check_objectives(self) -> None:
         probe = self.cost_model.score(next(iter(self.space.baselines().values()), self.space.config(
@@ -242,6 +255,13 @@ class Search:
             return SerialExecutor(spec, evaluator_on(setup, spec.data, spec.calib_data, limit=spec.limit,
                                                      seed=spec.seed, split=spec.split))  # fmt: skip
         return RayExecutor(self._spec(test), max(1, workers), self.opts.ray_address)
+
+    def deploy_quantizer(self) -> Any:
+        """The calibrated `Quantizer` exports are made from (no validation images decoded when
+        this process holds none yet)."""
+        if hasattr(self, "_setup"):
+            return self._setup.quantizer
+        return replace(self._spec(test=False), limit=1).setup(self.loaded).quantizer
 
     def test_setup(self) -> Any:
         """The `EvalSetup` the final re-scoring uses (test images, calibrated quantizer)."""
@@ -343,6 +363,11 @@ class Search:
                           for n, m in test.items()})  # fmt: skip
         self._write_outputs(records, front, baselines, test, float_val, time.time() - started,
                             loop.exhausted)  # fmt: skip
+        if opts.measure_front and front:
+            from haq.search.measure import MeasureOptions, measure_front
+
+            measure_front(self.results.path, MeasureOptions(threads=opts.threads, progress=opts.progress),
+                          quantizer=self.deploy_quantizer())  # fmt: skip
         if opts.report:
             from haq.report import write_report
 
@@ -449,7 +474,7 @@ class Search:
             tm = test.get(r.number)
             assert r.values is not None and r.metrics is not None and r.cost is not None
             points.append({
-                "name": name, "trial": r.number, "summary": r.config.summary(),
+                "name": name, "trial": r.number, "config_hash": r.config.hash, "summary": r.config.summary(),
                 "baseline": seed_labels.get(r.config.hash), "source": r.source,
                 "objectives": dict(zip(self.objectives, r.values, strict=True)),
                 "val": r.metrics.to_dict(), "test": tm.to_dict() if tm else None,
@@ -465,7 +490,7 @@ class Search:
             "objectives": {n: DIRECTIONS[n] for n in self.objectives}, "units": {n: UNITS[n] for n in self.objectives},
             "model": self.opts.model, "target": self.opts.target, "driver": self.opts.driver,
             "float_val": float_val, "hypervolume": self.scale.hypervolume(front), "points": points,
-            "baselines": {label: {"trial": r.number, "summary": r.config.summary(),
+            "baselines": {label: {"trial": r.number, "config_hash": r.config.hash, "summary": r.config.summary(),
                                   "objectives": dict(zip(self.objectives, r.values or [], strict=False)),
                                   "val": r.metrics.to_dict() if r.metrics else None,
                                   "test": test[r.number].to_dict() if r.number in test else None,

@@ -1,0 +1,49 @@
+"""Whether a target's runtime is on this machine, so its predictions can be checked here.
+
+A measured target names the machine and runtime its tables came from. Timing a model here
+says something about that target only when this machine runs the same kernels: the same
+runtime and execution provider, and the same CPU flags that decide int8 speed (VNNI, AMX, ...).
+Simulated and published targets have no runtime here at all.
+"""
+
+from __future__ import annotations
+
+from haq.errors import HaqError
+from haq.hardware.profile import HardwareProfile
+
+
+def runtime_gap(profile: HardwareProfile) -> str | None:
+    """Why ``profile``'s latency cannot be measured on this machine; None when it can."""
+    d = profile.provenance_details
+    if profile.provenance != "measured":
+        return (f"{profile.id} is {profile.provenance} ({profile.source}): there is no runtime "
+                "to measure it on")  # fmt: skip
+    runtime = str(d.get("runtime", ""))
+    if runtime != "onnxruntime":
+        return (f"{profile.id} was measured with {runtime or 'an unnamed runtime'}; haq measures "
+                "ONNX Runtime targets on this machine's CPU only")  # fmt: skip
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return f"{profile.id} runs on onnxruntime, which is not installed (pip install onnxruntime)"
+    provider = str(d.get("provider", "CPUExecutionProvider"))
+    if provider not in ort.get_available_providers():
+        return f"{profile.id} runs on ONNX Runtime's {provider}, which this installation lacks"
+    from haq.runtime.machine import CPU_FLAGS, machine_info
+
+    here = set(machine_info()["flags"])
+    there = {f for f in d.get("cpu_flags", []) if f in CPU_FLAGS}
+    missing, extra = sorted(there - here), sorted(here - there)
+    if missing or extra:
+        diff = ", ".join([*(f"lacks {f}" for f in missing), *(f"adds {f}" for f in extra)])
+        return (f"this CPU differs from the one {profile.id} was measured on ({diff}): ONNX "
+                "Runtime would pick other int8 kernels, so its times would not be "
+                f"{profile.id}'s; profile this CPU as a target of its own (`haq profile`)")  # fmt: skip
+    return None
+
+
+def require_measurable(profile: HardwareProfile) -> None:
+    """Raise a one-line `HaqError` when ``profile`` cannot be measured here."""
+    gap = runtime_gap(profile)
+    if gap is not None:
+        raise HaqError(f"cannot measure on target {profile.id}: {gap}")

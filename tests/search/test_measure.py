@@ -1,0 +1,108 @@
+"""`haq measure` / `haq search --measure-front` on a real digits search on cpu-avx512: every
+front point timed in ONNX Runtime beside its prediction, kept across a resume, shown in the
+report; targets with no runtime here refuse in one line before anything is written."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from haq.cli import main
+from haq.hardware.profile import get_target
+from haq.hardware.reachable import runtime_gap
+from haq.search import SearchResult
+
+GAP = runtime_gap(get_target("cpu-avx512"))
+needs_cpu_target = pytest.mark.skipif(GAP is not None, reason=f"cpu-avx512 not measurable: {GAP}")
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    if GAP is not None:
+        pytest.skip(f"cpu-avx512 not measurable here: {GAP}")
+    out = tmp_path_factory.mktemp("measure") / "run"
+    args = ["search", "--model", "digits_cnn", "--target", "cpu-avx512", "--budget", "6",
+            "--workers", "0", "-q", "--out", str(out), "--measure-front"]  # fmt: skip
+    assert main(args) == 0
+    return out
+
+
+@needs_cpu_target
+def test_measure_front_stores_measured_beside_predicted(run: Path) -> None:
+    pareto = json.loads((run / "pareto.json").read_text())
+    doc = json.loads((run / "measured.json").read_text())
+    assert doc["target"] == "cpu-avx512" and doc["threads"] == 1 and doc["rounds"] >= 1
+    hashes = {p["config_hash"] for p in pareto["points"]}
+    hashes |= {b["config_hash"] for b in pareto["baselines"].values()}
+    assert hashes == set(doc["configs"])  # every front point and every baseline, once each
+    for p in [*pareto["points"], *pareto["baselines"].values()]:
+        row = doc["configs"][p["config_hash"]]
+        assert p["measured_latency_ms"] == row["measured_latency_ms"] > 0
+        assert row["stats"]["best_round_median_ms"] <= row["stats"]["median_ms"]
+        assert row["predicted_ms"] == p["cost"]["latency_ms"]
+        assert isinstance(p["dominated_when_measured"], bool)
+    order = pareto["measured"]["order"]
+    by_name = {p["name"]: p["measured_latency_ms"] for p in pareto["points"]}
+    assert [by_name[n] for n in order] == sorted(by_name.values())
+    trials = pd.read_parquet(run / "trials.parquet")
+    for p in pareto["points"]:
+        row = trials[trials["trial"] == p["trial"]].iloc[0]
+        assert row["measured_latency_ms"] == p["measured_latency_ms"]
+    front = SearchResult(run).front
+    assert front["measured_latency_ms"].notna().all()
+
+
+@needs_cpu_target
+def test_a_point_beaten_once_measured_is_marked(run: Path) -> None:
+    pareto = json.loads((run / "pareto.json").read_text())
+    entries = [*pareto["points"], *pareto["baselines"].values()]
+    for e in entries:
+        beaten = any(o["objectives"]["top1"] >= e["objectives"]["top1"]
+                     and o["measured_latency_ms"] <= e["measured_latency_ms"]
+                     and (o["objectives"]["top1"], o["measured_latency_ms"])
+                     != (e["objectives"]["top1"], e["measured_latency_ms"])
+                     for o in entries)  # fmt: skip
+        assert e["dominated_when_measured"] == beaten, e["name"] if "name" in e else e["summary"]
+
+
+@needs_cpu_target
+def test_measurements_survive_a_resume_and_reach_the_report(run: Path, capsys) -> None:
+    before = json.loads((run / "measured.json").read_text())["configs"]
+    assert main(["search", "--resume", str(run), "--budget", "8", "--workers", "0", "-q"]) == 0
+    pareto = json.loads((run / "pareto.json").read_text())
+    kept = [p for p in pareto["points"] if p["config_hash"] in before]
+    assert kept and all(
+        p["measured_latency_ms"] == before[p["config_hash"]]["measured_latency_ms"] for p in kept
+    )
+    assert "measured_latency_ms" in pd.read_parquet(run / "trials.parquet")
+    assert main(["measure", str(run), "--rounds", "2", "--runs-per-round", "3", "-q"]) == 0
+    out = capsys.readouterr().out
+    assert "measured.json" in out and "predicted" in out
+    assert main(["report", str(run)]) == 0
+    html = (run / "report.html").read_text()
+    table = html[html.index('id="measured-table"') :].split("</table>")[0]
+    assert all(p["name"] in table for p in json.loads((run / "pareto.json").read_text())["points"])
+
+
+def _one_line_exit_2(args: list[str], capsys, expect: str) -> None:
+    code = main(args)
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("haq: error:") and err.count("\n") == 1, (args, err)
+    assert expect in err, err
+
+
+def test_targets_without_a_runtime_here_refuse_before_searching(tmp_path: Path, capsys) -> None:
+    base = ["search", "--model", "digits_cnn", "--budget", "4", "--workers", "0", "-q"]
+    _one_line_exit_2([*base, "--target", "npu-bitfusion-edge", "--measure-front",
+                      "--out", str(tmp_path / "a")], capsys, "simulated")  # fmt: skip
+    _one_line_exit_2([*base, "--measure-front", "--out", str(tmp_path / "b")], capsys, "--target")
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+    assert main([*base, "--target", "npu-bitfusion-edge", "--out", str(tmp_path / "c")]) == 0
+    files = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "c").iterdir()}
+    _one_line_exit_2(["measure", str(tmp_path / "c")], capsys, "no runtime to measure")
+    _one_line_exit_2(["measure", str(tmp_path / "missing")], capsys, "no finished search")
+    _one_line_exit_2(["measure", str(tmp_path / "c"), "--rounds", "0"], capsys, "--rounds")
+    assert {p.name: p.stat().st_mtime_ns for p in (tmp_path / "c").iterdir()} == files
