@@ -2,7 +2,8 @@
 
 A source checkout keeps them at the top level; a wheel carries them under ``haq/_data``.
 ``HAQ_DATA_DIR`` overrides both; ``HAQ_CACHE_DIR`` moves the user cache (trained digits model,
-distilled data, reference outputs).
+distilled data, reference outputs); ``HAQ_OVERLAY_DIR`` moves the user's own measured table
+rows (`haq.hardware.overlay`), which are data, not cache.
 """
 
 from __future__ import annotations
@@ -38,3 +39,13 @@ def cache_dir() -> Path:
         path = Path(user_cache_dir("haq"))
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def overlay_dir() -> Path:
+    """The per-user table overlay root (not created here): one sub-folder per target."""
+    override = os.environ.get("HAQ_OVERLAY_DIR")
+    if override:
+        return Path(override)
+    from platformdirs import user_data_dir
+
+    return Path(user_data_dir("haq")) / "tables"

@@ -20,13 +20,23 @@ def shared() -> Path:
     return SHARED
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _isolate_user_dirs(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Keep tests (module-scoped fixtures too) out of the user's cache and table overlay, but
+    share one of each across the session."""
+    base = tmp_path_factory.getbasetemp()
+    os.environ["HAQ_CACHE_DIR"] = str(base / "haq-cache")
+    os.environ["HAQ_OVERLAY_DIR"] = str(base / "haq-overlay")
+
+
 @pytest.fixture(autouse=True)
 def _isolate_cache(
     tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Keep tests out of the user's cache, but share one cache across the session."""
-    cache = tmp_path_factory.getbasetemp() / "haq-cache"
-    monkeypatch.setenv("HAQ_CACHE_DIR", str(cache))
+    """A test that changes these (monkeypatch) gets them back afterwards."""
+    base = tmp_path_factory.getbasetemp()
+    monkeypatch.setenv("HAQ_CACHE_DIR", str(base / "haq-cache"))
+    monkeypatch.setenv("HAQ_OVERLAY_DIR", str(base / "haq-overlay"))
 
 
 @pytest.fixture(autouse=True)

@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
-import logging
-import warnings
-from collections.abc import Iterator
 from typing import Any
 
 from haq.errors import HaqError
@@ -37,25 +33,6 @@ def register(sub: Any) -> None:
     p.set_defaults(func=run)
 
 
-@contextlib.contextmanager
-def _quiet_random_weights(weights: str) -> Iterator[None]:
-    """Random weights are fine for costing: drop the accuracy warning."""
-    if weights != "none":
-        yield
-        return
-    from haq.models.weights import RandomWeightsWarning
-
-    logger = logging.getLogger("haq.models.weights")
-    disabled = logger.disabled
-    logger.disabled = True
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RandomWeightsWarning)
-            yield
-    finally:
-        logger.disabled = disabled
-
-
 def parse_kernel_map(items: list[str]) -> dict[str, str]:
     out = {}
     for item in items:
@@ -70,13 +47,14 @@ def run(args: argparse.Namespace) -> int:
     from haq.config import BitConfig
     from haq.cost import cost_model_for
     from haq.models import discover_layers, load_model
+    from haq.models.weights import quiet_random_weights
 
     for name, value in (("--threads", args.threads), ("--batch", args.batch)):
         if value is not None and value < 1:
             raise HaqError(f"{name} must be at least 1, not {value}")
     config = BitConfig.from_spec(args.bits)
     kernel_map = parse_kernel_map(args.kernel_map)
-    with _quiet_random_weights(args.weights):
+    with quiet_random_weights(args.weights):
         loaded = load_model(args.model, args.weights)
     layers = discover_layers(loaded.model, loaded.example_input())
     model = cost_model_for(args.target, layers, threads=args.threads, batch=args.batch,

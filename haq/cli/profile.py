@@ -48,8 +48,12 @@ def register(sub: Any) -> None:
                    help="discard the stored measurements of these models at these thread "
                         "counts and measure them again (e.g. taken on a busy machine)")  # fmt: skip
     p.add_argument("--out", default=None,
-                   help="tables directory (default: hardware_profiles/<target>/); the profile "
-                        "YAML goes beside it as <target>.yaml")  # fmt: skip
+                   help="tables directory (default: your table overlay, which every cost model "
+                        "of the target reads over its shipped tables); the profile YAML goes "
+                        "beside it as <target>.yaml")  # fmt: skip
+    p.add_argument("--shipped", action="store_true",
+                   help="measure into the shipped tables (hardware_profiles/<target>/) and "
+                        "rewrite the target's YAML: for maintainers of the target")  # fmt: skip
     p.set_defaults(func=run)
 
 
@@ -87,6 +91,11 @@ def run(args: argparse.Namespace) -> int:
         if args.kernels
         else list(KERNEL_CLASSES)
     )
+    if args.shipped and args.out:
+        raise HaqError("--shipped already names the tables directory; drop --out")
+    from haq.hardware.overlay import overlay_path
+
+    overlay = not args.shipped and args.out is None
     report = profile_target(
         models,
         target=args.target,
@@ -97,7 +106,8 @@ def run(args: argparse.Namespace) -> int:
         profile_runs=args.profile_runs,
         warmup=args.warmup,
         weights=args.weights,
-        directory=args.out,
+        directory=overlay_path(args.target) if overlay else args.out,
+        write_yaml=not overlay,
         wait_idle_s=args.wait_idle,
         repeats=args.repeats,
         fresh=args.fresh,

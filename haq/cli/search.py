@@ -94,6 +94,10 @@ def register(sub: Any) -> None:
     p.add_argument("--quiet", "-q", action="store_true", help="no progress line")
     p.add_argument("--report", action="store_true",
                    help="write report.html (offline HTML report) into the results dir at the end")  # fmt: skip
+    p.add_argument("--profile", choices=("auto", "never", "ask"), default="auto",
+                   help="when the target's runtime is here and its tables lack rows for this "
+                        "model's layers: measure them into your table overlay first (auto, the "
+                        "default), never, or ask")  # fmt: skip
     p.add_argument("--measure-front", action="store_true",
                    help="at the end, time every front point in the target's runtime (as `haq measure`)")  # fmt: skip
     p.set_defaults(func=run)
@@ -135,6 +139,7 @@ def run(args: argparse.Namespace) -> int:
         out=args.resume or args.out, resume=args.resume is not None, progress=not args.quiet,
         command=shlex.join(["haq", *sys.argv[1:]]), report=args.report, ptq=args.ptq,
         adaround_iterations=args.adaround_iterations, measure_front=args.measure_front,
+        profile=args.profile,
     )  # fmt: skip
     if opts.resume:
         restore_options(opts, keep_budget=args.budget is None)

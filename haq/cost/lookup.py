@@ -23,15 +23,13 @@ from haq.cost.analytic import fill_roofline, fitted_peaks
 from haq.cost.learned import LearnedCostModel
 from haq.cost.matrix import LEARNED, LOOKUP, MatrixCostModel
 from haq.errors import HaqError
+from haq.hardware.overlay import load_tables
 from haq.hardware.profile import HardwareProfile
 from haq.hardware.tables import (
     INPUT,
     OUTPUT,
     SHAPE_COLUMNS,
     SIGNATURE_COLUMNS,
-    read_glue,
-    read_table,
-    read_transitions,
     signature,
 )
 from haq.models.spec import LayerSpec
@@ -76,17 +74,17 @@ class LookupCostModel(MatrixCostModel):
         self.learned = LearnedCostModel.find(profile.id) if learned == "auto" else learned
         if self.learned is not None and not isinstance(self.learned, LearnedCostModel):
             raise HaqError(f"learned must be 'auto', None or a LearnedCostModel, not {learned!r}")
-        table = read_table(profile.tables["layers"])
-        self._fill_table(table)
+        tables = load_tables(profile)  # shipped + the user's measured overlay
+        self.overlay_rows = tables.overlay_rows
+        self._fill_table(tables.layers)
         self._fill_learned()
-        self.peaks = {**fitted_peaks(profile, table, self.threads), **profile.peaks}
+        self.peaks = {**fitted_peaks(profile, tables.layers, self.threads), **profile.peaks}
         fill_roofline(self, peaks=self.peaks)
-        if "transitions" in profile.tables:
-            self._fill_transitions(read_transitions(profile.tables["transitions"]))
+        if tables.transitions is not None:
+            self._fill_transitions(tables.transitions)
         self.glue_model: str | None = None
-        if "glue" in profile.tables and "layer_map" in profile.tables:
-            self._fill_glue(read_glue(profile.tables["glue"]),
-                            pd.read_csv(profile.tables["layer_map"]))  # fmt: skip
+        if tables.glue is not None and tables.layer_map is not None:
+            self._fill_glue(tables.glue, tables.layer_map)
 
     # Table ----------------------------------------------------------------------------------
     def _select(self, frame: pd.DataFrame, what: str) -> pd.DataFrame:

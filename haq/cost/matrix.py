@@ -84,6 +84,13 @@ class MatrixCostModel:
             (i, self.kernel_index[k]) for i, kind in enumerate(self.kinds) for k in per_kind[kind]
         ]
 
+    def unmeasured(self, kernels: set[str] | None = None) -> list[str]:
+        """Layers with a reachable cell (of ``kernels``, default all) no table row answers."""
+        return list(dict.fromkeys(
+            self.names[i] for i, k in self.reachable()
+            if self.source[i, k] != LOOKUP and (kernels is None or self.kernels[k] in kernels)
+        ))  # fmt: skip
+
     # Config -> kernel classes ---------------------------------------------------------------
     def _resolve(self, kind: str, p: Precision) -> int:
         kernel = self.profile.kernel_for(kind, p, self.granularity)

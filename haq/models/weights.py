@@ -7,10 +7,11 @@ prefixes from DataParallel) and fails with the same one-line errors.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import pickle
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,22 @@ def warn_random_weights(model_name: str) -> None:
     )
     log.warning(msg)
     warnings.warn(msg, RandomWeightsWarning, stacklevel=3)
+
+
+@contextlib.contextmanager
+def quiet_random_weights(weights: str) -> Iterator[None]:
+    """Random weights are fine for latency and cost work: drop the accuracy warning."""
+    if weights != "none":
+        yield
+        return
+    disabled = log.disabled
+    log.disabled = True
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RandomWeightsWarning)
+            yield
+    finally:
+        log.disabled = disabled
 
 
 def _first_line(exc: BaseException) -> str:

@@ -67,6 +67,7 @@ class SearchOptions:
     ptq: str = "none"  # post-training refinements of every candidate (QuantSettings.ptq)
     adaround_iterations: int = 1000
     measure_front: bool = False  # time the front on the target's runtime at the end (haq measure)
+    profile: str = "auto"  # layers the tables lack: auto / never / ask (haq.search.profiling)
 
 
 RESUMED_KEYS = ("model", "weights", "target", "data", "calib_data", "space", "driver", "driver_options",
@@ -96,7 +97,7 @@ def restore_options(opts: SearchOptions, keep_budget: bool = True,
 
 def restored_options(run_dir: str | Path) -> SearchOptions:
     """The options of the search in ``run_dir`` (its test images too), to rebuild its setup."""
-    opts = SearchOptions(out=str(run_dir), resume=True, progress=False)
+    opts = SearchOptions(out=str(run_dir), resume=True, progress=False, profile="never")
     return restore_options(opts, keys=(*RESUMED_KEYS, "test_limit"))
 
 
@@ -162,6 +163,10 @@ class Search:
         self.calib = _calib_source(opts, self.data)
         self.val_source = self.data if self.split else self.calib
         self._check_data()
+        from haq.search.profiling import profile_missing
+
+        if profile_missing(opts, self.cost_model, self.space, self.layers):
+            self.cost_model, _ = self._cost_model()  # now with the measured rows
         if opts.calib_limit is None:
             opts.calib_limit = 64 if self.calib.startswith("digits") else 256
         self._check_objectives()

@@ -232,9 +232,11 @@ def _load(name: str, weights: str, calib_images: int) -> _Model:
     import torch
 
     from haq.models import load_model
+    from haq.models.weights import quiet_random_weights
     from haq.quant import Quantizer, QuantSettings
 
-    loaded = load_model(name, weights)
+    with quiet_random_weights(weights):  # latency does not depend on the values
+        loaded = load_model(name, weights)
     gen = torch.Generator().manual_seed(0)
     calib = torch.randn((calib_images, *loaded.preprocess.input_size), generator=gen)
     q = Quantizer(loaded.model, loaded.example_input(), calibration_images=calib)
@@ -302,6 +304,7 @@ def profile_target(
     fresh: bool = False,
     probes: bool = False,
     progress: Callable[[str], None] | None = None,
+    write_yaml: bool = True,
 ) -> ProfileReport:
     """Measure (resumably) every pending job of ``models`` and rewrite the tables after each.
 
@@ -313,7 +316,8 @@ def profile_target(
     planned jobs and measure them again (the old ones stay on disk until the first new one is
     written). ``probes``: the models are training networks for the learned cost model
     (`haq.models.probe`): their tables go to ``<directory>/probes/`` (uniform configs only),
-    and the target's YAML, rewritten from the main tables, names them.
+    and the target's YAML, rewritten from the main tables, names them. ``write_yaml=False``
+    leaves every profile YAML alone (a user's overlay: `haq.hardware.overlay`).
     """
     if target not in TARGETS:
         raise HaqError(f"unknown target {target!r}; `haq profile` measures: {', '.join(TARGETS)}")
@@ -446,7 +450,7 @@ def profile_target(
     if report.tables is None and observations:  # nothing new: re-derive (the code may have changed)
         report.tables = write_all(d, observations, table_meta(observations, info), not probes)
     main_obs = read_observations(main_dir) if probes else observations
-    if main_obs:
+    if main_obs and write_yaml:
         write_profile_yaml(profile_yaml or main_dir.parent / f"{target}.yaml", main_dir, main_obs,
                            info)  # fmt: skip
     return report

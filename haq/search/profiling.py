@@ -1,0 +1,81 @@
+"""`haq search --profile auto|never|ask`: measure what the target's tables lack, first.
+
+When the target's runtime is on this machine and its tables hold no row for some layer the
+search space can pick (a network the tables never saw: the learned model or the roofline would
+answer for it), the model is profiled into the user's table overlay (`haq.hardware.overlay`)
+with `haq profile`'s harness, at the search's thread count and for the kernel classes the
+space uses: whole-model uniform and alternating configs, resumable, with progress and ETA.
+The search then scores the user's network with measured rows (and its own glue).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from haq.errors import HaqError
+
+PROFILE_MODES = ("auto", "never", "ask")
+
+
+def _ask(question: str) -> bool:
+    if not sys.stdin.isatty():
+        print(f"haq: {question} [no: stdin is not a terminal; pass --profile auto to measure]",
+              file=sys.stderr)  # fmt: skip
+        return False
+    answer = input(f"{question} [y/N] ").strip().lower()
+    return answer in ("y", "yes")
+
+
+def profile_missing(opts: Any, cost_model: Any, space: Any, layers: Sequence[Any]) -> bool:
+    """Profile ``opts.model`` into the overlay when ``opts.profile`` allows and rows are
+    missing; True when something was measured (the caller rebuilds its cost model)."""
+    if opts.profile not in PROFILE_MODES:
+        raise HaqError(
+            f"--profile {opts.profile!r} is unknown; use one of {', '.join(PROFILE_MODES)}"
+        )
+    if opts.profile == "never" or opts.target is None or not hasattr(cost_model, "unmeasured"):
+        return False
+    from haq.hardware.ort.target import KERNEL_CLASSES, TARGETS
+    from haq.hardware.overlay import overlay_path
+    from haq.hardware.reachable import runtime_gap
+
+    profile = cost_model.profile
+    if profile.provenance != "measured":  # simulated / published rows: nothing to measure
+        return False
+    kinds = {s.name: s.kind for s in layers}
+    classes = {profile.kernel_for(kinds[name], p, cost_model.granularity)
+               for name, choices in space.choices.items() for p in choices} - {None}  # fmt: skip
+    missing = cost_model.unmeasured(classes)
+    if not missing:
+        return False
+    say = (lambda m: print(m, file=sys.stderr, flush=True)) if opts.progress else (lambda m: None)
+    where = f"{len(missing)} of {len(layers)} layers (e.g. {missing[0]})"
+    gap = (
+        runtime_gap(profile)
+        if profile.id in TARGETS
+        else f"haq profile cannot measure {profile.id}"
+    )
+    if gap is not None:
+        say(f"{profile.id}: no measured rows for {where}; the learned model or the roofline "
+            f"scores them (not measured here: {gap})")  # fmt: skip
+        return False
+    target_dir = overlay_path(profile.id)
+    question = (f"{profile.id}: no measured rows for {where}; measure {opts.model} on this "
+                f"machine into {target_dir} first?")  # fmt: skip
+    if opts.profile == "ask" and not _ask(question):
+        return False
+    from haq.hardware.ort.jobs import profile_target
+
+    measurable = sorted(c for c in classes if c in KERNEL_CLASSES)
+    say(f"{profile.id}: no measured rows for {where}; profiling {opts.model} "
+        f"({', '.join(measurable)}; {cost_model.threads} thread(s)) into {target_dir} "
+        "(resumable; --profile never skips this)")  # fmt: skip
+    report = profile_target([opts.model], target=profile.id, threads=(cost_model.threads,),
+                            classes=measurable, directory=target_dir, write_yaml=False,
+                            progress=say)  # fmt: skip
+    if report.failed:
+        say(f"haq: warning: {len(report.failed)} profiling jobs failed (first: {report.failed[0]}); "
+            "their layers keep the learned or roofline estimate")  # fmt: skip
+    return report.measured > 0 or report.skipped > 0

@@ -1,0 +1,86 @@
+"""`haq search --profile auto` on a user model of odd conv kinds: the layers cpu-avx512's
+tables lack are measured into the user's overlay first (shipped tables untouched), the search
+scores them from measured rows, and `--measure-front` checks the front against ORT."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from torch import nn
+
+from haq.cli import main
+from haq.hardware.profile import get_target
+from haq.hardware.reachable import runtime_gap
+
+GAP = runtime_gap(get_target("cpu-avx512"))
+HAQ_NUM_CLASSES = 10
+HAQ_PREPROCESS = {"input_size": (3, 32, 32), "mean": (0.5, 0.5, 0.5), "std": (0.25, 0.25, 0.25)}
+MODEL = f"{__name__}:odd_net"
+
+
+def odd_net() -> nn.Module:
+    """Dense, grouped, depthwise-dilated convs and a linear: kinds the tables never saw here."""
+    return nn.Sequential(
+        nn.Conv2d(3, 24, 3, padding=1), nn.ReLU(),
+        nn.Conv2d(24, 48, 3, padding=1, groups=4), nn.ReLU(),
+        nn.Conv2d(48, 48, 3, padding=2, dilation=2, groups=48), nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(48, 10),
+    )  # fmt: skip
+
+
+def _search(out: Path, *extra: str) -> list[str]:
+    return ["search", "--model", MODEL, "--weights", "none", "--data", "synthetic:64",
+            "--calib-data", "synthetic:64", "--calib-limit", "16", "--val-limit", "32", "--target", "cpu-avx512", "--budget", "4",
+            "--workers", "0", "--out", str(out), *extra]  # fmt: skip
+
+
+def _shipped_digest() -> str:
+    root = get_target("cpu-avx512").tables["layers"].parent
+    h = hashlib.sha256()
+    for path in sorted(root.rglob("*")):
+        if path.is_file():
+            h.update(path.name.encode() + path.read_bytes())
+    return h.hexdigest()
+
+
+@pytest.mark.skipif(GAP is not None, reason=f"cpu-avx512 not measurable here: {GAP}")
+def test_profile_auto_measures_what_the_tables_lack(tmp_path: Path, monkeypatch, capsys) -> None:
+    overlay = tmp_path / "overlay"
+    monkeypatch.setenv("HAQ_OVERLAY_DIR", str(overlay))
+    shipped = _shipped_digest()
+    assert main(_search(tmp_path / "never", "--profile", "never")) == 0
+    assert not overlay.exists()
+    before = set(pd.read_parquet(tmp_path / "never" / "trials.parquet")["cost_model"])
+    assert all("learned" in m or "roofline" in m for m in before), before
+    capsys.readouterr()
+
+    assert main(_search(tmp_path / "auto", "--measure-front")) == 0
+    err = capsys.readouterr().err
+    assert f"profiling {MODEL}" in err and "ETA" in err  # progress while measuring
+    assert (overlay / "cpu-avx512" / "layers.csv").is_file()
+    labels = set(pd.read_parquet(tmp_path / "auto" / "trials.parquet")["cost_model"])
+    assert labels == {"lookup+glue"}, labels  # every layer from measured rows, its own glue
+    pareto = json.loads((tmp_path / "auto" / "pareto.json").read_text())
+    assert all(p["measured_latency_ms"] > 0 for p in pareto["points"])
+    assert _shipped_digest() == shipped  # the shipped tables are never modified
+
+    assert main(_search(tmp_path / "again", "-q")) == 0  # measured once: nothing left to profile
+    assert "profiling" not in capsys.readouterr().err
+
+
+def test_profile_ask_without_a_terminal_does_not_measure(
+    tmp_path: Path, monkeypatch, capsys
+) -> None:
+    monkeypatch.setenv("HAQ_OVERLAY_DIR", str(tmp_path / "overlay"))
+    monkeypatch.setattr("sys.stdin.isatty", lambda: False)
+    assert main(_search(tmp_path / "ask", "--profile", "ask")) == 0
+    err = capsys.readouterr().err
+    assert not (tmp_path / "overlay").exists()
+    if GAP is None:
+        assert "stdin is not a terminal" in err
+    else:  # nothing to ask: the target's runtime is not here, and the search says so
+        assert "not measured here" in err
