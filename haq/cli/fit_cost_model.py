@@ -14,7 +14,10 @@ def register(sub: Any) -> None:
     p.add_argument("--holdout-model", default=None, metavar="MODEL",
                    help="leave this model's layers out of the fit and report its error")  # fmt: skip
     p.add_argument(
-        "--out", default=None, help="folder to save into (default cost_models/<target>/)"
+        "--out",
+        default=None,
+        help="folder to save into (default cost_models/<target>/; with rows in your table "
+        "overlay, the overlay's learned/ folder, which cost models then prefer)",
     )
     p.add_argument("--max-iter", type=int, default=300, help="boosting iterations (default 300)")
     p.add_argument("--probes", action="store_true",
@@ -25,7 +28,7 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from haq.cost.learned import LearnedCostModel, fit_target
+    from haq.cost.learned import fit_target
     from haq.errors import HaqError
     from haq.hardware.profile import get_target
 
@@ -36,11 +39,12 @@ def run(args: argparse.Namespace) -> int:
         profile, args.holdout_model, args.out, max_iter=args.max_iter, probes=args.probes
     )
     r = model.report
-    folder = args.out or LearnedCostModel.folder(profile.id)
+    folder = r["saved_to"]
     if args.json:
-        print(json.dumps({**r, "saved_to": str(folder)}))
+        print(json.dumps(r))
         return 0
-    print(f"{profile.id}: fitted on {r['rows']} rows ({r['probe_rows']} from probe networks; "
+    print(f"{profile.id}: fitted on {r['rows']} rows ({r['probe_rows']} from probe networks, "
+          f"{r['overlay_rows']} from your overlay; "
           f"{', '.join(r['kernels'])}); saved to {folder}")  # fmt: skip
     print(f"  in-sample MAPE {r['in_sample_mape']:.1f}%")
     lomo = r["leave_one_model_out"]

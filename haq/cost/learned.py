@@ -416,9 +416,17 @@ class LearnedCostModel:
     # Persistence ----------------------------------------------------------------------------
     @staticmethod
     def folder(target: str) -> Path:
+        """The shipped model's folder (`haq fit-cost-model --shipped` writes it)."""
         from haq.paths import data_dir
 
         return data_dir("cost_models") / target
+
+    @staticmethod
+    def user_folder(target: str) -> Path:
+        """The model refitted on the user's overlay rows too: preferred when present."""
+        from haq.hardware.overlay import overlay_path
+
+        return overlay_path(target) / "learned"
 
     def save(self, folder: str | Path | None = None) -> Path:
         folder = Path(folder) if folder is not None else self.folder(self.target)
@@ -459,8 +467,11 @@ class LearnedCostModel:
 
     @classmethod
     def find(cls, target: str) -> LearnedCostModel | None:
-        """The fitted model of ``target`` if one is installed and loads; else None (warned)."""
-        folder = cls.folder(target)
+        """The fitted model of ``target`` (the user's refit over the shipped one) if one is
+        installed and loads; else None (warned)."""
+        folder = cls.user_folder(target)
+        if not (folder / MODEL_FILE).is_file():
+            folder = cls.folder(target)
         if not (folder / MODEL_FILE).is_file():
             return None
         try:
@@ -498,13 +509,19 @@ def fit_target(
     """Fit the learned model on a target's own tables (with ``probes`` also on its probe
     networks' rows, ``tables.probes``) and (by default) save it. ``column``: the
     time to learn, the table's ``latency_us`` (what the cost models add up) or, for analysis,
-    e.g. ``kernel_us`` (the layer's own nodes, without the boundary in front of it)."""
+    e.g. ``kernel_us`` (the layer's own nodes, without the boundary in front of it).
+
+    The user's overlay rows (`haq.hardware.overlay`: profiled layers) are training data too;
+    a model fitted on any goes to the user's folder (`LearnedCostModel.user_folder`), never
+    over the shipped one unless ``out`` names it."""
+    from haq.hardware.overlay import load_tables
     from haq.hardware.tables import read_table
 
     if "layers" not in profile.tables:
         raise HaqError(f"target {profile.id} has no latency table to learn from; measure one first")
-    layer_map = _read_map(profile, "layer_map")
-    table = _with_acts(read_table(profile.tables["layers"]), layer_map)
+    tables = load_tables(profile)
+    layer_map = tables.layer_map
+    table = _with_acts(tables.layers, layer_map)
     extra = None
     if probes and "probes" in profile.tables:
         extra = _with_acts(read_table(profile.tables["probes"]), _read_map(profile, "probe_map"))
@@ -523,8 +540,12 @@ def fit_target(
     model = LearnedCostModel(profile.id, max_iter=max_iter)
     model.fit(table, layer_map, holdout_model, threads=profile.threads[0], extra=extra)
     model.report["table"] = str(profile.tables["layers"].name)
+    model.report["overlay_rows"] = tables.overlay_rows
     if save:
-        model.save(out)
+        user = tables.overlay_rows > 0 and out is None
+        model.report["saved_to"] = str(
+            model.save(LearnedCostModel.user_folder(profile.id) if user else out)
+        )
     return model
 
 

@@ -3,6 +3,7 @@ profiled takes glue from it only, and a broken overlay file is one line naming t
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -69,3 +70,21 @@ def test_broken_overlay_is_one_line(overlay: Path, capsys: pytest.CaptureFixture
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and err.startswith("haq: error:")
     assert str(overlay) in err and "delete" in err
+
+
+def test_refit_learns_from_the_overlay_into_the_users_folder(overlay: Path, capsys) -> None:
+    from haq.cost.learned import LearnedCostModel
+
+    loaded = load_model("digits_cnn", "default")
+    layers = discover_layers(loaded.model, loaded.example_input())
+    rows = [{**signature(s), "precision": "fp32", "threads": 1, "latency_us": 9.0} for s in layers]
+    pd.DataFrame(rows).to_csv(overlay / "layers.csv", index=False)
+    shipped = LearnedCostModel.folder("cpu-avx512")
+    before = {p.name: p.read_bytes() for p in shipped.iterdir() if p.is_file()}
+    assert main(["fit-cost-model", "--target", "cpu-avx512", "--max-iter", "20", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["overlay_rows"] == len(rows)
+    assert Path(report["saved_to"]) == LearnedCostModel.user_folder("cpu-avx512")
+    assert {p.name: p.read_bytes() for p in shipped.iterdir() if p.is_file()} == before
+    found = LearnedCostModel.find("cpu-avx512")
+    assert found is not None and found.report["overlay_rows"] == len(rows)
