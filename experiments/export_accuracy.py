@@ -9,12 +9,9 @@ from __future__ import annotations
 import argparse
 import time
 
-import numpy as np
-import torch
-
 from haq.evaluate import build_setup, classification_metrics, predict
 from haq.export.onnx_export import export_onnx
-from haq.runtime.ort import make_session
+from haq.runtime.ort import ort_logits as ort_logits_of
 
 from common import require_shared, save
 
@@ -34,16 +31,9 @@ def main() -> None:
     for bits in args.bits.split(","):
         sim = setup.evaluator.evaluate(bits)
         data, report = export_onnx(setup.quantizer, bits, batch=BATCH)
-        sess = make_session(data, threads=args.threads)
         start = time.perf_counter()
-        logits = np.concatenate(
-            [
-                sess.run(None, {"input": x[i : i + BATCH].numpy()})[0]
-                for i in range(0, len(x), BATCH)
-            ]
-        )
+        ort_logits = ort_logits_of(data, x, BATCH, args.threads)
         ort_s = time.perf_counter() - start
-        ort_logits = torch.from_numpy(logits)
         m = classification_metrics(ort_logits, y, setup.data.classes)
         sim_pred = setup.quantizer.apply(bits)
         sim_logits = predict(sim_pred, x)

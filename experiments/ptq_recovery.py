@@ -148,8 +148,9 @@ def _search_stage(budget: int, test_limit: int, epochs: float) -> None:
                 file=sys.stderr,
                 flush=True,
             )
-        frame = pd.read_parquet(run / "trials.parquet")
         pareto = json.loads((run / "pareto.json").read_text())
+        float_val = json.loads((run / "run.json").read_text())["float_val"]["top1"]
+        frame = pd.read_parquet(run / "trials.parquet").assign(float_val_top1=float_val)
         out[ptq] = {"hv_val": _hv(_points(frame, w8)), "hv_test": _hv(_test_points(frame, w8, float_test)),
                     "front": len(pareto["points"]), "wall_seconds": pareto.get("wall_seconds")}  # fmt: skip
         print(
