@@ -27,13 +27,20 @@ tables hold, whose jobs count their fastest pass median: the latency when other 
 this shared VM leave the CPUs alone), and the median and 10th percentile of all runs. ``--reanalyze`` recomputes the predictions and metrics for the
 saved measurements (after the tables change) without timing.
 
+``--profile-auto``: after the timing run, each model is profiled into this experiment's own
+table overlay (experiments/runs/cost_model_validation/overlay) exactly as `haq search
+--profile auto` does for a network the tables lack, and "lookup after --profile auto" predicts
+with it; the other methods read the shipped tables alone.
+
     python experiments/cost_model_validation.py [--models resnet18,resnet50,mobilenet_v2]
-        [--configs 20] [--rounds 12] [--runs-per-round 6] [--threads 1] [--reanalyze]
+        [--configs 20] [--rounds 12] [--runs-per-round 6] [--threads 1] [--profile-auto]
+        [--reanalyze]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import os
@@ -42,6 +49,7 @@ import sys
 import tempfile
 import time
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +74,7 @@ from common import RESULTS, ROOT, save
 CLASSES = ("fp32", "int8", "int8-weights")
 TABLES = ROOT / "hardware_profiles" / "cpu-avx512"
 NAME = "cost_model_validation"
+OVERLAY = ROOT / "experiments" / "runs" / NAME / "overlay"
 
 
 def kendall_tau(x: list[float], y: list[float]) -> float:
@@ -157,6 +166,35 @@ def run_measurements(args: argparse.Namespace, obs: list[dict[str, Any]]) -> dic
             "loadavg_end": os.getloadavg(), "measuring_seconds": round(time.time() - t_start, 1)}  # fmt: skip
 
 
+@contextlib.contextmanager
+def overlay_env(path: Path) -> Iterator[None]:
+    """Cost models built inside read ``path`` as the user's table overlay."""
+    old = os.environ.get("HAQ_OVERLAY_DIR")
+    os.environ["HAQ_OVERLAY_DIR"] = str(path)
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("HAQ_OVERLAY_DIR")
+        else:
+            os.environ["HAQ_OVERLAY_DIR"] = old
+
+
+def profile_overlay(args: argparse.Namespace) -> dict[str, float]:
+    """`haq search --profile auto`'s step for each model: profile it into this experiment's
+    overlay (resumable; its classes at the validation's thread count); seconds per model."""
+    from haq.hardware.ort.jobs import profile_target
+    from haq.search.profiling import REPEATS
+
+    out = {}
+    for name in args.models.split(","):
+        start = time.time()
+        profile_target([name], threads=(args.threads,), classes=CLASSES, repeats=REPEATS,
+                       directory=OVERLAY / "cpu-avx512", write_yaml=False)  # fmt: skip
+        out[name] = round(time.time() - start, 1)
+    return out
+
+
 def variant_profile(profile: HardwareProfile, tables: Tables, tmp: Path) -> HardwareProfile:
     """``profile`` reading ``tables`` (written to ``tmp``) instead of its own files."""
     tmp.mkdir(parents=True, exist_ok=True)
@@ -182,16 +220,19 @@ def analyze(rows: list[dict[str, Any]], args: argparse.Namespace) -> dict[str, A
     }
     with tempfile.TemporaryDirectory() as tmp:
         p10 = variant_profile(profile, aggregate(obs, wall_stat="p10"), Path(tmp))
-        methods = {"lookup": (profile, "best_round_median_ms"),
-                   "lookup (no glue)": (no_glue, "best_round_median_ms"),
-                   "lookup (p10 tables)": (p10, "p10_ms")}  # fmt: skip
+        empty = Path(tmp) / "no-overlay"  # the shipped tables alone: no user overlay
+        methods = {"lookup": (profile, "best_round_median_ms", empty),
+                   "lookup (no glue)": (no_glue, "best_round_median_ms", empty),
+                   "lookup (p10 tables)": (p10, "p10_ms", empty)}  # fmt: skip
+        if args.profile_auto:  # what `haq search --profile auto` scores with: + the overlay
+            methods["lookup after --profile auto"] = (profile, "best_round_median_ms", OVERLAY)
         for name in dict.fromkeys(r["model"] for r in rows):
             specs = quantizer(name).layers
             names = [s.name for s in specs]
-            models = {
-                m: LookupCostModel(prof, specs, threads=args.threads)  # + learned for missing rows
-                for m, (prof, _) in methods.items()
-            }
+            models = {}
+            for m, (prof, _, overlay) in methods.items():
+                with overlay_env(overlay):  # + learned / roofline for rows still missing
+                    models[m] = LookupCostModel(prof, specs, threads=args.threads)
             for row in (r for r in rows if r["model"] == name):
                 config = class_config(names, row["kernels"])
                 row["pred_ms"] = {m: models[m].score(config).latency_ms for m in methods}
@@ -201,7 +242,7 @@ def analyze(rows: list[dict[str, Any]], args: argparse.Namespace) -> dict[str, A
                     row["pred_ms"]["kernel-sum"] = sum(kernel_us[k] for k in keys) / 1e3
                 row["answered_by"] = models["lookup"].score(config).model
     model_names = list(dict.fromkeys(r["model"] for r in rows))
-    cases = [(m, key) for m, (_, key) in methods.items()]
+    cases = [(m, key) for m, (_, key, _) in methods.items()]
     cases += [("kernel-sum", "best_round_median_ms"), ("lookup", "median_ms")]
     cases = [(m, k) for m, k in cases if all(m in r["pred_ms"] for r in rows)]
     measured_as = {"best_round_median_ms": "best round's median", "median_ms": "median of all",
@@ -224,7 +265,7 @@ def analyze(rows: list[dict[str, Any]], args: argparse.Namespace) -> dict[str, A
         meas = [r[key] for r in rows]
         label = (
             method
-            if key == methods.get(method, (None, "best_round_median_ms"))[1]
+            if key == methods.get(method, (None, "best_round_median_ms", None))[1]
             else (f"{method} vs {measured_as[key]}")
         )
         summary[label] = {
@@ -265,21 +306,26 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--tables", default=str(TABLES))
     ap.add_argument("--out", default=NAME, help="results name under experiments/results/")
+    ap.add_argument("--profile-auto", action="store_true",
+                    help="also predict after profiling each model into an overlay, as "
+                         "`haq search --profile auto` does (profiled after the timing run)")  # fmt: skip
     ap.add_argument("--reanalyze", action="store_true",
                     help="recompute predictions for the measurements in the saved results")  # fmt: skip
     args = ap.parse_args()
     warnings.filterwarnings("ignore")
-    keys = ("models", "configs", "rounds", "runs_per_round", "threads", "seed")
+    keys = ("models", "configs", "rounds", "runs_per_round", "threads", "seed", "profile_auto")
     if args.reanalyze:
         saved = json.loads((RESULTS / f"{args.out}.json").read_text())
         for key in keys:
-            setattr(args, key, saved["args"][key])
+            setattr(args, key, saved["args"].get(key, getattr(args, key)))
         measured = {k: saved.get(k) for k in ("rows", "drift", "loadavg_start", "loadavg_end",
-                                               "measuring_seconds", "cpu", "measured_at")}  # fmt: skip
+                                               "measuring_seconds", "cpu", "measured_at", "profile_seconds")}  # fmt: skip
     else:
         measured = run_measurements(args, read_observations(args.tables))
         measured["cpu"] = {**machine_info(), "runtime": runtime_info()}
         measured["measured_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    if args.profile_auto and not measured.get("profile_seconds"):
+        measured["profile_seconds"] = profile_overlay(args)  # resumable: instant when done
     result = analyze(measured["rows"], args)
     save(args.out, {
         "target": "cpu-avx512",

@@ -17,6 +17,9 @@ from typing import Any
 from haq.errors import HaqError
 
 PROFILE_MODES = ("auto", "never", "ask")
+#: Wall timings per config in separate passes, the fastest counting (as `haq profile`'s
+#: default): one pass on a shared machine can run 50 % slow for a minute.
+REPEATS = 4
 
 
 def _ask(question: str) -> bool:
@@ -74,7 +77,7 @@ def profile_missing(opts: Any, cost_model: Any, space: Any, layers: Sequence[Any
         "(resumable; --profile never skips this)")  # fmt: skip
     report = profile_target([opts.model], target=profile.id, threads=(cost_model.threads,),
                             classes=measurable, directory=target_dir, write_yaml=False,
-                            progress=say)  # fmt: skip
+                            repeats=REPEATS, progress=say)  # fmt: skip
     if report.failed:
         say(f"haq: warning: {len(report.failed)} profiling jobs failed (first: {report.failed[0]}); "
             "their layers keep the learned or roofline estimate")  # fmt: skip
