@@ -89,6 +89,8 @@ class LearnedRounding:
         wanted = [(n, b) for n, b in dict.fromkeys(pairs) if self.applies(b)]
         todo = self.missing(wanted)
         if not todo:
+            if self.say and wanted:
+                self.say(f"adaround: all {len(wanted)} roundings cached in {self.dir}")
             return 0
         start = last = time.perf_counter()
         if self.say:
