@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -231,9 +231,12 @@ class _Worker:
             raise self.error or RuntimeError("worker has no evaluator")
         return self.evaluator
 
-    def ready(self) -> int:
+    def ready(self) -> tuple[int, str]:
+        """(pid, Ray node id): where this worker runs."""
+        import ray
+
         self._ready_evaluator()
-        return os.getpid()
+        return os.getpid(), ray.get_runtime_context().get_node_id()
 
     def evaluate(self, trial_id: int, config: BitConfig, attempt: int) -> EvalResult:
         if attempt < self.spec.crashes_for(trial_id):
@@ -293,10 +296,13 @@ class RayExecutor(Executor):
             if local:
                 kwargs["num_cpus"] = workers * threads
                 kwargs["num_gpus"] = 0
-            else:
-                kwargs["address"] = address
             os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-            ray.init(**kwargs)
+            if local:
+                ray.init(**kwargs)
+            else:
+                from haq.evaluate.ray_address import join_cluster
+
+                join_cluster(address, kwargs)
             self._started_ray = True
         self._env = {k: v for k, v in os.environ.items() if k.startswith("HAQ_")} if local else {}
         self._cwd = os.getcwd() if local else None
@@ -308,7 +314,7 @@ class RayExecutor(Executor):
         t0 = time.perf_counter()
         actors = [self._new_actor() for _ in range(workers)]
         try:
-            ray.get([a.ready.remote() for a in actors], timeout=startup_timeout)
+            where = ray.get([a.ready.remote() for a in actors], timeout=startup_timeout)
         except Exception as exc:
             for a in actors:
                 ray.kill(a)
@@ -319,6 +325,8 @@ class RayExecutor(Executor):
             raise HaqError(f"Ray workers failed to start: {_one_line(cause)}") from exc
         self._idle = actors
         self.startup_seconds = time.perf_counter() - t0
+        #: Ray node id -> how many of the pool's workers started there
+        self.placement = dict(Counter(node for _, node in where))
 
     def _new_actor(self) -> Any:
         return self._actor_cls.remote(self.spec, self.threads, self._env, self._cwd)

@@ -64,6 +64,15 @@ class ResultsDir:
     def exists(self) -> bool:
         return self.study_db.is_file() and self.run_path.is_file()
 
+    def clear_unstarted(self) -> bool:
+        """Remove what a search stopped during its set-up left (a study with no run.json, so
+        no trial either); True when there was something."""
+        if self.run_path.is_file() or not self.study_db.is_file():
+            return False
+        for name in ("study.db", "study.db-wal", "study.db-shm", "driver.pkl"):
+            (self.path / name).unlink(missing_ok=True)
+        return True
+
     def create(self) -> None:
         self.path.mkdir(parents=True, exist_ok=True)
         (self.path / "configs").mkdir(exist_ok=True)

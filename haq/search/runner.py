@@ -133,6 +133,10 @@ class Search:
             raise HaqError(f"--budget must be at least 1 trial, not {opts.budget}")
         if opts.workers < 0:
             raise HaqError(f"--workers must be 0 (serial) or more, not {opts.workers}")
+        if opts.ray_address is not None:  # fail in seconds, before the model loads
+            from haq.evaluate.ray_address import check_reachable
+
+            check_reachable(opts.ray_address)
         self.split = (
             DataSplit(opts.val_split, opts.data_seed) if opts.val_split is not None else None
         )
@@ -150,6 +154,9 @@ class Search:
             raise HaqError(
                 f"{self.results.path} already holds a search; pass --resume {self.results.path} or a new --out"
             )
+        if not opts.resume and self.results.clear_unstarted() and opts.progress:
+            print(f"{self.results.path}: removed a search start that never reached its first "
+                  "trial (stopped during set-up)", file=sys.stderr)  # fmt: skip
         self.loaded = load_model(opts.model, opts.weights)
         self.layers = discover_layers(self.loaded.model, self.loaded.example_input())
         self.model_hash = state_hash(self.loaded.model)
@@ -352,6 +359,10 @@ class Search:
             durable = store()
         self.results.write_layers(self.layers)
         with self._executor(test=False, workers=opts.workers) as executor:
+            self._placement = getattr(executor, "placement", None)
+            if self._placement and opts.progress:
+                print(f"Ray: {sum(self._placement.values())} workers on {len(self._placement)} "
+                      f"node{'s' if len(self._placement) > 1 else ''}", file=sys.stderr)  # fmt: skip
             float_val = self._float_reference(executor)
             self._write_run(float_val, resumed=opts.resume)
             loop = SearchLoop(ctx, self.driver, executor, durable, self.scale, float_val.get("worst_class_top1"),
@@ -410,6 +421,7 @@ class Search:
             "validation": {"source": self.val_source, "limit": self.opts.val_limit,
                            "split": asdict(self.split.of("val")) if self.split else None},
             "test": {"source": self.data, "split": asdict(self.split.of("test")) if self.split else None},
+            "ray_workers_per_node": getattr(self, "_placement", None),
         }  # fmt: skip
         if resumed:
             info["resumed_at"] = time.strftime("%Y-%m-%dT%H:%M:%S")
