@@ -10,6 +10,7 @@ proposes no duplicate. The pickled sampler is the driver's state: a resume resto
 from __future__ import annotations
 
 import pickle
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -42,7 +43,7 @@ class SamplerDriver:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         self.ctx = ctx
         constraints = _constraints if ctx.guard.budgets.has_accuracy else None
-        sampler = pickle.loads(state) if state else self._make_sampler(ctx, constraints)
+        sampler = _unpickle_sampler(state) if state else self._make_sampler(ctx, constraints)
         self.study = optuna.create_study(directions=ctx.directions, sampler=sampler)
         self.dists = {v: CategoricalDistribution(o) for v, o in ctx.space.variables()}
         self.known: dict[str, TrialRecord] = {}
@@ -108,7 +109,35 @@ class SamplerDriver:
         record.driver_attrs.update(self.study.trials[trial.number].system_attrs)
 
     def state(self) -> bytes | None:
-        return pickle.dumps(self.study.sampler)
+        return _pickle_sampler(self.study.sampler)
+
+
+_LOCK_TYPES = (type(threading.Lock()), type(threading.RLock()))
+
+
+def _pickle_sampler(sampler: Any) -> bytes:
+    """Pickle a sampler without its thread locks (Optuna 5.1's NSGA-II holds one, which
+    pickle refuses); `_unpickle_sampler` gives it fresh ones."""
+    locks = {k: v for k, v in vars(sampler).items() if isinstance(v, _LOCK_TYPES)}
+    for k in locks:
+        setattr(sampler, k, None)
+    try:
+        return pickle.dumps(
+            (sampler, {k: isinstance(v, type(threading.RLock())) for k, v in locks.items()})
+        )
+    finally:
+        for k, v in locks.items():
+            setattr(sampler, k, v)
+
+
+def _unpickle_sampler(state: bytes) -> Any:
+    loaded = pickle.loads(state)
+    if not isinstance(loaded, tuple):  # saved before locks were set aside
+        return loaded
+    sampler, locks = loaded
+    for k, reentrant in locks.items():
+        setattr(sampler, k, threading.RLock() if reentrant else threading.Lock())
+    return sampler
 
 
 def _nsga2(options: dict[str, str]) -> SamplerFactory:
