@@ -48,16 +48,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from haq import signals
+
     args = build_parser().parse_args(argv)
     func: Callable[[argparse.Namespace], int] = args.func
+    signals.install()
     try:
         return func(args)
     except HaqError as e:
         print(f"haq: error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("haq: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:
+        print(f"haq: {'stopped (SIGTERM)' if signals.exit_code(e) == 143 else 'interrupted'}",
+              file=sys.stderr)  # fmt: skip
+        return signals.exit_code(e)
     except BrokenPipeError:  # output piped into `head` and closed: not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0

@@ -143,7 +143,16 @@ def run(args: argparse.Namespace) -> int:
     )  # fmt: skip
     if opts.resume:
         restore_options(opts, keep_budget=args.budget is None)
-    files = Search(opts).run()
+    search = Search(opts)
+    try:
+        files = search.run()
+    except KeyboardInterrupt as e:
+        from haq import signals
+
+        what = "stopped (SIGTERM)" if signals.exit_code(e) == 143 else "interrupted"
+        print(f"haq: {what}; finished trials are saved: resume with `haq search --resume "
+              f"{search.results.path}`", file=sys.stderr)  # fmt: skip
+        return signals.exit_code(e)
     _print_front(files.path)
     if opts.report:
         print(f"report: {files.path / 'report.html'}")

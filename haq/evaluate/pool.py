@@ -303,6 +303,9 @@ class RayExecutor(Executor):
                 from haq.evaluate.ray_address import join_cluster
 
                 join_cluster(address, kwargs)
+            from haq import signals
+
+            signals.reinstall()  # Ray's native handler would dump stacks on SIGTERM
             self._started_ray = True
         self._env = {k: v for k, v in os.environ.items() if k.startswith("HAQ_")} if local else {}
         self._cwd = os.getcwd() if local else None
