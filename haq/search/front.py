@@ -10,6 +10,7 @@ import numpy as np
 
 from haq.cost.base import CostModel
 from haq.pareto import hypervolume, non_dominated_mask
+from haq.pareto.sorting import dominates
 from haq.search.objectives import COST_OBJECTIVES, DIRECTIONS, cost_value
 from haq.search.space import SearchSpace
 from haq.search.trials import TrialRecord
@@ -31,6 +32,28 @@ def front_records(records: Sequence[TrialRecord], objectives: list[str]) -> list
             seen.add(r.config.hash)
             out.append(r)
     return out
+
+
+class LiveFront:
+    """`front_records` kept current one record at a time: each new trial is compared with the
+    front only (O(front)), so the loop's bookkeeping does not grow with the trial count. Equal
+    to `front_records` as long as a config's values are a function of the config (cost model
+    and evaluations are deterministic; repeats reuse the first result)."""
+
+    def __init__(self, objectives: list[str], records: Sequence[TrialRecord] = ()) -> None:
+        self.directions = [DIRECTIONS[n] for n in objectives]
+        self.points = front_records(records, objectives)
+
+    def add(self, rec: TrialRecord) -> None:
+        if not (rec.feasible and rec.values):
+            return
+        mine = np.asarray(rec.values, dtype=float)
+        if any(dominates(f.values, mine, self.directions) for f in self.points):  # type: ignore[arg-type]
+            return
+        keep = [f for f in self.points if not dominates(mine, f.values, self.directions)]  # type: ignore[arg-type]
+        if all(f.config.hash != rec.config.hash for f in keep):  # the earliest of a config stays
+            keep.append(rec)
+        self.points = keep
 
 
 class FrontScale:

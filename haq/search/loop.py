@@ -21,7 +21,7 @@ from haq.evaluate.metrics import Metrics
 from haq.evaluate.pool import Executor
 from haq.search.drivers.base import Driver, DriverContext, Proposal
 from haq.search.eval_cache import EvaluationCache
-from haq.search.front import FrontScale, front_records
+from haq.search.front import FrontScale, LiveFront
 from haq.search.objectives import objective_values
 from haq.search.progress import Progress
 from haq.search.storage import StudyStore
@@ -63,6 +63,7 @@ class SearchLoop:
         """Run until the budget is spent, time is up or the driver has nothing left."""
         ctx = self.ctx
         self.records = list(history)
+        self.front = LiveFront(ctx.objectives, history)
         self.evaluated = {r.config.hash: r.metrics for r in history
                           if r.state == COMPLETE and r.metrics is not None}  # fmt: skip
         self.progress = Progress(ctx.budget, len(history), self.progress_enabled)
@@ -152,7 +153,8 @@ class SearchLoop:
         self.save_state(self.driver.state())
         self.records.append(rec)
         self.on_record(self.records)
-        front = front_records(self.records, self.ctx.objectives)
+        self.front.add(rec)
         self.progress.update(
-            len(self.records), self.phase, len(front), self.scale.hypervolume(front)
-        )
+            len(self.records), self.phase, len(self.front.points),
+            self.scale.hypervolume(self.front.points),
+        )  # fmt: skip

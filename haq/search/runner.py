@@ -119,6 +119,7 @@ def _calib_source(opts: SearchOptions, data: str) -> str:
 
 
 FLOAT_TRIAL = -1  # the float model's key among the test re-scorings
+TRIALS_REWRITES = 100  # trials.parquet is rewritten once per 1 % of the trials so far
 
 
 class Search:
@@ -432,9 +433,19 @@ class Search:
 
     # Front and outputs --------------------------------------------------------------------
     def _write_trials(
-        self, records: list[TrialRecord], test: dict[int, Metrics] | None = None
+        self,
+        records: list[TrialRecord],
+        test: dict[int, Metrics] | None = None,
+        final: bool = False,
     ) -> None:
+        """trials.parquet: after every trial while the run is small, then every 1 % of the
+        trials so far (a whole-file rewrite per trial grew with the trial count; the study
+        holds every trial at once, so a kill loses nothing)."""
+        written = getattr(self, "_trials_written", 0)
+        if not final and len(records) - written < max(1, len(records) // TRIALS_REWRITES):
+            return
         self.results.write_trials(trials_frame(records, self.objectives, test))
+        self._trials_written = len(records)
 
     def _baseline_records(self, records: list[TrialRecord]) -> dict[str, TrialRecord]:
         """The evaluated uniform baselines and deployment variants, by label."""
@@ -482,7 +493,7 @@ class Search:
     def _write_outputs(self, records: list[TrialRecord], front: list[TrialRecord],
                        baselines: dict[str, TrialRecord], test: dict[int, Metrics], float_val: dict[str, Any], wall: float,
                        exhausted: bool) -> None:  # fmt: skip
-        self._write_trials(records, test)
+        self._write_trials(records, test, final=True)
         points, configs = [], {}
         seed_labels = {c.hash: label for label, c in self.space.seeds().items()}
         for r in front:

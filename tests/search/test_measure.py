@@ -73,11 +73,14 @@ def test_measurements_survive_a_resume_and_reach_the_report(run: Path, capsys) -
     before = json.loads((run / "measured.json").read_text())["configs"]
     assert main(["search", "--resume", str(run), "--budget", "8", "--workers", "0", "-q"]) == 0
     pareto = json.loads((run / "pareto.json").read_text())
-    kept = [p for p in pareto["points"] if p["config_hash"] in before]
+    entries = [*pareto["points"], *pareto["baselines"].values()]  # the baselines stay
+    kept = [e for e in entries if e["config_hash"] in before]
     assert kept and all(
-        p["measured_latency_ms"] == before[p["config_hash"]]["measured_latency_ms"] for p in kept
+        e["measured_latency_ms"] == before[e["config_hash"]]["measured_latency_ms"] for e in kept
     )
-    assert "measured_latency_ms" in pd.read_parquet(run / "trials.parquet")
+    trials = pd.read_parquet(run / "trials.parquet")
+    timed = trials[trials["config_hash"].isin(list(before))]
+    assert len(timed) and (timed["measured_latency_ms"] > 0).all()
     assert main(["measure", str(run), "--rounds", "2", "--runs-per-round", "3", "-q"]) == 0
     out = capsys.readouterr().out
     assert "measured.json" in out and "predicted" in out

@@ -101,12 +101,13 @@ class SamplerDriver:
         self.known[record.config.hash] = record
         trial.set_user_attr("constraint", record.constraint)
         if record.state == COMPLETE and record.values:
-            self.study.tell(trial, record.values)
+            frozen = self.study.tell(trial, record.values)
         else:
             failed = record.state == FAILED
             st = optuna.trial.TrialState.FAIL if failed else optuna.trial.TrialState.PRUNED
-            self.study.tell(trial, state=st)
-        record.driver_attrs.update(self.study.trials[trial.number].system_attrs)
+            frozen = self.study.tell(trial, state=st)
+        # the told trial itself: `study.trials` deep-copies every trial (grew with the count)
+        record.driver_attrs.update(frozen.system_attrs)
 
     def state(self) -> bytes | None:
         return _pickle_sampler(self.study.sampler)
