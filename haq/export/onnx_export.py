@@ -69,11 +69,32 @@ def export_float_graph(model: nn.Module, example_input: torch.Tensor) -> Any:
     logging.getLogger("torch.onnx").setLevel(logging.ERROR)
     with warnings.catch_warnings(), _quiet():
         warnings.simplefilter("ignore")
-        program = torch.onnx.export(
-            model, (example_input,), dynamo=True, opset_version=OPSET,
-            input_names=["input"], output_names=["logits"], verbose=False,
-        )  # fmt: skip
+        try:
+            program = torch.onnx.export(
+                model, (example_input,), dynamo=True, opset_version=OPSET,
+                input_names=["input"], output_names=["logits"], verbose=False,
+            )  # fmt: skip
+        except Exception as e:  # the exporter's message spans pages: keep the op it names
+            raise HaqError(f"{type(model).__name__} does not export to ONNX ({_export_cause(e)}); "
+                           "haq exports, profiles and measures models through ONNX Runtime: "
+                           "replace that op with one ONNX has, or run it outside the model "
+                           "you pass to haq") from None  # fmt: skip
     return program.model_proto
+
+
+def _export_cause(e: BaseException) -> str:
+    """The op the exporter failed on (``aten._linalg_svd.default``), else its first line."""
+    import re
+
+    text = str(e)
+    for cause in (e.__cause__, e.__context__):
+        if cause is not None:
+            text += "\n" + str(cause)
+    m = re.search(r"target=(torch\.ops\.)?([\w.]+)", text)
+    if m:
+        return f"no ONNX conversion for {m.group(2)}"
+    lines = [ln.strip() for ln in re.sub(r"\x1b\[[0-9;]*m", "", text).splitlines() if ln.strip()]
+    return lines[0][:200] if lines else type(e).__name__
 
 
 class _quiet:

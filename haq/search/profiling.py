@@ -75,9 +75,14 @@ def profile_missing(opts: Any, cost_model: Any, space: Any, layers: Sequence[Any
     say(f"{profile.id}: no measured rows for {where}; profiling {opts.model} "
         f"({', '.join(measurable)}; {cost_model.threads} thread(s)) into {target_dir} "
         "(resumable; --profile never skips this)")  # fmt: skip
-    report = profile_target([opts.model], target=profile.id, threads=(cost_model.threads,),
-                            classes=measurable, directory=target_dir, write_yaml=False,
-                            repeats=REPEATS, progress=say)  # fmt: skip
+    try:
+        report = profile_target([opts.model], target=profile.id, threads=(cost_model.threads,),
+                                classes=measurable, directory=target_dir, write_yaml=False,
+                                repeats=REPEATS, progress=say)  # fmt: skip
+    except HaqError as e:  # e.g. a model that does not export: the search still runs
+        print(f"haq: warning: could not profile {opts.model} ({e}); the learned model or the "
+              "roofline scores its layers", file=sys.stderr)  # fmt: skip
+        return False
     if report.failed:
         say(f"haq: warning: {len(report.failed)} profiling jobs failed (first: {report.failed[0]}); "
             "their layers keep the learned or roofline estimate")  # fmt: skip

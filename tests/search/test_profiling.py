@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 from torch import nn
 
 from haq.cli import main
@@ -84,3 +85,35 @@ def test_profile_ask_without_a_terminal_does_not_measure(
         assert "stdin is not a terminal" in err
     else:  # nothing to ask: the target's runtime is not here, and the search says so
         assert "not measured here" in err
+
+
+class _Unexportable(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.fc = nn.Linear(8, 10)
+
+    def forward(self, x):  # type: ignore[no-untyped-def]
+        return self.fc(torch.linalg.svd(self.conv(x).flatten(2))[1])  # svd: no ONNX conversion
+
+
+def unexportable() -> nn.Module:
+    return _Unexportable()
+
+
+def test_a_model_that_does_not_export(tmp_path: Path, monkeypatch, capsys) -> None:
+    """`haq profile` and `haq export` refuse in one line naming the op; the search warns and
+    scores it with the learned model instead."""
+    monkeypatch.setenv("HAQ_OVERLAY_DIR", str(tmp_path / "overlay"))
+    model = f"{__name__}:unexportable"
+    for args in (["profile", "--target", "cpu-avx512", "--model", model, "--threads", "1"],
+                 ["export", "--model", model, "--weights", "none", "--bits", "w8a8",
+                  "--calib-data", "synthetic:16", "-o", str(tmp_path / "x.onnx")]):  # fmt: skip
+        code = main(args)
+        err = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("haq:")]
+        assert code == 2 and len(err) == 1 and "does not export to ONNX" in err[0], err
+        assert "svd" in err[0]
+    if GAP is None:
+        args = [a if a != MODEL else model for a in _search(tmp_path / "run", "-q")]
+        assert main(args) == 0
+        assert "could not profile" in capsys.readouterr().err
