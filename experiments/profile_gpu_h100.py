@@ -58,6 +58,7 @@ import pandas as pd
 import torch
 
 from haq.hardware import torch_gpu as tg
+from haq.hardware.gpu_timing import first_line, tf32_mode, tf32_state
 from haq.hardware.tables import COLUMNS, SHAPE_COLUMNS, signature, write_table
 from haq.models import discover_layers, load_model
 from haq.runtime.machine import machine_info
@@ -354,7 +355,7 @@ def _record_failure(state: State, job: LayerJob | E2EJob, exc: BaseException) ->
     entry = {
         "job": job.describe(),
         "precision": precision,
-        "error": f"{type(exc).__name__}: {tg._first_line(exc)}",
+        "error": f"{type(exc).__name__}: {first_line(exc)}",
     }
     state.failures.append(entry)
     n = sum(1 for f in state.failures if f["precision"] == precision)
@@ -375,7 +376,7 @@ def _device_ok(state: State) -> bool:
         torch.cuda.synchronize(state.device)
         return True
     except Exception as exc:  # a sticky CUDA error: nothing more can be measured
-        state.log(f"CUDA context is broken ({type(exc).__name__}: {tg._first_line(exc)})")
+        state.log(f"CUDA context is broken ({type(exc).__name__}: {first_line(exc)})")
         return False
 
 
@@ -432,7 +433,7 @@ class ModelCache:
 
                         self.folded[job.model] = fuse(base)
                     except Exception as exc:
-                        self.folded[job.model] = f"{type(exc).__name__}: {tg._first_line(exc)}"
+                        self.folded[job.model] = f"{type(exc).__name__}: {first_line(exc)}"
                 folded = self.folded[job.model]
                 if isinstance(folded, str):
                     raise RuntimeError(f"BN folding (torch.fx) failed: {folded}")
@@ -505,7 +506,7 @@ def discover(args: argparse.Namespace, state: State) -> tuple[list[dict], dict, 
                 loaded = load_model(name, weights="none")
                 specs = discover_layers(loaded.model, loaded.example_input())
         except Exception as exc:
-            state.log(f"cannot load {name}: {type(exc).__name__}: {tg._first_line(exc)}; skipped")
+            state.log(f"cannot load {name}: {type(exc).__name__}: {first_line(exc)}; skipped")
             continue
         models[name] = loaded.model
         shapes[name] = tuple(loaded.entry.preprocess.input_size)
@@ -654,10 +655,10 @@ def main(argv: list[str] | None = None) -> int:
     precisions = [p for p in args.precisions if not reasons.get(p)]
     state.meta["skipped_precisions"] = skipped
     state.meta["measured_precisions"] = precisions
-    with tg.tf32_mode(False):
-        state.meta["tf32_readback_fp32"] = tg.tf32_state()
-    with tg.tf32_mode(True):
-        state.meta["tf32_readback_tf32"] = tg.tf32_state()
+    with tf32_mode(False):
+        state.meta["tf32_readback_fp32"] = tf32_state()
+    with tf32_mode(True):
+        state.meta["tf32_readback_tf32"] = tf32_state()
     try:
         state.meta["fp8_call"] = tg.resolve_scaled_mm(device)[1]
     except tg.Unsupported as exc:
@@ -726,7 +727,7 @@ def main(argv: list[str] | None = None) -> int:
         stopped = str(exc)
         log(f"stopping: {stopped} after {done}/{total} jobs")
     except Exception as exc:  # never lose what was measured
-        stopped = f"unexpected {type(exc).__name__}: {tg._first_line(exc)}"
+        stopped = f"unexpected {type(exc).__name__}: {first_line(exc)}"
         log(f"stopping: {stopped}\n{traceback.format_exc()}")
     cache.net = None
     for sig, handler in previous.items():
