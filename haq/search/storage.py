@@ -65,13 +65,46 @@ class StudyStore:
         self.dists = {v: CategoricalDistribution(o) for v, o in space.variables()}
 
     def history(self) -> list[TrialRecord]:
-        """Every finished trial, in the order it finished."""
-        names = {v: k for k, v in _states().items()}
+        """Every finished trial, in the order it finished.
+
+        Read with four plain queries over Optuna's RDB schema (as `annotate` writes it):
+        Optuna's ORM load took ~1 ms per trial, most of a 10,000-trial resume."""
+        import json
+        import math
+
+        from sqlalchemy import text
+
+        names = {"COMPLETE": COMPLETE, "PRUNED": PRUNED, "FAIL": FAILED}
+        sid = self.study._study_id
+        q = {
+            "trials": "SELECT trial_id, state FROM trials WHERE study_id = :s",
+            "user": "SELECT a.trial_id, a.key, a.value_json FROM trial_user_attributes a "
+                    "JOIN trials t ON t.trial_id = a.trial_id WHERE t.study_id = :s",
+            "system": "SELECT a.trial_id, a.key, a.value_json FROM trial_system_attributes a "
+                      "JOIN trials t ON t.trial_id = a.trial_id WHERE t.study_id = :s",
+            "values": "SELECT v.trial_id, v.objective, v.value, v.value_type FROM trial_values v "
+                      "JOIN trials t ON t.trial_id = v.trial_id WHERE t.study_id = :s",
+        }  # fmt: skip
+        with self.storage.engine.connect() as conn:
+            got = {k: conn.execute(text(sql), {"s": sid}).all() for k, sql in q.items()}
+        user: dict[int, dict[str, Any]] = {}
+        system: dict[int, dict[str, Any]] = {}
+        for into, rows in ((user, got["user"]), (system, got["system"])):
+            for tid, key, value in rows:
+                into.setdefault(tid, {})[key] = json.loads(value)
+        special = {"INF_POS": math.inf, "INF_NEG": -math.inf}
+        values: dict[int, dict[int, float]] = {}
+        for tid, objective, value, kind in got["values"]:
+            values.setdefault(tid, {})[objective] = special.get(str(kind).split(".")[-1], value)
         out = []
-        for t in self.study.get_trials(deepcopy=False):
-            if t.state in names and "config" in t.user_attrs:
-                out.append(TrialRecord.from_user_attrs(t.user_attrs, names[t.state], t.values,
-                                                       t.system_attrs))  # fmt: skip
+        for tid, state in got["trials"]:
+            state = str(state).split(".")[-1]
+            attrs = user.get(tid, {})
+            if state in names and "config" in attrs:
+                vals = values.get(tid)
+                listed = [vals[i] for i in sorted(vals)] if vals else None
+                out.append(TrialRecord.from_user_attrs(attrs, names[state], listed,
+                                                       system.get(tid, {})))  # fmt: skip
         return sorted(out, key=lambda r: r.number)
 
     def add(self, record: TrialRecord) -> None:
