@@ -102,7 +102,9 @@ def main() -> None:
             search.driver.start(ctx, [], None)
             search.results.create()
             search._write_run({}, resumed=False)  # what a resume reads first
-            store = StudyStore(search.results.study_db, search.space, search.objectives, dirs, False)
+            store = StudyStore(
+                search.results.study_db, search.space, search.objectives, dirs, False
+            )
             loop = SearchLoop(ctx, search.driver, ConstantExecutor(), store, search.scale, None,
                               on_record=search._write_trials, save_state=search.results.save_driver_state,
                               progress=False)  # fmt: skip
@@ -128,15 +130,21 @@ def main() -> None:
             }  # fmt: skip
             start = time.perf_counter()
             resumed = Search(replace(opts, resume=True, budget=n))
-            resumed_store = StudyStore(search.results.study_db, resumed.space, resumed.objectives, dirs, True)
+            resumed_store = StudyStore(
+                search.results.study_db, resumed.space, resumed.objectives, dirs, True
+            )
             history = resumed_store.history()
             resumed.driver.start(ctx, history, search.results.load_driver_state())
             rows[name]["resume_seconds"] = round(time.perf_counter() - start, 2)
-            rows[name]["max_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+            rows[name]["max_rss_mb"] = round(
+                resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1
+            )
             print(f"{name:>7}: {trials} trials in {wall:.1f} s ({rows[name]['ms_per_trial_overall']:.2f} ms "
                   f"per trial); resume {rows[name]['resume_seconds']:.1f} s; peak RSS {rows[name]['max_rss_mb']:.0f} MB", flush=True)  # fmt: skip
             for label, w in rows[name]["windows"].items():
-                print(f"         {label:<40} " + "  ".join(f"{k}: {v:.3f} ms" for k, v in w.items()))
+                print(
+                    f"         {label:<40} " + "  ".join(f"{k}: {v:.3f} ms" for k, v in w.items())
+                )
     path = RESULTS / f"{args.out}.json"  # drivers run separately add up in one file
     if path.is_file():
         rows = {**json.loads(path.read_text()).get("rows", {}), **rows}
