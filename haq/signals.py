@@ -39,3 +39,7 @@ def reinstall() -> None:
 
 def exit_code(e: KeyboardInterrupt) -> int:
     return 143 if isinstance(e, Terminated) else 130
+
+
+def describe(e: KeyboardInterrupt) -> str:
+    return "stopped (SIGTERM)" if isinstance(e, Terminated) else "interrupted"

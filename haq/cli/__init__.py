@@ -59,8 +59,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"haq: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as e:
-        print(f"haq: {'stopped (SIGTERM)' if signals.exit_code(e) == 143 else 'interrupted'}",
-              file=sys.stderr)  # fmt: skip
+        print(f"haq: {signals.describe(e)}", file=sys.stderr)
         return signals.exit_code(e)
     except BrokenPipeError:  # output piped into `head` and closed: not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

@@ -149,8 +149,7 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt as e:
         from haq import signals
 
-        what = "stopped (SIGTERM)" if signals.exit_code(e) == 143 else "interrupted"
-        print(f"haq: {what}; finished trials are saved: resume with `haq search --resume "
+        print(f"haq: {signals.describe(e)}; finished trials are saved: resume with `haq search --resume "
               f"{search.results.path}`", file=sys.stderr)  # fmt: skip
         return signals.exit_code(e)
     _print_front(files.path)

@@ -48,18 +48,23 @@ class MeasureOptions:
             raise HaqError(f"--threads must be at least 1, not {self.threads}")
 
 
-def measured_target(run: dict[str, Any], threads: int | None = None) -> tuple[Any, int, int]:
-    """(profile, threads, batch) a run's latency was predicted for; refuses a target whose
-    runtime is not on this machine (one line, before anything is exported)."""
+def measurable_target(target: str | None) -> Any:
+    """The profile of ``target`` when its runtime is on this machine; else one line."""
     from haq.hardware.profile import get_target
     from haq.hardware.reachable import require_measurable
 
-    target = run.get("target")
     if not target:
-        raise HaqError("this run has no --target, so no predicted latency to measure; search "
-                       "with --target cpu-avx512 (or another target measurable here)")  # fmt: skip
+        raise HaqError("measuring latency needs a --target whose runtime is on this machine "
+                       "(e.g. --target cpu-avx512); this search has none")  # fmt: skip
     profile = get_target(target)
     require_measurable(profile)
+    return profile
+
+
+def measured_target(run: dict[str, Any], threads: int | None = None) -> tuple[Any, int, int]:
+    """(profile, threads, batch) a run's latency was predicted for; refuses a target whose
+    runtime is not on this machine (one line, before anything is exported)."""
+    profile = measurable_target(run.get("target"))
     saved = (run.get("options") or {}).get("threads")
     return profile, threads or saved or profile.threads[0], profile.batch
 
@@ -103,8 +108,7 @@ def measure_front(
     """
     import numpy as np
 
-    from haq.export.onnx_export import export_onnx
-    from haq.hardware.ort.jobs import reuse_float_graph
+    from haq.export.onnx_export import export_onnx, reuse_float_graph
     from haq.runtime.machine import CpuWatch, busy_message, machine_info
     from haq.runtime.ort import make_session, random_feeds, runtime_info
     from haq.runtime.timing import latency_stats, time_interleaved

@@ -130,6 +130,8 @@ class Search:
         from haq.models.fingerprint import state_hash
 
         self.opts = opts
+        self._trials_written = 0  # trials in the last trials.parquet write
+        self._placement: dict[str, int] | None = None  # Ray node -> workers, once started
         if opts.budget < 1:
             raise HaqError(f"--budget must be at least 1 trial, not {opts.budget}")
         if opts.workers < 0:
@@ -182,8 +184,10 @@ class Search:
         self.guard.check_possible()
         self.scale = FrontScale(self.space, self.cost_model, self.objectives)
         self.eval_cache = self._eval_cache(test=False)  # a bad file fails before any results
-        if opts.measure_front:
-            self._check_measurable()
+        if opts.measure_front:  # a target whose runtime is not here fails now, not at the end
+            from haq.search.measure import measurable_target
+
+            measurable_target(opts.target)
         if opts.report:
             from haq.report.html import require_plotly
 
@@ -212,16 +216,6 @@ class Search:
                             "provenance": profile.provenance, "source": profile.source}  # fmt: skip
         model = cost_model_for(self.opts.target, self.layers, threads=self.opts.threads)
         return model, lambda kind, p: profile.can_run(kind, p)
-
-    def _check_measurable(self) -> None:
-        """--measure-front on a target whose runtime is not here fails now, not after the search."""
-        from haq.hardware.profile import get_target
-        from haq.hardware.reachable import require_measurable
-
-        if self.opts.target is None:
-            raise HaqError("--measure-front needs a --target whose runtime is on this machine "
-                           "(e.g. --target cpu-avx512)")  # fmt: skip
-        require_measurable(get_target(self.opts.target))
 
     def _check_objectives(self) -> None:
         probe = self.cost_model.score(next(iter(self.space.baselines().values()), self.space.config(
@@ -422,7 +416,7 @@ class Search:
             "validation": {"source": self.val_source, "limit": self.opts.val_limit,
                            "split": asdict(self.split.of("val")) if self.split else None},
             "test": {"source": self.data, "split": asdict(self.split.of("test")) if self.split else None},
-            "ray_workers_per_node": getattr(self, "_placement", None),
+            "ray_workers_per_node": self._placement,
         }  # fmt: skip
         if resumed:
             info["resumed_at"] = time.strftime("%Y-%m-%dT%H:%M:%S")
@@ -441,8 +435,9 @@ class Search:
         """trials.parquet: after every trial while the run is small, then every 1 % of the
         trials so far (a whole-file rewrite per trial grew with the trial count; the study
         holds every trial at once, so a kill loses nothing)."""
-        written = getattr(self, "_trials_written", 0)
-        if not final and len(records) - written < max(1, len(records) // TRIALS_REWRITES):
+        if not final and len(records) - self._trials_written < max(
+            1, len(records) // TRIALS_REWRITES
+        ):
             return
         self.results.write_trials(trials_frame(records, self.objectives, test))
         self._trials_written = len(records)

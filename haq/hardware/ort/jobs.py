@@ -12,7 +12,7 @@ import io
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
@@ -47,32 +47,6 @@ from haq.runtime.ort import runtime_info
 if TYPE_CHECKING:
     from haq.models.spec import LayerSpec
     from haq.quant import Quantizer
-
-
-@contextlib.contextmanager
-def reuse_float_graph() -> Iterator[None]:
-    """Export each model's float graph once while inside (torch.onnx.export dominates every
-    `export_onnx` call: 2-8 s of ~0.3 s). Copies are handed out: the exporter edits them."""
-    from haq.export import onnx_export
-
-    original = onnx_export.export_float_graph
-    cache: dict[tuple[int, tuple[int, ...]], Any] = {}
-
-    def cached(model: Any, example: Any) -> Any:
-        import onnx
-
-        key = (id(model), tuple(example.shape))
-        if key not in cache:
-            cache[key] = (model, original(model, example))  # keep model alive: ids stay unique
-        out = onnx.ModelProto()
-        out.CopyFrom(cache[key][1])
-        return out
-
-    onnx_export.export_float_graph = cached
-    try:
-        yield
-    finally:
-        onnx_export.export_float_graph = original
 
 
 @dataclass(frozen=True)
@@ -319,6 +293,8 @@ def profile_target(
     and the target's YAML, rewritten from the main tables, names them. ``write_yaml=False``
     leaves every profile YAML alone (a user's overlay: `haq.hardware.overlay`).
     """
+    from haq.export.onnx_export import reuse_float_graph
+
     if target not in TARGETS:
         raise HaqError(f"unknown target {target!r}; `haq profile` measures: {', '.join(TARGETS)}")
     unknown = [c for c in classes if c not in KERNEL_CLASSES]
