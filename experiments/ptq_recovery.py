@@ -12,7 +12,8 @@ cache check: a second quantizer with the same model and images learns nothing.
 without ``--ptq adaround``; hypervolume (top-1 drop in points x latency / w8a8's, reference
 (10, 1)) of each run's validation trials and of its front re-scored on the test images. Then
 `haq finetune` (2 epochs of the train folder) of the fastest front point of the run without
-PTQ.
+PTQ; then a second 3-trial `--ptq adaround` search of the same model and images (the rounding
+cache check: it should learn nothing).
 
 Resumable: rows already in experiments/results/ptq_recovery.json are kept. The AdaRound cache
 lives in experiments/runs/ptq_recovery/cache (emptied on a fresh start, so times are cold).
@@ -177,6 +178,22 @@ def _search_stage(budget: int, test_limit: int, epochs: float) -> None:
                   "recovered": (e["after_top1"] - e["before_top1"]) / max(float_test - e["before_top1"], 1e-9)}  # fmt: skip
     print(f"  QAT {fastest} ({e['summary']}): {e['before_top1']:.2f} -> {e['after_top1']:.2f}% (float "
           f"{float_test:.2f}), ORT {e['ort_top1']:.2f}%, {e['seconds']:.0f} s", flush=True)  # fmt: skip
+    again = runs / "search-adaround-again"  # the cache check: a second search pays no rounding
+    if again.exists():
+        shutil.rmtree(again)
+    start = time.perf_counter()
+    proc = subprocess.run(["haq", "search", "--model", model, "--weights", weights, "--data", data,
+                           "--calib-data", calib, "--target", target, "--budget", "3", "--ptq", "adaround",
+                           "--workers", "0", "--test-limit", "500", "--out", str(again)],
+                          check=True, capture_output=True, text=True, env=os.environ)  # fmt: skip
+    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("adaround:")]
+    out["second_search"] = {"budget": 3, "seconds": round(time.perf_counter() - start, 1),
+                            "adaround_lines": lines,
+                            "learned_any": any("learning" in ln for ln in lines)}  # fmt: skip
+    print(
+        f"  second --ptq adaround search: {lines} in {out['second_search']['seconds']} s",
+        flush=True,
+    )
     save("ptq_search", out)
 
 
