@@ -52,7 +52,7 @@ class Quantizer:
         for p in base.parameters():
             p.requires_grad_(False)
         self.folded = fold_batchnorm(base, example_input) if self.settings.fold_bn else []
-        self.equalized = equalize(base, example_input) if self.settings.cle else []
+        self.equalized = equalize(base, example_input, self.folded) if self.settings.cle else []
         self.base = base
         self.layers: list[LayerSpec] = discover_layers(base, example_input)
         relu_pairs = find_followers(base, example_input, (nn.Conv2d, nn.Linear), nn.ReLU)

@@ -3,9 +3,14 @@
 Pairs are found by running a sample through the model: a BatchNorm2d whose input is exactly
 the output tensor of a Conv2d is folded into it, whatever the module layout. The same dataflow
 probe finds the ReLUs that an integer kernel's output requantization absorbs.
+
+Folding returns each BatchNorm's shift and scale: they are the only data-free estimate of the
+conv's pre-activation distribution, which cross-layer equalization's high-bias absorption uses.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -105,9 +110,21 @@ def find_conv_bn_pairs(model: nn.Module, example_input: torch.Tensor) -> list[tu
     return find_followers(model, example_input, nn.Conv2d, nn.BatchNorm2d)
 
 
+@dataclass(frozen=True)
+class FoldedBN:
+    """A BatchNorm folded into ``conv``: per output channel, the conv's (folded) output is
+    about N(beta, gamma) on the data the BatchNorm was trained on."""
+
+    conv: str
+    bn: str
+    beta: torch.Tensor  # the BatchNorm's shift
+    gamma: torch.Tensor  # |the BatchNorm's scale|: the output's standard deviation
+
+
 @torch.no_grad()
-def fold_batchnorm(model: nn.Module, example_input: torch.Tensor) -> list[tuple[str, str]]:
-    """Fold in place (call on a copy); returns the folded (conv, bn) name pairs."""
+def fold_batchnorm(model: nn.Module, example_input: torch.Tensor) -> list[FoldedBN]:
+    """Fold in place (call on a copy); returns what was folded, with the BatchNorm's stats."""
+    folded: list[FoldedBN] = []
     pairs = find_conv_bn_pairs(model, example_input)
     for conv_name, bn_name in pairs:
         conv = model.get_submodule(conv_name)
@@ -122,4 +139,5 @@ def fold_batchnorm(model: nn.Module, example_input: torch.Tensor) -> list[tuple[
         new_bias = (bias - bn.running_mean) * factor + beta
         conv.bias = nn.Parameter(new_bias.to(conv.weight.dtype))
         model.set_submodule(bn_name, nn.Identity())
-    return pairs
+        folded.append(FoldedBN(conv_name, bn_name, beta.detach().clone(), gamma.detach().abs()))
+    return folded
