@@ -2,7 +2,9 @@
 
 A config names, for each quantizable layer (module path), the weight and activation bits, or
 float. Strings: ``w8a8`` (8-bit weights, 8-bit activations), ``w4a32`` (4-bit weights, float
-activations: weight-only), ``fp32`` (float). Bits 32 always means float.
+activations: weight-only), ``fp32`` (float). Bits 32 always means float. A config may also name
+the post-training refinement its weights get (``ptq``, e.g. ``adaround``): a driver's choice
+per candidate, which overrides the command's ``--ptq``; unset, the command's applies.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any
 import yaml
 
 from haq.errors import HaqError
+from haq.ptq import canonical_ptq
 
 MIN_BITS = 2
 MAX_BITS = 16
@@ -85,18 +88,21 @@ class BitConfig(Mapping[str, Precision]):
 
     ``resolve(layer_names)`` turns it into an explicit config for one model (what searches,
     cost models and exports work with). ``hash`` is stable across processes and key order.
+    ``ptq`` (canonical spelling, or None: the command's ``--ptq``) is part of the identity.
     """
 
-    __slots__ = ("_layers", "_default", "_hash")
+    __slots__ = ("_layers", "_default", "_ptq", "_hash")
 
     def __init__(
         self,
         layers: Mapping[str, Precision | str] | None = None,
         default: Precision | str | None = None,
+        ptq: str | None = None,
     ) -> None:
         items = {str(k): Precision.parse(v) for k, v in (layers or {}).items()}
         self._layers: dict[str, Precision] = items
         self._default: Precision | None = None if default is None else Precision.parse(default)
+        self._ptq: str | None = None if ptq is None else canonical_ptq(str(ptq))
         self._hash: str | None = None
 
     # Mapping protocol -------------------------------------------------------------------
@@ -120,6 +126,15 @@ class BitConfig(Mapping[str, Precision]):
     def default(self) -> Precision | None:
         return self._default
 
+    @property
+    def ptq(self) -> str | None:
+        """The refinement this config's weights get; None: whatever the command's ``--ptq``."""
+        return self._ptq
+
+    def with_ptq(self, ptq: str | None) -> BitConfig:
+        """The same precisions under another refinement (None: the command's)."""
+        return BitConfig(self._layers, self._default, ptq)
+
     # Construction -----------------------------------------------------------------------
     @classmethod
     def uniform(
@@ -133,19 +148,19 @@ class BitConfig(Mapping[str, Precision]):
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> BitConfig:
-        """Read ``{"default": "w8a8", "layers": {...}}`` or a flat ``{layer: precision}``."""
+        """Read ``{"default": "w8a8", "layers": {...}, "ptq": ...}`` or a flat ``{layer: precision}``."""
         if not isinstance(data, Mapping):
             raise HaqError("config must be a mapping: {default: w8a8, layers: {name: w4a8}}")
         if "layers" in data or "default" in data:
-            unknown = set(data) - {"layers", "default", "meta"}
+            unknown = set(data) - {"layers", "default", "ptq", "meta"}
             if unknown:
                 raise HaqError(
-                    f"unknown config keys {sorted(unknown)}; a config holds 'default' and 'layers'"
+                    f"unknown config keys {sorted(unknown)}; a config holds 'default', 'layers' and 'ptq'"
                 )
             layers = data.get("layers") or {}
             if not isinstance(layers, Mapping):
                 raise HaqError("config 'layers' must map layer names to precisions like 'w8a8'")
-            return cls(layers, data.get("default"))
+            return cls(layers, data.get("default"), data.get("ptq"))
         return cls(data)
 
     @classmethod
@@ -191,6 +206,8 @@ class BitConfig(Mapping[str, Precision]):
         if self._default is not None:
             out["default"] = str(self._default)
         out["layers"] = {k: str(v) for k, v in self._layers.items()}
+        if self._ptq is not None:
+            out["ptq"] = self._ptq
         return out
 
     def to_json(self, **kwargs: Any) -> str:
@@ -214,15 +231,16 @@ class BitConfig(Mapping[str, Precision]):
 
     @property
     def hash(self) -> str:
-        """Stable 16-hex digest of the canonical (sorted) content."""
+        """Stable 16-hex digest of the canonical (sorted) content (configs without a ``ptq``
+        keep the digest they had before configs could carry one)."""
         if self._hash is None:
-            canon = json.dumps(
-                {
-                    "d": str(self._default) if self._default else None,
-                    "l": sorted((k, str(v)) for k, v in self._layers.items()),
-                },
-                separators=(",", ":"),
-            )
+            content: dict[str, Any] = {
+                "d": str(self._default) if self._default else None,
+                "l": sorted((k, str(v)) for k, v in self._layers.items()),
+            }
+            if self._ptq is not None:
+                content["p"] = self._ptq
+            canon = json.dumps(content, separators=(",", ":"))
             self._hash = hashlib.sha256(canon.encode()).hexdigest()[:16]
         return self._hash
 
@@ -232,11 +250,17 @@ class BitConfig(Mapping[str, Precision]):
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, BitConfig):
             return NotImplemented
-        return self._default == other._default and self._layers == other._layers
+        return (
+            self._default == other._default
+            and self._layers == other._layers
+            and self._ptq == other._ptq
+        )
 
-    def __reduce__(self) -> tuple[type[BitConfig], tuple[dict[str, Precision], Precision | None]]:
+    def __reduce__(
+        self,
+    ) -> tuple[type[BitConfig], tuple[dict[str, Precision], Precision | None, str | None]]:
         """Pickle as the constructor call (any protocol; sent to evaluation workers)."""
-        return (BitConfig, (dict(self._layers), self._default))
+        return (BitConfig, (dict(self._layers), self._default, self._ptq))
 
     def __repr__(self) -> str:
         return f"BitConfig({self.summary()})"
@@ -249,7 +273,8 @@ class BitConfig(Mapping[str, Precision]):
         parts = [f"{k} x{v}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1])]
         if self._default is not None:
             parts.append(f"default {self._default}")
-        return ", ".join(parts) or "empty"
+        text = ", ".join(parts) or "empty"
+        return text if self._ptq is None else f"{text} ({self._ptq})"
 
     # Against a model --------------------------------------------------------------------
     def validate(self, layer_names: Iterable[str]) -> None:
@@ -275,4 +300,4 @@ class BitConfig(Mapping[str, Precision]):
         """An explicit config over exactly ``layer_names`` (in that order), validated."""
         names = list(layer_names)
         self.validate(names)
-        return BitConfig({n: self[n] for n in names})
+        return BitConfig({n: self[n] for n in names}, ptq=self._ptq)

@@ -91,3 +91,25 @@ def test_bad_files(tmp_path) -> None:
 
 def test_summary() -> None:
     assert BitConfig({"a": "w8a8", "b": "w8a8", "c": "fp32"}).summary() == "w8a8 x2, fp32 x1"
+
+
+def test_config_may_name_its_refinement() -> None:
+    import pickle
+
+    plain = BitConfig({"a": "w4a8", "b": "w8a8"})
+    refined = plain.with_ptq("adaround+cle")
+    assert refined.ptq == "cle+adaround"  # one spelling per method set
+    assert plain.ptq is None and refined.hash != plain.hash and refined != plain
+    assert refined.with_ptq(None) == plain and refined.with_ptq(None).hash == plain.hash
+    assert BitConfig.from_dict(refined.to_dict()) == refined
+    assert "ptq" not in plain.to_dict()
+    assert pickle.loads(pickle.dumps(refined)).ptq == "cle+adaround"
+    assert refined.resolve(["a", "b"]).ptq == "cle+adaround"
+    assert refined.summary().endswith("(cle+adaround)")
+    with pytest.raises(HaqError, match="unknown PTQ method 'gptq'"):
+        BitConfig.from_dict({"default": "w8a8", "ptq": "gptq"})
+
+
+def test_hash_of_a_config_without_refinement_is_unchanged() -> None:
+    # the digest configs had before they could name a refinement: older runs keep resuming
+    assert BitConfig({"a": "w4a8", "b": "w8a8"}).hash == "a85cd07e0ce760b7"

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, NoReturn
 from haq.errors import HaqError
 
 if TYPE_CHECKING:
+    from haq.config import BitConfig
     from haq.quant import QuantSettings
 
 
@@ -66,11 +67,14 @@ def add_quant_args(p: argparse.ArgumentParser) -> None:
                    help="same as adding bias-correction to --ptq")  # fmt: skip
 
 
-def add_ptq_args(p: argparse.ArgumentParser) -> None:
+def add_ptq_args(p: argparse.ArgumentParser, per_candidate: bool = False) -> None:
+    choice = (" A comma list (none,adaround) lets the driver choose per candidate: the first "
+              "refines every candidate, the others are tried where the driver wants them "
+              "(hybrid: on front configs; samplers: a sampled parameter)") if per_candidate else ""  # fmt: skip
     p.add_argument("--ptq", default="none", metavar="METHODS",
                    help="post-training refinements: none (default), or methods joined by '+' from "
                         "cle, adaround, bias-correction (e.g. adaround, cle+adaround); adaround and "
-                        "bias-correction use the calibration images")  # fmt: skip
+                        "bias-correction use the calibration images." + choice)  # fmt: skip
     p.add_argument("--adaround-iterations", type=int, default=1000, metavar="N",
                    help="AdaRound optimisation steps per (layer, bits) rounding (default 1000)")  # fmt: skip
 
@@ -80,9 +84,13 @@ def positive(name: str, value: int | None) -> None:
         raise HaqError(f"{name} must be a positive number of images, not {value}")
 
 
-def settings_from_args(args: argparse.Namespace) -> QuantSettings:
+def settings_from_args(args: argparse.Namespace, config: BitConfig | None = None) -> QuantSettings:
+    """The command's quantization settings; a config naming its own refinement (``ptq:`` in
+    its file, as a search's front point does) overrides ``--ptq``."""
     from haq.quant import QuantSettings
 
     ptq = args.ptq + ("+bias-correction" if args.bias_correction else "")
+    if config is not None and config.ptq is not None:
+        ptq = config.ptq
     return QuantSettings(granularity=args.granularity, group_size=args.group_size, observer=args.observer,
                          ptq=ptq, adaround_iterations=args.adaround_iterations)  # fmt: skip

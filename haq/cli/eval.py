@@ -27,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
     positive("--limit", args.limit)
     positive("--calib-limit", args.calib_limit)
     config = BitConfig.from_spec(args.bits)
-    settings = settings_from_args(args)
+    settings = settings_from_args(args, config)
     needs_calib = settings.needs_calibration or config.quantizes_activations
     setup = build_setup(args.model, args.weights, args.data, args.calib_data, limit=args.limit,
                         calib_limit=args.calib_limit, seed=args.seed, settings=settings,

@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     positive("--batch", args.batch)
     positive("--calib-limit", args.calib_limit)
     config = BitConfig.from_spec(args.bits)
-    settings = settings_from_args(args)
+    settings = settings_from_args(args, config)
     loaded = load_model(args.model, args.weights)
     quantizer = Quantizer(loaded.model, loaded.example_input(), settings)
     resolved = quantizer.resolve(

@@ -19,7 +19,7 @@ def register(sub: Any) -> None:
     )
     add_model_args(p, required=False)
     add_space_args(p)
-    add_ptq_args(p)
+    add_ptq_args(p, per_candidate=True)
     p.add_argument(
         "--data", "-d", default=None, help="test images, used only to re-score the final front"
     )

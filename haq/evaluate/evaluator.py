@@ -4,7 +4,9 @@ An evaluator turns a BitConfig into accuracy numbers. `LocalEvaluator` holds the
 `Quantizer` (folded weights, calibration), the evaluation tensors and the float reference
 logits, all loaded once, so each call is one inference pass, or less: with prefix reuse
 (`haq.evaluate.prefix`) a config resumes from the activations of an earlier config that
-shares its first layers, with bit-identical logits.
+shares its first layers, with bit-identical logits. A config naming its own refinement
+(``config.ptq``) is scored by a sibling evaluator on that refinement's quantizer, sharing the
+images and the float reference.
 """
 
 from __future__ import annotations
@@ -72,6 +74,7 @@ class LocalEvaluator:
         self._reference: torch.Tensor | None = None
         self._runner: PrefixRunner | None = None
         self._runner_built = False
+        self._siblings: dict[str, LocalEvaluator] = {}  # by refinement
 
     @property
     def prefix_runner(self) -> PrefixRunner | None:
@@ -100,11 +103,27 @@ class LocalEvaluator:
                     atomic_write_bytes(path, buf.getvalue())
         return self._reference
 
+    def for_config(self, config: BitConfig) -> LocalEvaluator:
+        """The evaluator of ``config``'s own refinement (this one when it names none)."""
+        quantizer = self.quantizer.for_config(config)
+        if quantizer is self.quantizer:
+            return self
+        assert config.ptq is not None
+        sibling = self._siblings.get(config.ptq)
+        if sibling is None:
+            sibling = LocalEvaluator(quantizer, self.data, self.batch_size,
+                                     reuse_prefixes=self.reuse_prefixes)  # fmt: skip
+            sibling._reference = self.reference  # the float model is the same model
+            self._siblings[config.ptq] = sibling
+        return sibling
+
     def logits(self, config: BitConfig | str) -> torch.Tensor:
         """The model's outputs under ``config`` on the evaluation images."""
         resolved = self.quantizer.resolve(config)
         if all(p.is_float for p in resolved.values()):
             return self.reference
+        if self.for_config(resolved) is not self:
+            return self.for_config(resolved).logits(resolved)
         runner = self.prefix_runner
         out = runner.logits(resolved) if runner is not None else None
         if out is None:

@@ -314,6 +314,7 @@ def export_onnx(
     from onnx import checker
 
     resolved = quantizer.resolve(config)
+    quantizer = quantizer.for_config(resolved)  # the refinement the config names, if any
     qmodel = quantizer.apply(resolved)
     example = torch.zeros((batch, *quantizer.example_shape))
     model = export_float_graph(quantizer.base, example)

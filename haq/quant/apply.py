@@ -4,11 +4,16 @@ A `Quantizer` owns a private BN-folded copy of the user's model, its layer table
 calibration statistics. ``apply(config)`` returns a new simulated-quantization model; quantized
 weights are memoised per (layer, bits), so trying another config costs one evaluation pass,
 not a re-calibration or a re-quantization. The user's model is never touched.
+
+A config that names its own refinement (``config.ptq``, a driver's per-candidate choice) is
+applied by a sibling quantizer under that refinement (`for_config`), built on first use from
+the same model and calibration images.
 """
 
 from __future__ import annotations
 
 import copy
+from dataclasses import replace
 
 import torch
 from torch import nn
@@ -48,6 +53,9 @@ class Quantizer:
     ) -> None:
         self.settings = settings or QuantSettings()
         self.example_shape = tuple(example_input.shape[1:])
+        self._source = (model, example_input)  # what sibling refinements are built from
+        self._images: torch.Tensor | None = None
+        self._family: dict[str, Quantizer] = {self.settings.ptq: self}  # by refinement
         base = copy.deepcopy(model).eval()
         for p in base.parameters():
             p.requires_grad_(False)
@@ -70,6 +78,7 @@ class Quantizer:
 
     # Calibration --------------------------------------------------------------------------
     def calibrate(self, images: torch.Tensor, batch_size: int = 128) -> Calibration:
+        self._images = images
         self.calibration = calibrate(
             self.base, self.layer_names, images, batch_size, self.relu_after
         )
@@ -78,9 +87,44 @@ class Quantizer:
             self.rounding = LearnedRounding(self.base, self.layer_names, images, self.settings)
         return self.calibration
 
+    def for_config(self, config: BitConfig | str) -> Quantizer:
+        """The quantizer of ``config``'s own refinement (this one when it names none)."""
+        ptq = config.ptq if isinstance(config, BitConfig) else None
+        if ptq is None or ptq == self.settings.ptq:
+            return self
+        sibling = self._family.get(ptq)
+        if sibling is None:
+            sibling = self._sibling(ptq)
+            self._family[ptq] = sibling
+        return sibling
+
+    def _sibling(self, ptq: str) -> Quantizer:
+        settings = replace(self.settings, ptq=ptq)
+        if settings.needs_calibration and self._images is None:
+            raise HaqError(
+                f"a config asks for --ptq {ptq}, which learns on calibration data; pass --calib-data DIR"
+            )
+        model, example = self._source
+        # activation statistics carry over unless CLE (which rescales activations) differs
+        shared = self.calibration if settings.cle == self.settings.cle else None
+        sibling = Quantizer(model, example, settings, calibration=shared)
+        sibling._family = self._family
+        if self._images is None:
+            return sibling
+        if shared is None:
+            sibling.calibrate(self._images)
+        else:
+            sibling._images = self._images
+            if settings.adaround:
+                sibling.rounding = LearnedRounding(sibling.base, sibling.layer_names,
+                                                   self._images, settings)  # fmt: skip
+        return sibling
+
     def learn_roundings(self, config: BitConfig | str) -> int:
         """Under AdaRound, learn (with progress) the roundings ``config`` needs that no cache
         holds yet, so that evaluating it afterwards costs only the evaluation."""
+        if self.for_config(config) is not self:
+            return self.for_config(config).learn_roundings(config)
         if self.rounding is None:
             return 0
         resolved = self.resolve(config)
@@ -149,6 +193,8 @@ class Quantizer:
 
     def apply(self, config: BitConfig | str) -> nn.Module:
         """A new model with ``config`` applied (float layers stay the folded float layers)."""
+        if self.for_config(config) is not self:
+            return self.for_config(config).apply(config)
         resolved = self.resolve(config)
         needs_act = [n for n, p in resolved.items() if p.a_bits is not None]
         if needs_act and self.calibration is None:

@@ -131,6 +131,7 @@ def finetune(
     if epochs <= 0:
         raise HaqError(f"--epochs {epochs} must be positive")
     resolved = quantizer.resolve(config)
+    quantizer = quantizer.for_config(resolved)  # the refinement the point was scored with
     quantizer.learn_roundings(resolved)
     model = quantizer.apply(resolved)
     wrapped: dict[str, QATLayer] = {}

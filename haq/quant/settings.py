@@ -6,29 +6,10 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from haq.errors import HaqError
+from haq.ptq import canonical_ptq
 from haq.quant.observers import OBSERVERS
 
 GRANULARITIES = ("channel", "tensor", "group")
-PTQ_METHODS = ("cle", "adaround", "bias-correction")  # also the order they are applied in
-PTQ_CHOICES = (
-    "none",
-    "bias-correction",
-    "adaround",
-    "cle+adaround",
-    "cle+adaround+bias-correction",
-)
-
-
-def canonical_ptq(spec: str) -> str:
-    """``'adaround+cle'`` -> ``'cle+adaround'``: one spelling per method set (cache keys)."""
-    steps = {p.strip() for p in spec.lower().split("+") if p.strip()} - {"none"}
-    unknown = steps - set(PTQ_METHODS)
-    if unknown:
-        raise HaqError(
-            f"unknown PTQ method {sorted(unknown)[0]!r}; use none or methods joined by '+' "
-            f"from {', '.join(PTQ_METHODS)} (e.g. cle+adaround)"
-        )
-    return "+".join(m for m in PTQ_METHODS if m in steps) or "none"
 
 
 @dataclass(frozen=True)

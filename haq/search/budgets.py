@@ -114,7 +114,7 @@ class BudgetGuard:
                 for name in self._group(var):
                     layers[name] = Precision.parse(lower[0])
                 changed = True
-                candidate = BitConfig(layers)
+                candidate = BitConfig(layers, ptq=config.ptq)
                 cost = self.cost_model.score(candidate)
                 if self.budgets.cost_violation(cost) == 0:
                     return candidate, cost, True

@@ -199,16 +199,18 @@ def _annotate_front(
 
 
 def trials_frame(
-    records: Sequence[TrialRecord], objectives: list[str], test: dict[int, Metrics] | None = None
-) -> pd.DataFrame:
-    """One row per trial, as ``trials.parquet`` holds it."""
+    records: Sequence[TrialRecord], objectives: list[str], test: dict[int, Metrics] | None = None,
+    ptq: str = "none",
+) -> pd.DataFrame:  # fmt: skip
+    """One row per trial, as ``trials.parquet`` holds it (``ptq``: the search's default
+    refinement, the column's value for configs that name none)."""
     rows = []
     for r in records:
         m, cost = r.metrics, r.cost
         row: dict[str, Any] = {
             "trial": r.number, "state": r.state, "status": r.status, "source": r.source,
             "label": r.label, "config": r.config.to_json(), "config_hash": r.config.hash,
-            "summary": r.config.summary(),
+            "summary": r.config.summary(), "ptq": r.config.ptq or ptq,
             "val_top1": m.top1 if m else None, "val_top5": m.top5 if m else None,
             "val_worst_class": m.worst_class if m else None,
             "val_worst_class_top1": m.worst_class_top1 if m else None,

@@ -64,7 +64,9 @@ class SearchOptions:
     progress: bool = True
     command: str = ""
     report: bool = False  # write report.html into the results dir at the end
-    ptq: str = "none"  # post-training refinements of every candidate (QuantSettings.ptq)
+    ptq: str = (
+        "none"  # refinement of every candidate (QuantSettings.ptq), or choices "none,adaround"
+    )
     adaround_iterations: int = 1000
     measure_front: bool = False  # time the front on the target's runtime at the end (haq measure)
     profile: str = "auto"  # layers the tables lack: auto / never / ask (haq.search.profiling)
@@ -143,9 +145,11 @@ class Search:
         self.split = (
             DataSplit(opts.val_split, opts.data_seed) if opts.val_split is not None else None
         )
+        from haq.ptq import ptq_choices
         from haq.quant.settings import QuantSettings
 
-        self.settings = QuantSettings(ptq=opts.ptq, adaround_iterations=opts.adaround_iterations)
+        self.ptq = ptq_choices(opts.ptq)  # the first is every candidate's unless a driver picks
+        self.settings = QuantSettings(ptq=self.ptq[0], adaround_iterations=opts.adaround_iterations)
         self.driver_info = get_driver(opts.driver)
         self.driver = self.driver_info.make(opts.driver_options)
         self.results = ResultsDir(opts.out or _default_out(opts))
@@ -166,7 +170,8 @@ class Search:
         self.cost_model, can_run = self._cost_model()
         default = "top1,latency" if opts.target else "top1,size"
         self.objectives = parse_objectives(opts.objectives or default)
-        self.space = SearchSpace.build(self.layers, opts.space, can_run, opts.pins, opts.ties)
+        self.space = SearchSpace.build(self.layers, opts.space, can_run, opts.pins, opts.ties,
+                                       self.ptq)  # fmt: skip
         self.data = opts.data or self.loaded.entry.default_data
         if not self.data:
             raise HaqError(f"pass --data DIR (test images) for {opts.model}")
@@ -439,7 +444,7 @@ class Search:
             1, len(records) // TRIALS_REWRITES
         ):
             return
-        self.results.write_trials(trials_frame(records, self.objectives, test))
+        self.results.write_trials(trials_frame(records, self.objectives, test, self.settings.ptq))
         self._trials_written = len(records)
 
     def _baseline_records(self, records: list[TrialRecord]) -> dict[str, TrialRecord]:
@@ -493,7 +498,9 @@ class Search:
         seed_labels = {c.hash: label for label, c in self.space.seeds().items()}
         for r in front:
             name = f"trial-{r.number:04d}"
-            configs[name] = r.config.to_yaml()
+            # the file names any refinement it was scored with: export needs no --ptq
+            plain = r.config.ptq is not None or self.settings.ptq == "none"
+            configs[name] = (r.config if plain else r.config.with_ptq(self.settings.ptq)).to_yaml()
             tm = test.get(r.number)
             assert r.values is not None and r.metrics is not None and r.cost is not None
             points.append({

@@ -3,7 +3,8 @@
 Candidates come from a ``search_spaces/*.yaml`` set (by layer kind), are intersected with what
 the target can run, and then shaped by pins (a layer fixed to one precision) and ties (layers
 that must share a precision, e.g. a residual downsample and its branch). A tie group is one
-search variable.
+search variable. ``ptq`` lists the post-training refinements a driver may pick per candidate
+(``--ptq none,adaround``): the first is the search's default, which configs leave unnamed.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from haq.models.spec import LayerSpec
 from haq.paths import data_dir
 
 CanRun = Callable[[str, Precision], bool]
+PTQ_PARAM = "@ptq"  # the sampled parameter that picks a candidate's refinement (never a layer name)
 
 
 def load_candidates(space: str | Path) -> dict[str, list[Precision]]:
@@ -78,6 +80,7 @@ class SearchSpace:
     choices: dict[str, list[Precision]]  # layer -> allowed precisions (after target + pins)
     groups: list[list[str]]  # tie groups, each a list of layer names; singletons for the rest
     pinned: dict[str, Precision] = field(default_factory=dict)
+    ptq: tuple[str, ...] = ("none",)  # refinements to choose from; the first is the default
 
     @classmethod
     def build(
@@ -87,6 +90,7 @@ class SearchSpace:
         can_run: CanRun | None = None,
         pins: Sequence[str] | dict[str, str] | None = None,
         ties: Iterable[Sequence[str]] = (),
+        ptq: Sequence[str] = ("none",),
     ) -> SearchSpace:
         candidates = load_candidates(space)
         names = [s.name for s in layers]
@@ -122,7 +126,7 @@ class SearchSpace:
                 pinned[name] = prec
                 choices[name] = [prec]
         groups = cls._groups(names, ties, choices)
-        return cls(layers, choices, groups, pinned)
+        return cls(layers, choices, groups, pinned, tuple(ptq))
 
     @staticmethod
     def _groups(
@@ -170,26 +174,46 @@ class SearchSpace:
                 out.append((g[0], [str(p) for p in opts]))
         return out
 
+    def sampled_variables(self) -> list[tuple[str, list[str]]]:
+        """`variables` plus the refinement (`PTQ_PARAM`) when there is one to choose: what a
+        sampler draws."""
+        extra = [(PTQ_PARAM, list(self.ptq))] if len(self.ptq) > 1 else []
+        return self.variables() + extra
+
     def size(self) -> int:
-        return math.prod(len(opts) for _, opts in self.variables())
+        return math.prod(len(opts) for _, opts in self.variables()) * len(self.ptq)
 
     def config(self, params: dict[str, str]) -> BitConfig:
-        """The full config from a driver's choice per variable (fixed groups filled in)."""
+        """The full config from a driver's choice per variable (fixed groups filled in); a
+        ``PTQ_PARAM`` entry picks the refinement (the default one is left unnamed)."""
         layers: dict[str, Precision] = {}
         for g in self.groups:
             opts = self.choices[g[0]]
             p = _parse(params[g[0]]) if len(opts) > 1 else opts[0]
             for name in g:
                 layers[name] = p
-        return BitConfig(layers)
+        return BitConfig(layers, ptq=self.ptq_of(params.get(PTQ_PARAM)))
+
+    def ptq_of(self, choice: str | None) -> str | None:
+        """A config's ``ptq`` for a refinement choice: None for the default one."""
+        if choice is None or choice == self.ptq[0]:
+            return None
+        if choice not in self.ptq:
+            raise HaqError(f"refinement {choice!r} is not among --ptq {','.join(self.ptq)}")
+        return choice
 
     def params(self, config: BitConfig) -> dict[str, str]:
         """The variables' values that give ``config`` (for enqueuing baselines)."""
-        return {var: str(config[var]) for var, _ in self.variables()}
+        out = {var: str(config[var]) for var, _ in self.variables()}
+        if len(self.ptq) > 1:
+            out[PTQ_PARAM] = config.ptq or self.ptq[0]
+        return out
 
     def contains(self, config: BitConfig) -> bool:
-        return all(config[n] in self.choices[n] for n in self.names) and all(
-            len({config[m] for m in g}) == 1 for g in self.groups
+        return (
+            all(config[n] in self.choices[n] for n in self.names)
+            and all(len({config[m] for m in g}) == 1 for g in self.groups)
+            and (config.ptq is None or config.ptq in self.ptq[1:])
         )
 
     def uniform(self, precision: Precision | str) -> BitConfig | None:

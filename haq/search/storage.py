@@ -62,7 +62,7 @@ class StudyStore:
         self.study = optuna.create_study(storage=self.storage, study_name=STUDY_NAME,
                                          directions=directions, load_if_exists=resume)  # fmt: skip
         self.study.set_metric_names(objectives)
-        self.dists = {v: CategoricalDistribution(o) for v, o in space.variables()}
+        self.dists = {v: CategoricalDistribution(o) for v, o in space.sampled_variables()}
 
     def history(self) -> list[TrialRecord]:
         """Every finished trial, in the order it finished.

@@ -28,6 +28,7 @@ from haq.config import BitConfig, Precision
 MODEL = "digits_cnn"
 TARGET = "npu-bitfusion-edge"
 PIN = "conv1=w8a8"
+PTQ = "none,bias-correction"  # refinement choices of the space check (cheap to apply)
 # Extra search options per driver (exhaustive needs a space small enough to enumerate).
 SUITE_OPTIONS: dict[str, dict[str, Any]] = {
     "exhaustive": {"pins": [PIN, "conv2=w8a8", "fc1=w8a8"]},
@@ -73,22 +74,25 @@ def trials(out: Path) -> pd.DataFrame:
     return pd.read_parquet(out / "trials.parquet")
 
 
-def _space(driver: str) -> Any:
+def _space(driver: str, ptq: str = "none") -> Any:
     from haq.hardware.profile import get_target
     from haq.models import discover_layers, load_model
+    from haq.ptq import ptq_choices
     from haq.search.space import SearchSpace
 
     lm = load_model(MODEL)
     profile = get_target(TARGET)
     return SearchSpace.build(discover_layers(lm.model, lm.example_input()),
                              SUITE_OPTIONS.get(driver, {}).get("space", "default"),
-                             lambda k, p: profile.can_run(k, p), _options(driver)["pins"])  # fmt: skip
+                             lambda k, p: profile.can_run(k, p), _options(driver)["pins"],
+                             ptq=ptq_choices(ptq))  # fmt: skip
 
 
 def check_space_and_pins(driver: str, tmp: Path) -> None:
-    """Every trial's config is one the space allows, with the pinned layer as pinned."""
-    res = run_search(driver, tmp / "space")
-    space = _space(driver)
+    """Every trial's config is one the space allows (its refinement among the --ptq choices),
+    with the pinned layer as pinned."""
+    res = run_search(driver, tmp / "space", ptq=PTQ)
+    space = _space(driver, PTQ)
     t = trials(res.path)
     assert len(t) > 0, f"{driver}: no trial recorded"
     for cfg_json in t["config"]:

@@ -235,3 +235,21 @@ def test_bias_beyond_int32_saturates_like_the_simulation() -> None:
     bias = next(v for k, v in inits.items() if k.endswith("bias_quantized"))
     assert bias.dtype == np.int32
     assert bias.tolist() == [2**31 - 1, -(2**31), 2**31 - 1, 0]
+
+
+def test_config_naming_its_refinement_exports_it(digits, tmp_path, capsys) -> None:
+    """A front point's file says which refinement it was scored with; export applies it."""
+    q0, x = digits
+    config = BitConfig.uniform("w4a8", q0.layer_names).with_ptq("bias-correction")
+    sim = predict(q0.apply(config), x).numpy()
+    assert not np.array_equal(sim, predict(q0.apply(config.with_ptq(None)), x).numpy())
+    data, _ = export_onnx(q0, config)
+    ort_out = _ort_logits(data, x)
+    assert float((ort_out.argmax(1) == sim.argmax(1)).mean()) >= 0.995
+    path = tmp_path / "point.yaml"
+    BitConfig.uniform("w4a32", q0.layer_names).with_ptq("bias-correction").save(path)
+    code = main(
+        ["export", "--model", "digits_cnn", "--bits", str(path), "-o", str(tmp_path / "x.onnx")]
+    )
+    err = capsys.readouterr().err
+    assert code == 2 and "--ptq bias-correction needs calibration images" in err, err

@@ -155,3 +155,30 @@ def test_skipping_requantization_changes_nothing(setup) -> None:
     y = model[0](x)
     y.add_(0.01)
     assert not torch.equal(model[3].quantize_input(y), y)
+
+
+def test_a_config_naming_its_refinement_gets_it() -> None:
+    net = _net()
+    x = torch.randn(48, 3, 12, 12)
+    q = Quantizer(net, x[:1], calibration_images=x[:32])
+    own = Quantizer(net, x[:1], QuantSettings(ptq="bias-correction"), calibration_images=x[:32])
+    config = BitConfig.uniform("w4a8", q.layer_names)
+    x = x[32:]
+    sibling = q.for_config(config.with_ptq("bias-correction"))
+    assert sibling is not q and sibling.settings.ptq == "bias-correction"
+    assert q.for_config(config) is q and q.for_config(config.with_ptq("none")) is q
+    assert sibling.for_config(config) is sibling  # a sibling's own configs name no refinement
+    assert sibling.for_config(config.with_ptq("none")) is q  # one family, built once each
+    assert sibling.calibration is q.calibration  # activations unchanged: statistics shared
+    with torch.no_grad():
+        got = q.apply(config.with_ptq("bias-correction"))(x)
+        assert torch.equal(got, own.apply(config)(x))
+        assert not torch.equal(got, q.apply(config)(x))
+
+
+def test_refinement_needing_images_without_them_is_one_line() -> None:
+    net = _net()
+    x = torch.randn(2, 3, 12, 12)
+    q = Quantizer(net, x[:1])
+    with pytest.raises(HaqError, match="pass --calib-data"):
+        q.for_config(BitConfig.uniform("w4a32", q.layer_names).with_ptq("adaround"))

@@ -110,7 +110,8 @@ def test_a_model_that_does_not_export(tmp_path: Path, monkeypatch, capsys) -> No
                  ["export", "--model", model, "--weights", "none", "--bits", "w8a8",
                   "--calib-data", "synthetic:16", "-o", str(tmp_path / "x.onnx")]):  # fmt: skip
         code = main(args)
-        err = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("haq:")]
+        # (a machine without AVX-512 also gets a warning line about the tables)
+        err = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("haq: error:")]
         assert code == 2 and len(err) == 1 and "does not export to ONNX" in err[0], err
         assert "svd" in err[0]
     if GAP is None:

@@ -75,6 +75,8 @@ def test_bad_inputs_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
         ["--val-split", "0"],
         ["--ptq", "adaroud"],
         ["--ptq", "adaround", "--adaround-iterations", "0"],
+        ["--ptq", "none,,adaround"],  # an empty refinement choice
+        ["--ptq", "none,gptq"],
     ]
     for extra in cases:
         code = main(

@@ -75,3 +75,23 @@ def test_drivers_and_objectives(layers, tmp_path) -> None:
     for bad in ("latency", "speed,top1", "top1,top1"):
         with pytest.raises(HaqError):
             parse_objectives(bad)
+
+
+def test_refinement_choices_are_a_sampled_variable(layers) -> None:
+    from haq.search.space import PTQ_PARAM
+
+    plain = SearchSpace.build(layers)
+    space = SearchSpace.build(layers, ptq=("none", "adaround"))
+    assert space.size() == 2 * plain.size()
+    assert space.sampled_variables()[-1] == (PTQ_PARAM, ["none", "adaround"])
+    assert plain.sampled_variables() == plain.variables()
+    params = {v: opts[0] for v, opts in space.variables()}
+    default = space.config({**params, PTQ_PARAM: "none"})
+    refined = space.config({**params, PTQ_PARAM: "adaround"})
+    assert default.ptq is None and default == space.config(params)  # default: left unnamed
+    assert refined.ptq == "adaround" and space.params(refined)[PTQ_PARAM] == "adaround"
+    assert space.contains(refined) and space.contains(default)
+    assert not plain.contains(refined)
+    assert not space.contains(default.with_ptq("cle"))
+    with pytest.raises(HaqError, match="not among --ptq none,adaround"):
+        space.config({**params, PTQ_PARAM: "cle"})

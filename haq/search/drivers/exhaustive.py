@@ -33,8 +33,9 @@ class ExhaustiveDriver(QueueDriver):
                 f"exhaustive search over {space.size():.3g} configs is too large (limit {EXHAUSTIVE_LIMIT}); "
                 "use --driver hybrid or shrink the space (--space int8-only, --pin)"
             )
-        names = [v for v, _ in space.variables()]
-        combos = list(itertools.product(*(opts for _, opts in space.variables())))
+        variables = space.sampled_variables()
+        names = [v for v, _ in variables]
+        combos = list(itertools.product(*(opts for _, opts in variables)))
         order = np.random.default_rng(ctx.seed).permutation(len(combos))
         seeds = [(label, c) for label, c in space.seeds().items()]
         self.queue = [Proposal(c, "baseline", label) for label, c in seeds]

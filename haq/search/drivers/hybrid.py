@@ -26,6 +26,13 @@ resumed search replays its history and continues where it stopped:
    one error above the best baseline's (uniform and deployment variants) earn no area:
    nothing beats the float model by more than evaluation noise, and a search that credits
    such luck spends its evaluations next to lucky configs instead of across the trade-off.
+
+**Refinement per candidate** (``--ptq none,adaround``): phases 1-4 work in the space's default
+refinement (the first choice), which is what the sensitivity and the surrogate describe. From
+the ILP sweep on, every config on the front of all trials so far that has no refined twin yet
+is proposed once under each other refinement, before any new config: the refinement is paid
+(AdaRound roundings learned, cached per layer and bits) only for configs that could ship, and
+a refined twin that dominates moves the front itself.
 """
 
 from __future__ import annotations
@@ -54,6 +61,10 @@ REFIT_NARROW, REFIT_WIDE = 5, 12  # levels of the re-fitted ILP sweep inside / b
 ILP_POINTS = 20  # at most this many proxy-ILP points; the evolution's re-fitted sweeps do better
 ILP_DENSITY = 4  # ILP solves per evaluated point of the first sweep
 REFIT_EVERY = 4  # evaluations between two re-fitted sweeps (each is ~17 ILP solves)
+
+
+def _all_float(config: BitConfig) -> bool:
+    return all(p.is_float for p in config.values())
 
 
 def coarse_to_fine(n: int) -> list[int]:
@@ -249,6 +260,12 @@ class HybridDriver:
                 continue
             if not self.ilp_done:
                 break  # phase 1 evaluations still running: wait for their results
+            refined = self._refinements(n - len(out))
+            if refined:
+                for p in refined:
+                    self._mark(p)
+                out += refined
+                continue
             batch = self._evolve(n - len(out), pending=out)
             if not batch:
                 break
@@ -286,9 +303,28 @@ class HybridDriver:
         return [self.pair_index[(i, o)] for i, o in enumerate(params) if o != self.ref_params[i]]
 
     def _evaluated(self) -> list[TrialRecord]:
+        """Feasible trials of the space under its default refinement (what the fit describes)."""
         return [
-            r for r in self.records if r.feasible and r.values and self.ctx.space.contains(r.config)
-        ]
+            r for r in self.records
+            if r.feasible and r.values and r.config.ptq is None and self.ctx.space.contains(r.config)
+        ]  # fmt: skip
+
+    def _refinements(self, n: int) -> list[Proposal]:
+        """Refined twins of the default-refinement configs on the front of every trial so far."""
+        others = self.ctx.space.ptq[1:]
+        recs = [r for r in self.records if r.feasible and r.values]
+        if not others or not recs:
+            return []
+        mask = non_dominated_mask(np.array([r.values for r in recs]), self.ctx.directions)
+        out = []
+        for r, on_front in zip(recs, mask, strict=True):
+            if not on_front or r.config.ptq is not None or _all_float(r.config):
+                continue
+            for ptq in others:
+                twin = r.config.with_ptq(ptq)
+                if twin.hash not in self.proposed and len(out) < n:
+                    out.append(Proposal(twin, "refine", driver_attrs={"refines": r.number}))
+        return out
 
     def _fit(self, recs: list[TrialRecord], values: np.ndarray) -> dict[int, DropFit]:
         """Per accuracy objective: the surrogate (`haq.search.drivers.surrogate`) fitted on

@@ -45,7 +45,7 @@ class SamplerDriver:
         constraints = _constraints if ctx.guard.budgets.has_accuracy else None
         sampler = _unpickle_sampler(state) if state else self._make_sampler(ctx, constraints)
         self.study = optuna.create_study(directions=ctx.directions, sampler=sampler)
-        self.dists = {v: CategoricalDistribution(o) for v, o in ctx.space.variables()}
+        self.dists = {v: CategoricalDistribution(o) for v, o in ctx.space.sampled_variables()}
         self.known: dict[str, TrialRecord] = {}
         for rec in history:
             self.known[rec.config.hash] = rec
