@@ -96,7 +96,7 @@ class LocalEvaluator:
             if path is not None and path.is_file():
                 self._reference = torch.load(path, weights_only=True)
             else:
-                self._reference = predict(self.quantizer.base, self.data.x, self.batch_size)
+                self._reference = predict(self.quantizer.float_model, self.data.x, self.batch_size)
                 if path is not None:
                     buf = io.BytesIO()
                     torch.save(self._reference, buf)

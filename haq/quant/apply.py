@@ -56,6 +56,7 @@ class Quantizer:
         self._source = (model, example_input)  # what sibling refinements are built from
         self._images: torch.Tensor | None = None
         self._family: dict[str, Quantizer] = {self.settings.ptq: self}  # by refinement
+        self._float: nn.Module | None = None  # built on first use under CLE (float_model)
         base = copy.deepcopy(model).eval()
         for p in base.parameters():
             p.requires_grad_(False)
@@ -86,6 +87,20 @@ class Quantizer:
         if self.settings.adaround:
             self.rounding = LearnedRounding(self.base, self.layer_names, images, self.settings)
         return self.calibration
+
+    @property
+    def float_model(self) -> nn.Module:
+        """The float network the user gave (BN folded: the same function), the reference
+        every refinement is measured against; CLE's base is not it (ReLU6 pairs become ReLU,
+        high biases move)."""
+        if not self.settings.cle:
+            return self.base
+        if self._float is None:
+            model, example = self._source
+            self._float = copy.deepcopy(model).eval()
+            if self.settings.fold_bn:
+                fold_batchnorm(self._float, example)
+        return self._float
 
     def for_config(self, config: BitConfig | str) -> Quantizer:
         """The quantizer of ``config``'s own refinement (this one when it names none)."""

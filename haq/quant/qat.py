@@ -148,7 +148,7 @@ def finetune(
         for p in own:
             p.requires_grad_(True)
         groups.append({"params": own, "lr": lr * float(layer.scale.detach().abs().mean())})
-    teacher = quantizer.base if distill else None
+    teacher = quantizer.float_model if distill else None
     n = len(train)
     per_epoch = math.ceil(n / batch_size)
     steps = max(1, round(epochs * per_epoch))

@@ -182,3 +182,20 @@ def test_refinement_needing_images_without_them_is_one_line() -> None:
     q = Quantizer(net, x[:1])
     with pytest.raises(HaqError, match="pass --calib-data"):
         q.for_config(BitConfig.uniform("w4a32", q.layer_names).with_ptq("adaround"))
+
+
+def test_float_reference_is_the_users_network_under_cle() -> None:
+    torch.manual_seed(0)
+    net = nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU6(),
+        nn.Conv2d(8, 8, 3, padding=1), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 4),
+    ).eval()  # fmt: skip
+    with torch.no_grad():
+        net[1].bias.fill_(4.0)  # outputs above 6: ReLU6 -> ReLU changes the function
+        x = torch.randn(8, 3, 10, 10)
+        q = Quantizer(net, x[:1], QuantSettings(ptq="cle"))
+        assert isinstance(q.base[2], nn.ReLU) and isinstance(net[2], nn.ReLU6)
+        assert not torch.allclose(q.base(x), net(x), atol=1e-4)
+        assert torch.allclose(q.float_model(x), net(x), atol=1e-5)
+        plain = Quantizer(net, x[:1])
+        assert plain.float_model is plain.base  # without CLE the folded base is the float model
