@@ -17,7 +17,7 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"haq: error: {message} (see `{self.prog} --help`)\n")
 
 
-def add_model_args(p: argparse.ArgumentParser, required: bool = True) -> None:
+def add_model_args(p: argparse.ArgumentParser, required: bool = True, tokens: bool = True) -> None:
     p.add_argument(
         "--model",
         "-m",
@@ -26,6 +26,13 @@ def add_model_args(p: argparse.ArgumentParser, required: bool = True) -> None:
     )
     p.add_argument("--weights", "-w", default="default",
                    help="'default' (built-in / cached pretrained), 'none' (random init) or a checkpoint path")  # fmt: skip
+    if tokens:
+        add_tokens_arg(p)
+
+
+def add_tokens_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--tokens", type=int, default=None, metavar="N",
+                   help="text models (hf:PATH, minilm): tokens per input (default 128)")  # fmt: skip
 
 
 def add_data_args(p: argparse.ArgumentParser) -> None:

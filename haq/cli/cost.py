@@ -6,6 +6,7 @@ import argparse
 import json
 from typing import Any
 
+from haq.cli.args import add_tokens_arg
 from haq.errors import HaqError
 
 
@@ -16,6 +17,7 @@ def register(sub: Any) -> None:
                    help="registered name (see `haq models`) or package.module:factory")  # fmt: skip
     p.add_argument("--weights", "-w", default="none",
                    help="weights to build the model with (default 'none': cost depends on shapes only)")  # fmt: skip
+    add_tokens_arg(p)
     p.add_argument("--bits", "-b", default="fp32",
                    help="shorthand (fp32, w8a8, w4a8, w4a32) or a .yaml/.json config")  # fmt: skip
     p.add_argument(
@@ -55,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     config = BitConfig.from_spec(args.bits)
     kernel_map = parse_kernel_map(args.kernel_map)
     with quiet_random_weights(args.weights):
-        loaded = load_model(args.model, args.weights)
+        loaded = load_model(args.model, args.weights, args.tokens)
     layers = discover_layers(loaded.model, loaded.example_input())
     model = cost_model_for(args.target, layers, threads=args.threads, batch=args.batch,
                            granularity=args.granularity, kernel_map=kernel_map)  # fmt: skip

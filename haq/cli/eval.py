@@ -29,7 +29,10 @@ def run(args: argparse.Namespace) -> int:
     config = BitConfig.from_spec(args.bits)
     settings = settings_from_args(args, config)
     needs_calib = settings.needs_calibration or config.quantizes_activations
-    setup = build_setup(args.model, args.weights, args.data, args.calib_data, limit=args.limit,
+    from haq.models import load_model
+
+    loaded = load_model(args.model, args.weights, args.tokens)
+    setup = build_setup(loaded, args.weights, args.data, args.calib_data, limit=args.limit,
                         calib_limit=args.calib_limit, seed=args.seed, settings=settings,
                         needs_calibration=needs_calib)  # fmt: skip
     rounding = setup.quantizer.rounding
@@ -59,7 +62,11 @@ def run(args: argparse.Namespace) -> int:
             print(
                 f"  top-1 {m.top1:.2f}%  top-5 {m.top5:.2f}%  worst class {m.worst_class} {m.worst_class_top1:.1f}%"
             )
-        print(f"  agreement with float {m.agreement:.2f}%  mean KL {m.mean_kl:.5f}")
+        if m.cosine is not None:
+            print(f"  cosine to float {m.cosine:.5f} (worst {m.cosine_min:.5f})  "
+                  f"top-10 retrieval kept {m.retrieval:.2f}%")  # fmt: skip
+        else:
+            print(f"  agreement with float {m.agreement:.2f}%  mean KL {m.mean_kl:.5f}")
         print(f"  {m.n_images} images in {result.seconds:.2f} s (calibration {out['calib_images']} images, "
               f"{out['calib_seconds']:.2f} s)")  # fmt: skip
         if rounding is not None:

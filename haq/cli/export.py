@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     positive("--calib-limit", args.calib_limit)
     config = BitConfig.from_spec(args.bits)
     settings = settings_from_args(args, config)
-    loaded = load_model(args.model, args.weights)
+    loaded = load_model(args.model, args.weights, args.tokens)
     quantizer = Quantizer(loaded.model, loaded.example_input(), settings)
     resolved = quantizer.resolve(
         config

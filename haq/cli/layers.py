@@ -20,7 +20,7 @@ def register(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from haq.models import discover_layers, layers_frame, load_model
 
-    loaded = load_model(args.model, args.weights)
+    loaded = load_model(args.model, args.weights, args.tokens)
     frame = layers_frame(discover_layers(loaded.model, loaded.example_input()))
     if args.json:
         print(frame.to_json(orient="records", indent=2))

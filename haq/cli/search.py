@@ -17,7 +17,7 @@ def register(sub: Any) -> None:
     p = sub.add_parser(
         "search", help="search per-layer precisions: Pareto front of accuracy vs cost"
     )
-    add_model_args(p, required=False)
+    add_model_args(p, required=False, tokens=False)  # text models: not searchable yet
     add_space_args(p)
     add_ptq_args(p, per_candidate=True)
     p.add_argument(

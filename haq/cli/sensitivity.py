@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
     from haq.search.sensitivity import validation_key
 
     positive("--val-limit", args.val_limit)
-    loaded = load_model(args.model, args.weights)
+    loaded = load_model(args.model, args.weights, args.tokens)
     split = DataSplit(args.val_split, args.seed) if args.val_split is not None else None
     if split is not None and not args.data:
         raise HaqError("--val-split needs --data (the held-out images to split)")

@@ -36,7 +36,7 @@ def build_space(args: argparse.Namespace) -> Any:
     from haq.models import discover_layers, load_model
     from haq.search.space import SearchSpace
 
-    loaded = load_model(args.model, args.weights)
+    loaded = load_model(args.model, args.weights, args.tokens)
     layers = discover_layers(loaded.model, loaded.example_input())
     can_run = None
     if args.target:

@@ -56,6 +56,7 @@ class TensorData:
     classes: list[str]  # class names in label order
     source: str  # the source name as given (for messages and cache keys)
     indices: np.ndarray  # indices into the full source that were selected (for disjointness)
+    task: str = "classification"  # or "embedding": outputs compared by cosine to the float's
 
     def __len__(self) -> int:
         return int(self.x.shape[0])
@@ -91,7 +92,7 @@ def select_indices(
 
 FORMS = (
     "DIR (an ImageFolder root <root>/<class>/<image>), digits, digits:train, digits:calib, "
-    "synthetic[:N], distilled[:N]"
+    "synthetic[:N], distilled[:N], text[:N] (text models)"
 )
 
 
@@ -142,7 +143,7 @@ def load_data(
     """
     if limit is not None and limit < 1:
         raise HaqError(f"the number of images must be at least 1, not {limit}")
-    if num_classes is not None and num_classes < 1:
+    if num_classes is not None and num_classes < 1 and preprocess.tokenizer is None:
         raise ValueError(f"num_classes must be >= 1, not {num_classes}")
     n_cls = 10 if num_classes is None else num_classes
     input_size = preprocess.input_size
@@ -175,6 +176,23 @@ def load_data(
         idx = pick(len(y_all))
         t = torch.from_numpy(idx)
         return TensorData(x_all[t], y_all[t], list(CLASSES), source, idx)
+
+    if name == "text":
+        from haq.data.text import stdlib_sentences, token_ids
+
+        if preprocess.tokenizer is None:
+            raise HaqError(
+                f"{source!r} is text; it fits text models (hf:PATH, minilm), not this one"
+            )
+        sentences = stdlib_sentences()
+        idx = pick(min(_count(source, arg, len(sentences)), len(sentences)))
+        x = token_ids([sentences[i] for i in idx], preprocess.tokenizer, preprocess.input_size[0])
+        # the token count is part of the data's identity (reference caches, eval caches)
+        tokens = preprocess.input_size[0]
+        return TensorData(x, None, [], f"{source}@{tokens}", idx, task="embedding")
+
+    if preprocess.tokenizer is not None:
+        raise HaqError(f"data {source!r} is not text; text models take --data text[:N]")
 
     if name == "synthetic":
         from haq.data.synthetic import DEFAULT_N, synthetic_images

@@ -22,7 +22,7 @@ import torch
 from haq.config import BitConfig
 from haq.data import TensorData
 from haq.evaluate.activation_cache import cache_budget_bytes
-from haq.evaluate.metrics import Metrics, classification_metrics
+from haq.evaluate.metrics import Metrics, classification_metrics, embedding_metrics
 from haq.evaluate.predict import predict
 from haq.evaluate.prefix import PrefixRunner
 from haq.io import atomic_write_bytes
@@ -135,5 +135,8 @@ class LocalEvaluator:
         resolved = self.quantizer.resolve(config)
         logits = self.logits(resolved)
         seconds = time.perf_counter() - start
-        metrics = classification_metrics(logits, self.data.y, self.data.classes, self.reference)
+        if self.data.task == "embedding":
+            metrics = embedding_metrics(logits, self.reference)
+        else:
+            metrics = classification_metrics(logits, self.data.y, self.data.classes, self.reference)
         return EvalResult(resolved, metrics, seconds)

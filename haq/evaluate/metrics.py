@@ -24,6 +24,9 @@ class Metrics:
     worst_class_top1: float | None = None
     agreement: float | None = None  # % of images whose top-1 matches the float model's
     mean_kl: float | None = None  # mean KL(float || quantized) of the softmax outputs
+    cosine: float | None = None  # embeddings: mean cosine similarity to the float model's
+    cosine_min: float | None = None  # embeddings: the worst sentence's cosine similarity
+    retrieval: float | None = None  # embeddings: % of each sentence's top-10 neighbours kept
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -63,4 +66,25 @@ def classification_metrics(
         m.mean_kl = round(
             float(F.kl_div(logp, ref_logp, log_target=True, reduction="batchmean")), 6
         )
+    return m
+
+
+RETRIEVAL_K = 10
+
+
+def embedding_metrics(emb: torch.Tensor, reference: torch.Tensor) -> Metrics:
+    """Fidelity of sentence embeddings to the float model's: cosine similarity per sentence
+    (mean and worst) and top-k retrieval agreement (each sentence's ``RETRIEVAL_K`` nearest
+    neighbours among the set, by cosine, that the float embeddings also rank in their top k)."""
+    a, b = F.normalize(emb.float(), dim=1), F.normalize(reference.float(), dim=1)
+    cos = (a * b).sum(dim=1)
+    m = Metrics(n_images=int(emb.shape[0]), cosine=round(float(cos.mean()), 6),
+                cosine_min=round(float(cos.min()), 6))  # fmt: skip
+    k = min(RETRIEVAL_K, emb.shape[0] - 1)
+    if k >= 1:
+        eye = torch.eye(emb.shape[0], dtype=torch.bool)
+        got = (a @ a.T).masked_fill(eye, -2.0).topk(k, dim=1).indices
+        want = (b @ b.T).masked_fill(eye, -2.0).topk(k, dim=1).indices
+        hits = (got[:, :, None] == want[:, None, :]).any(dim=2).float().mean()
+        m.retrieval = round(float(hits) * 100.0, 4)
     return m

@@ -18,14 +18,16 @@ from haq.errors import HaqError
 
 @dataclass(frozen=True)
 class Preprocess:
-    """How raw images become input tensors (torchvision-style resize/crop/normalise)."""
+    """How raw images become input tensors (torchvision-style resize/crop/normalise); for text
+    models, ``input_size`` is ``(tokens,)`` and ``tokenizer`` names the tokenizer's folder."""
 
-    input_size: tuple[int, int, int]  # C, H, W the network expects
+    input_size: tuple[int, ...]  # C, H, W the network expects (text: tokens)
     mean: tuple[float, ...]
     std: tuple[float, ...]
     resize: int | None = None  # shorter side before the centre crop; None: no resize
     crop: int | None = None  # centre crop size; None: no crop
     grayscale: bool = False
+    tokenizer: str | None = None  # text models: a tokenizer folder, or "minilm" (haq.data.text)
 
     def transform(self) -> Callable[[Any], torch.Tensor]:
         """A torchvision transform from a PIL image to a normalised tensor."""
@@ -72,7 +74,7 @@ def register(entry: ModelEntry) -> ModelEntry:
 
 def _ensure_builtins() -> None:
     # Importing the family modules registers them; deferred so `import haq` stays light.
-    from haq.models import cifar_resnet, digits, zoo  # noqa: F401
+    from haq.models import cifar_resnet, digits, hf, zoo  # noqa: F401
 
 
 def list_models() -> list[ModelEntry]:
@@ -85,6 +87,10 @@ def get_entry(name: str) -> ModelEntry:
     _ensure_builtins()
     if name in _REGISTRY:
         return _REGISTRY[name]
+    if name.startswith("hf:"):
+        from haq.models.hf import hf_entry
+
+        return hf_entry(name)
     if name.startswith("probe_"):
         from haq.models.probe import probe_entry
 
@@ -116,9 +122,14 @@ class LoadedModel:
         return torch.zeros((batch, *self.entry.preprocess.input_size))
 
 
-def load_model(name: str, weights: str = "default") -> LoadedModel:
-    """Build ``name`` with ``weights`` (``default``, ``none`` or a local file), in eval mode."""
+def load_model(name: str, weights: str = "default", tokens: int | None = None) -> LoadedModel:
+    """Build ``name`` with ``weights`` (``default``, ``none`` or a local file), in eval mode;
+    ``tokens``: a text model's sequence length (default: the entry's)."""
     entry = get_entry(name)
+    if tokens is not None:
+        from haq.models.hf import with_tokens
+
+        entry = with_tokens(entry, tokens)
     model = entry.build(str(weights))
     model.eval()
     return LoadedModel(name=name, model=model, entry=entry, weights=str(weights))

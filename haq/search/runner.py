@@ -165,6 +165,11 @@ class Search:
             print(f"{self.results.path}: removed a search start that never reached its first "
                   "trial (stopped during set-up)", file=sys.stderr)  # fmt: skip
         self.loaded = load_model(opts.model, opts.weights)
+        if self.loaded.preprocess.tokenizer is not None:
+            raise HaqError(
+                f"{opts.model} is a text model; haq search has no fidelity objective for "
+                "embeddings yet: score configs with haq eval --model ... --bits CONFIG"
+            )
         self.layers = discover_layers(self.loaded.model, self.loaded.example_input())
         self.model_hash = state_hash(self.loaded.model)
         self.cost_model, can_run = self._cost_model()

@@ -1,5 +1,6 @@
 import math
 
+import pytest
 import torch
 
 from haq.evaluate import classification_metrics
@@ -29,3 +30,19 @@ def test_fidelity_without_labels() -> None:
 def test_classes_without_images_are_not_counted() -> None:
     m = classification_metrics(torch.tensor([[1.0, 0.0, 0.0]]), torch.tensor([0]), ["a", "b", "c"])
     assert m.per_class == {"a": 100.0}
+
+
+def test_embedding_fidelity() -> None:
+    import torch
+
+    from haq.evaluate.metrics import embedding_metrics
+
+    ref = torch.nn.functional.normalize(
+        torch.randn(50, 16, generator=torch.Generator().manual_seed(0)), dim=1
+    )
+    same = embedding_metrics(ref.clone(), ref)
+    assert same.cosine == pytest.approx(1.0) and same.retrieval == 100.0 and same.top1 is None
+    noisy = embedding_metrics(
+        ref + 0.3 * torch.randn(50, 16, generator=torch.Generator().manual_seed(1)), ref
+    )
+    assert noisy.cosine_min < noisy.cosine < 1.0 and noisy.retrieval < 100.0
