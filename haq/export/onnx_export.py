@@ -290,12 +290,24 @@ def _toposort(nodes: list[Any], available: set[str]) -> list[Any]:
 
 
 def _find_layer_nodes(g: _Graph, layers: list[str]) -> dict[str, int]:
-    """Node index of each layer's Conv/Gemm/MatMul, found by its ``<layer>.weight`` input."""
-    by_weight = {}
-    for i, n in enumerate(g.graph.node):
+    """Node index of each layer's Conv/Gemm/MatMul, found by its ``<layer>.weight`` input, or,
+    for a Linear on 3-D input (the exporter folds its weight into a transposed constant), the
+    MatMul whose only reader is the ``Add`` of ``<layer>.bias``."""
+    by_weight, by_bias = {}, {}
+    nodes = list(g.graph.node)
+    for i, n in enumerate(nodes):
         if n.op_type in WEIGHT_OPS and len(n.input) > 1:
             by_weight[n.input[1]] = i
-    found = {name: by_weight[f"{name}.weight"] for name in layers if f"{name}.weight" in by_weight}
+        if n.op_type == "MatMul":
+            readers = [c for _, c in g.consumers(n.output[0])]
+            if len(readers) == 1 and readers[0].op_type == "Add":
+                for inp in readers[0].input:
+                    by_bias[inp] = i
+    found = {}
+    for name in layers:
+        i = by_weight.get(f"{name}.weight", by_bias.get(f"{name}.bias"))
+        if i is not None:
+            found[name] = i
     return found
 
 
@@ -368,6 +380,11 @@ def _export_layer(
         replace_with_matmul_nbits(g, idx, node, name, m, accuracy_level)
         return "matmulnbits"
     p = m.precision
+    if node.op_type == "MatMul":  # a Linear on 3-D input: its bias is a separate Add
+        raise HaqError(
+            f"layer {name}: {p} on a MatMul (a Linear on token sequences) does not export yet; "
+            "weight-only bits with --granularity group export as MatMulNBits, or keep it fp32"
+        )
     transposed = node.op_type == "Gemm" and not any(
         a.name == "transB" and a.i == 1 for a in node.attribute
     )

