@@ -6,11 +6,14 @@ held out of the train folder), and the ONNX Runtime top-1 of the refined export.
 cache check: a second quantizer with the same model and images learns nothing.
 
     python experiments/ptq_recovery.py [--models cifar_resnet20,cifar_resnet56,digits_cnn]
-    python experiments/ptq_recovery.py --search     # the two 100-trial searches + QAT
+    python experiments/ptq_recovery.py --search     # the three 100-trial searches + QAT
 
-``--search``: cifar_resnet20 on npu-bitfusion-edge, default driver, 100 trials, with and
-without ``--ptq adaround``; hypervolume (top-1 drop in points x latency / w8a8's, reference
-(10, 1)) of each run's validation trials and of its front re-scored on the test images. Then
+``--search``: cifar_resnet20 on npu-bitfusion-edge, default driver, 100 trials, with
+``--ptq none``, with ``--ptq none,adaround`` (the driver refines the candidates it picks: the
+hybrid its front configs; roundings counted from a cold cache of that run's own) and with
+``--ptq adaround`` (every candidate); hypervolume (top-1 drop in points x latency / w8a8's,
+reference (10, 1)) of each run's validation trials and of its front re-scored on the test
+images, wall time and AdaRound roundings learned. Then
 `haq finetune` (2 epochs of the train folder) of the fastest front point of the run without
 PTQ; then a second 3-trial `--ptq adaround` search of the same model and images (the rounding
 cache check: it should learn nothing).
@@ -26,6 +29,7 @@ import json
 import os
 import shutil
 import time
+from pathlib import Path
 from typing import Any
 
 from common import RESULTS, ROOT, SHARED, save
@@ -116,6 +120,21 @@ def _run_model(
     save("ptq_recovery", {"rows": rows, "configs": CONFIGS, "methods": METHODS})
 
 
+def _front_figures(pareto: dict[str, Any], w8_latency: float) -> dict[str, Any]:
+    """On the test split: the fastest front point within 0.5 / 1 point of uniform w8a8's top-1
+    (speed-up over w8a8, its top-1) and the fastest front point of all."""
+    w8_test = pareto["baselines"]["w8a8"]["test"]["top1"]
+    pts = [(p["cost"]["latency_ms"], p["test"]["top1"]) for p in pareto["points"] if p["test"]]
+    out: dict[str, Any] = {"w8a8_test_top1": w8_test}
+    for d in (0.5, 1.0):
+        ok = [(lat, top1) for lat, top1 in pts if top1 >= w8_test - d]
+        lat, top1 = min(ok) if ok else (None, None)
+        out[f"within_{d}"] = {"speedup": w8_latency / lat if lat else None, "test_top1": top1}
+    lat, top1 = min(pts)
+    out["fastest"] = {"latency_vs_w8a8": lat / w8_latency, "test_top1": top1}
+    return out
+
+
 def _search_stage(budget: int, test_limit: int, epochs: float) -> None:
     import subprocess
     import sys
@@ -134,8 +153,11 @@ def _search_stage(budget: int, test_limit: int, epochs: float) -> None:
         "budget": budget,
         "test_limit": test_limit,
     }
-    for ptq in ("none", "adaround"):
-        run = runs / f"search-{ptq}"
+    for ptq in ("none", "none,adaround", "adaround"):
+        run = runs / f"search-{ptq.replace(',', '-')}"
+        env = dict(os.environ)
+        if "," in ptq:  # its own cache, cold: the roundings it learned are counted
+            env["HAQ_CACHE_DIR"] = str(runs / "cache-per-candidate")
         if not (run / "pareto.json").is_file():
             resume = ["--resume", str(run)] if (run / "run.json").is_file() else [
                 "--model", model, "--weights", weights, "--data", data, "--calib-data", calib, "--target", target,
@@ -143,7 +165,7 @@ def _search_stage(budget: int, test_limit: int, epochs: float) -> None:
                 *(["--test-limit", str(test_limit)] if test_limit else [])]  # fmt: skip
             start = time.perf_counter()
             subprocess.run(["haq", "search", *resume, "--workers", "0", "-q"], check=True,
-                           stdout=subprocess.DEVNULL, env=os.environ)  # fmt: skip
+                           stdout=subprocess.DEVNULL, env=env)  # fmt: skip
             print(
                 f"search --ptq {ptq}: {time.perf_counter() - start:.0f} s",
                 file=sys.stderr,
@@ -153,9 +175,17 @@ def _search_stage(budget: int, test_limit: int, epochs: float) -> None:
         float_val = json.loads((run / "run.json").read_text())["float_val"]["top1"]
         frame = pd.read_parquet(run / "trials.parquet").assign(float_val_top1=float_val)
         out[ptq] = {"hv_val": _hv(_points(frame, w8)), "hv_test": _hv(_test_points(frame, w8, float_test)),
-                    "front": len(pareto["points"]), "wall_seconds": pareto.get("wall_seconds")}  # fmt: skip
+                    "front": len(pareto["points"]), "wall_seconds": pareto.get("wall_seconds"),
+                    "refined_trials": int((frame["source"] == "refine").sum()),
+                    "refined_front_points": sum(1 for p in pareto["points"] if p["config"].get("ptq"))}  # fmt: skip
+        out[ptq].update(_front_figures(pareto, w8))
+        if "," in ptq:
+            out[ptq]["roundings_learned"] = len(
+                list(Path(env["HAQ_CACHE_DIR"]).glob("adaround/*/*.pt"))
+            )
         print(
-            f"  --ptq {ptq}: HV val {out[ptq]['hv_val']:.3f}, test {out[ptq]['hv_test']:.3f}",
+            f"  --ptq {ptq}: HV val {out[ptq]['hv_val']:.3f}, test {out[ptq]['hv_test']:.3f}, "
+            f"{out[ptq]['wall_seconds']} s, {out[ptq].get('roundings_learned', '-')} roundings learned",
             flush=True,
         )
     run = runs / "search-none"
