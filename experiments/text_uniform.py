@@ -5,7 +5,8 @@ searched front and dynamic int8 are not built yet). For 16 and 128 tokens and ea
 fidelity to the float model on 1,000 stdlib-docstring sentences (`--data text`; mean and worst
 cosine, top-10 retrieval kept), the exported file's size, the worst per-sentence cosine of
 ONNX Runtime's embeddings against the simulation (50 sentences), and the latency of one
-sentence (batch 1, 1 thread; 5 interleaved rounds of 20 runs, fastest round's median).
+sentence (batch 1, 1 thread; 5 interleaved rounds of 20 runs, fastest round's median), for
+MatMulNBits' ``accuracy_level`` 4 (int8 compute, haq's default) and 0 (float compute).
 
     python experiments/text_uniform.py     # ~5 minutes on 2 cores
 """
@@ -40,7 +41,16 @@ CONFIGS = {  # label -> (precision, group size or None for float)
 SENTENCES, ORT_SENTENCES = 1000, 50
 
 
-def _row(tokens: int, label: str, precision: str, group: int | None) -> tuple[dict[str, Any], Any]:
+def _ort(onnx_bytes: bytes, x: torch.Tensor, sim: torch.Tensor) -> tuple[float, Any]:
+    sess = make_session(onnx_bytes, threads=1)
+    ort = torch.from_numpy(np.concatenate([sess.run(None, {"input": x[i : i + 1].numpy()})[0]
+                                           for i in range(len(x))]))  # fmt: skip
+    return float(torch.nn.functional.cosine_similarity(ort, sim, dim=1).min()), sess
+
+
+def _rows(
+    tokens: int, label: str, precision: str, group: int | None
+) -> list[tuple[dict[str, Any], Any]]:
     lm = load_model("minilm", tokens=tokens)
     data = load_data("text", lm.preprocess, limit=SENTENCES)
     settings = QuantSettings(granularity="group", group_size=group) if group else QuantSettings()
@@ -50,23 +60,22 @@ def _row(tokens: int, label: str, precision: str, group: int | None) -> tuple[di
         ref = predict(q.float_model, data.x, 64)
         sim = predict(q.apply(config), data.x, 64)
     m = embedding_metrics(sim, ref)
-    onnx_bytes, _ = export_onnx(q, config)
-    sess = make_session(onnx_bytes, threads=1)
-    x = data.x[:ORT_SENTENCES]
-    ort = torch.from_numpy(np.concatenate([sess.run(None, {"input": x[i : i + 1].numpy()})[0]
-                                           for i in range(len(x))]))  # fmt: skip
-    ort_cos = float(torch.nn.functional.cosine_similarity(ort, sim[:ORT_SENTENCES], dim=1).min())
-    row = {"tokens": tokens, "config": label, "cosine": m.cosine, "cosine_min": m.cosine_min,
-           "retrieval": m.retrieval, "onnx_mb": round(len(onnx_bytes) / 1e6, 2),
-           "ort_vs_sim_cosine_min": round(ort_cos, 6)}  # fmt: skip
-    return row, sess
+    out = []
+    for level in (4, 0) if group else (4,):
+        onnx_bytes, _ = export_onnx(q, config, accuracy_level=level)
+        ort_cos, sess = _ort(onnx_bytes, data.x[:ORT_SENTENCES], sim[:ORT_SENTENCES])
+        row = {"tokens": tokens, "config": label, "accuracy_level": level if group else None,
+               "cosine": m.cosine, "cosine_min": m.cosine_min, "retrieval": m.retrieval,
+               "onnx_mb": round(len(onnx_bytes) / 1e6, 2), "ort_vs_sim_cosine_min": round(ort_cos, 6)}  # fmt: skip
+        out.append((row, sess))
+    return out
 
 
 def main() -> None:
     start = time.perf_counter()
     rows = []
     for tokens in TOKENS:
-        built = [_row(tokens, label, p, g) for label, (p, g) in CONFIGS.items()]
+        built = [r for label, (p, g) in CONFIGS.items() for r in _rows(tokens, label, p, g)]
         feeds = {"input": np.ones((1, tokens), dtype=np.float32) * 2023}
         timed = time_interleaved([s for _, s in built], feeds, rounds=5, per_round=20)
         fp32_ms = None
