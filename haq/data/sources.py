@@ -186,9 +186,9 @@ def load_data(
             )
         sentences = stdlib_sentences()
         idx = pick(min(_count(source, arg, len(sentences)), len(sentences)))
-        x = token_ids([sentences[i] for i in idx], preprocess.tokenizer, preprocess.input_size[0])
-        # the token count is part of the data's identity (reference caches, eval caches)
         tokens = preprocess.input_size[0]
+        x = token_ids([sentences[i] for i in idx], preprocess.tokenizer, tokens)
+        # the token count is part of the data's identity (reference caches, eval caches)
         return TensorData(x, None, [], f"{source}@{tokens}", idx, task="embedding")
 
     if preprocess.tokenizer is not None:

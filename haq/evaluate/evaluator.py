@@ -122,8 +122,9 @@ class LocalEvaluator:
         resolved = self.quantizer.resolve(config)
         if all(p.is_float for p in resolved.values()):
             return self.reference
-        if self.for_config(resolved) is not self:
-            return self.for_config(resolved).logits(resolved)
+        own = self.for_config(resolved)
+        if own is not self:
+            return own.logits(resolved)
         runner = self.prefix_runner
         out = runner.logits(resolved) if runner is not None else None
         if out is None:

@@ -294,8 +294,7 @@ def _find_layer_nodes(g: _Graph, layers: list[str]) -> dict[str, int]:
     for a Linear on 3-D input (the exporter folds its weight into a transposed constant), the
     MatMul whose only reader is the ``Add`` of ``<layer>.bias``."""
     by_weight, by_bias = {}, {}
-    nodes = list(g.graph.node)
-    for i, n in enumerate(nodes):
+    for i, n in enumerate(g.graph.node):
         if n.op_type in WEIGHT_OPS and len(n.input) > 1:
             by_weight[n.input[1]] = i
         if n.op_type == "MatMul":

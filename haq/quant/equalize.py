@@ -171,13 +171,15 @@ def _scale_inputs(b: nn.Conv2d | nn.Linear, s: torch.Tensor) -> None:
     w.view(groups, out // groups, cpg, -1).mul_(per)
 
 
-def _constant_response(b: nn.Conv2d | nn.Linear, c: torch.Tensor) -> torch.Tensor:
-    """B's output, bias left out, to input channel i held at ``c_i`` (no zero padding read)."""
-    w = b.weight.detach()
-    if isinstance(b, nn.Linear):
-        return w @ c.to(w.dtype)
-    groups, out, cpg = b.groups, w.shape[0], w.shape[1]
-    per = c.reshape(groups, 1, cpg, 1).to(w.dtype)
+def constant_response(w: torch.Tensor, groups: int, c: torch.Tensor) -> torch.Tensor:
+    """A conv/linear weight ``w``'s output, bias left out, to input channel i held at ``c_i``
+    (no zero padding read; grouped convs within their group): high-bias absorption's shift of
+    B, and bias correction's mean output error of a weight error."""
+    c = c.to(w.dtype)
+    if w.dim() == 2:
+        return w @ c
+    out, cpg = w.shape[0], w.shape[1]
+    per = c.reshape(groups, 1, cpg, 1)
     return (w.reshape(groups, out // groups, cpg, -1) * per).sum(dim=(2, 3)).reshape(out)
 
 
@@ -190,7 +192,7 @@ def absorb_high_bias(
     assert a.bias is not None  # A's BatchNorm was folded into a bias
     c = (beta - SIGMAS * gamma).clamp(min=0).to(a.bias.dtype)
     a.bias.sub_(c)
-    shift = _constant_response(b, c)
+    shift = constant_response(b.weight.detach(), b.groups if isinstance(b, nn.Conv2d) else 1, c)
     if b.bias is None:
         b.bias = nn.Parameter(shift, requires_grad=b.weight.requires_grad)
     else:

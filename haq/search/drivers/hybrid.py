@@ -312,8 +312,10 @@ class HybridDriver:
     def _refinements(self, n: int) -> list[Proposal]:
         """Refined twins of the default-refinement configs on the front of every trial so far."""
         others = self.ctx.space.ptq[1:]
+        if not others:
+            return []
         recs = [r for r in self.records if r.feasible and r.values]
-        if not others or not recs:
+        if not recs:
             return []
         mask = non_dominated_mask(np.array([r.values for r in recs]), self.ctx.directions)
         out = []
