@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from typing import TYPE_CHECKING, NoReturn
 
 from haq.errors import HaqError
 
 if TYPE_CHECKING:
     from haq.config import BitConfig
+    from haq.models.registry import Preprocess
     from haq.quant import QuantSettings
 
 
@@ -69,6 +71,10 @@ def add_quant_args(p: argparse.ArgumentParser) -> None:
                    help="weight scales per output channel (default), tensor, or group")  # fmt: skip
     p.add_argument("--group-size", type=int, default=128)
     p.add_argument("--observer", choices=["minmax", "percentile", "mse"], default="minmax")
+    p.add_argument("--activations", choices=["static", "dynamic"], default=None,
+                   help="activation grids: static (calibrated; default for CNNs) or dynamic (each "
+                        "input's own range at run time, ORT's dynamic int8 for Linears; default "
+                        "for text models)")  # fmt: skip
     add_ptq_args(p)
     p.add_argument("--bias-correction", action="store_true",
                    help="same as adding bias-correction to --ptq")  # fmt: skip
@@ -91,13 +97,23 @@ def positive(name: str, value: int | None) -> None:
         raise HaqError(f"{name} must be a positive number of images, not {value}")
 
 
-def settings_from_args(args: argparse.Namespace, config: BitConfig | None = None) -> QuantSettings:
+def settings_from_args(
+    args: argparse.Namespace, config: BitConfig | None = None, preprocess: Preprocess | None = None
+) -> QuantSettings:
     """The command's quantization settings; a config naming its own refinement (``ptq:`` in
-    its file, as a search's front point does) overrides ``--ptq``."""
+    its file, as a search's front point does) overrides ``--ptq``. A text model (its
+    ``preprocess`` has a tokenizer) gets its CPU kernels' defaults (`text_settings`)."""
     from haq.quant import QuantSettings
+    from haq.quant.settings import text_settings
 
     ptq = args.ptq + ("+bias-correction" if args.bias_correction else "")
     if config is not None and config.ptq is not None:
         ptq = config.ptq
-    return QuantSettings(granularity=args.granularity, group_size=args.group_size, observer=args.observer,
-                         ptq=ptq, adaround_iterations=args.adaround_iterations)  # fmt: skip
+    settings = QuantSettings(granularity=args.granularity, group_size=args.group_size,
+                             observer=args.observer, ptq=ptq,
+                             adaround_iterations=args.adaround_iterations)  # fmt: skip
+    if preprocess is not None and preprocess.tokenizer is not None:
+        settings = text_settings(settings)
+    if args.activations is not None:
+        settings = replace(settings, activations=args.activations)
+    return settings

@@ -27,11 +27,11 @@ def run(args: argparse.Namespace) -> int:
     positive("--limit", args.limit)
     positive("--calib-limit", args.calib_limit)
     config = BitConfig.from_spec(args.bits)
-    settings = settings_from_args(args, config)
-    needs_calib = settings.needs_calibration or config.quantizes_activations
     from haq.models import load_model
 
     loaded = load_model(args.model, args.weights, args.tokens)
+    settings = settings_from_args(args, config, loaded.preprocess)
+    needs_calib = settings.calibrates(config)
     setup = build_setup(loaded, args.weights, args.data, args.calib_data, limit=args.limit,
                         calib_limit=args.calib_limit, seed=args.seed, settings=settings,
                         needs_calibration=needs_calib)  # fmt: skip

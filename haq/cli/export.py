@@ -47,8 +47,8 @@ def run(args: argparse.Namespace) -> int:
     positive("--batch", args.batch)
     positive("--calib-limit", args.calib_limit)
     config = BitConfig.from_spec(args.bits)
-    settings = settings_from_args(args, config)
     loaded = load_model(args.model, args.weights, args.tokens)
+    settings = settings_from_args(args, config, loaded.preprocess)
     quantizer = Quantizer(loaded.model, loaded.example_input(), settings)
     resolved = quantizer.resolve(
         config
@@ -58,16 +58,16 @@ def run(args: argparse.Namespace) -> int:
 
         profile = get_target(args.target)
         for spec in quantizer.layers:
-            if not profile.can_run(spec.kind, resolved[spec.name], settings.granularity):
-                raise profile.unsupported_error(
-                    spec.kind, resolved[spec.name], spec.name, settings.granularity
-                )
-    if config.quantizes_activations or settings.needs_calibration:
+            precision = resolved[spec.name]
+            granularity = settings.weight_granularity(precision)
+            if not profile.can_run(spec.kind, precision, granularity):
+                raise profile.unsupported_error(spec.kind, precision, spec.name, granularity)
+    if settings.calibrates(config):
         if not args.calib_data:
             why = (
-                "this config quantizes activations"
-                if config.quantizes_activations
-                else f"--ptq {settings.ptq}"
+                f"--ptq {settings.ptq}"
+                if settings.needs_calibration
+                else "this config quantizes activations"
             )
             raise HaqError(
                 f"{why} needs calibration images; pass --calib-data DIR (or 'distilled' for data-free)"

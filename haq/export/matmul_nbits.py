@@ -132,7 +132,7 @@ def replace_with_matmul_nbits(
     output = node.output[0]
     with_bias = m.bias is not None
     if node.op_type == "MatMul":  # its bias, if any, is a separate Add: absorb it
-        add = _bias_add(g, output, name)
+        add = g.bias_add(output, name)
         with_bias = with_bias and add is not None
         if add is not None:
             output = add[1].output[0]
@@ -156,17 +156,6 @@ def replace_with_matmul_nbits(
     g.before.setdefault(idx, []).append(new)
     g.removed.add(idx)
     _ensure_domain(g.model)
-
-
-def _bias_add(g: _Graph, tensor: str, name: str) -> tuple[int, Any] | None:
-    """The only consumer of ``tensor`` when it is an ``Add`` of ``<name>.bias``."""
-    consumers = g.consumers(tensor)
-    if len(consumers) != 1 or tensor in g.outputs:
-        return None
-    j, c = consumers[0]
-    if c.op_type == "Add" and f"{name}.bias" in c.input:
-        return j, c
-    return None
 
 
 def _ensure_domain(model: Any) -> None:

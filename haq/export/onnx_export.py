@@ -11,6 +11,8 @@ ORT fuses into integer kernels:
 - activations above 8 bits: uint16 Q/DQ (ORT dequantizes and runs the float op).
 - weight-only Linear layers with group-wise weights at 2, 4 or 8 bits: ``com.microsoft.
   MatMulNBits`` with block size = group size (`haq.export.matmul_nbits`).
+- Linear layers under dynamic activations: the dynamic int8 pattern ORT fuses into
+  ``DynamicQuantizeMatMul`` (`haq.export.dynamic_int8`).
 - other weight-only group-wise or wider weights: the fake-quantized float weights (exactly the
   simulated values; ORT runs a float kernel, which is also all it could do with them).
 - float layers stay float. ORT's ``WeightBiasQuantization`` optimizer would re-quantize them;
@@ -37,6 +39,7 @@ from torch import nn
 
 from haq.config import BitConfig
 from haq.errors import HaqError
+from haq.export.dynamic_int8 import replace_with_dynamic_int8
 from haq.export.matmul_nbits import (
     DEFAULT_ACCURACY_LEVEL,
     replace_with_matmul_nbits,
@@ -53,7 +56,7 @@ WEIGHT_OPS = ("Conv", "Gemm", "MatMul")
 @dataclass
 class ExportReport:
     """How each layer was exported (``int8``, ``int8-weights``, ``matmulnbits``,
-    ``fake-quant-float``, ``float``)."""
+    ``dynamic-int8``, ``fake-quant-float``, ``float``)."""
 
     layers: dict[str, str] = field(default_factory=dict)
 
@@ -100,7 +103,8 @@ def export_float_graph(model: nn.Module, example_input: torch.Tensor) -> Any:
 def _export_float_graph(model: nn.Module, example_input: torch.Tensor) -> Any:
     import logging
 
-    logging.getLogger("torch.onnx").setLevel(logging.ERROR)
+    for noisy in ("torch.onnx", "onnxscript"):  # constant folding logs what it cannot fold
+        logging.getLogger(noisy).setLevel(logging.ERROR)
     with warnings.catch_warnings(), _quiet():
         warnings.simplefilter("ignore")
         try:
@@ -211,6 +215,17 @@ class _Graph:
         self.before.setdefault(idx, []).extend(nodes)
         self._q_memo[key] = f"{tag}_dq"
         return f"{tag}_dq"
+
+    def bias_add(self, tensor: str, name: str) -> tuple[int, Any] | None:
+        """The only consumer of ``tensor`` when it is an ``Add`` of ``<name>.bias`` (a
+        Linear on token sequences exports its bias so)."""
+        consumers = self.consumers(tensor)
+        if len(consumers) != 1 or tensor in self.outputs:
+            return None
+        j, c = consumers[0]
+        if c.op_type == "Add" and f"{name}.bias" in c.input:
+            return j, c
+        return None
 
     def all_nodes(self) -> list[Any]:
         nodes = []
@@ -378,11 +393,15 @@ def _export_layer(
     if uses_matmul_nbits(node, m):
         replace_with_matmul_nbits(g, idx, node, name, m, accuracy_level)
         return "matmulnbits"
+    if m.dynamic:
+        replace_with_dynamic_int8(g, idx, node, name, m)
+        return "dynamic-int8"
     p = m.precision
     if node.op_type == "MatMul":  # a Linear on 3-D input: its bias is a separate Add
         raise HaqError(
             f"layer {name}: {p} on a MatMul (a Linear on token sequences) does not export yet; "
-            "weight-only bits with --granularity group export as MatMulNBits, or keep it fp32"
+            "weight-only bits with group-wise weights export as MatMulNBits, w8a8 with dynamic "
+            "activations (--activations dynamic) as dynamic int8, or keep it fp32"
         )
     transposed = node.op_type == "Gemm" and not any(
         a.name == "transB" and a.i == 1 for a in node.attribute

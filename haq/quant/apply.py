@@ -149,11 +149,13 @@ class Quantizer:
         )
 
     # Weights ------------------------------------------------------------------------------
-    def _weight(self, name: str, bits: int) -> _WeightEntry:
-        """(fake-quant weight, integer weight, scales, bias correction) for one layer and bits."""
-        key = (name, bits)
+    def _weight(self, name: str, bits: int, granularity: str | None = None) -> _WeightEntry:
+        """(fake-quant weight, integer weight, scales, bias correction) for one layer and bits
+        (at the settings' granularity unless told another)."""
+        s = self.settings
+        granularity = granularity or s.granularity
+        key = (name, bits) if granularity == s.granularity else (name, bits, granularity)
         if key not in self._weights:
-            s = self.settings
             module = self.base.get_submodule(name)
             w = module.weight.detach()
             if s.adaround and self.rounding is None:
@@ -161,12 +163,13 @@ class Quantizer:
                     "AdaRound learns roundings on calibration data; pass --calib-data DIR "
                     "(or 'distilled'), or drop adaround from --ptq"
                 )
-            if self.rounding is not None and self.rounding.applies(bits):
+            learned = granularity == s.granularity and self.rounding is not None
+            if learned and self.rounding.applies(bits):
                 w_int = self.rounding.w_int(name, bits)
-                w_scale = weight_scales(w, bits, s.granularity, s.group_size)
+                w_scale = weight_scales(w, bits, granularity, s.group_size)
             else:
-                w_int, w_scale = quantize_weight(w, bits, s.granularity, s.group_size)
-            w_fq = dequantize_weight(w_int, w_scale, s.granularity, s.group_size).to(w.dtype)
+                w_int, w_scale = quantize_weight(w, bits, granularity, s.group_size)
+            w_fq = dequantize_weight(w_int, w_scale, granularity, s.group_size).to(w.dtype)
             shift = self._bias_shift(name, module, w_fq - w) if s.bias_correction else None
             self._weights[key] = (w_fq, w_int, w_scale, shift)
         return self._weights[key]
@@ -207,7 +210,7 @@ class Quantizer:
             return own.apply(config)
         resolved = self.resolve(config)
         needs_act = [n for n, p in resolved.items() if p.a_bits is not None]
-        if needs_act and self.calibration is None:
+        if needs_act and self.calibration is None and not self.settings.dynamic:
             raise HaqError(
                 "quantized activations need calibration data; pass --calib-data DIR (or 'distilled')"
             )
@@ -258,12 +261,16 @@ class Quantizer:
         module = self.base.get_submodule(name)
         assert isinstance(module, nn.Conv2d | nn.Linear)
         weight, w_int, w_scale, bias = module.weight, None, None, module.bias
+        granularity = s.weight_granularity(precision)
         if precision.w_bits is not None:
-            weight, w_int, w_scale, shift = self._weight(name, precision.w_bits)
+            weight, w_int, w_scale, shift = self._weight(name, precision.w_bits, granularity)
             if shift is not None:
                 bias = (bias if bias is not None else torch.zeros_like(shift)) - shift
         act = out_act = None
-        if precision.a_bits is not None:
+        dynamic = s.dynamic and precision.a_bits is not None
+        if dynamic:
+            _check_dynamic(name, module, precision, granularity)
+        elif precision.a_bits is not None:
             assert self.calibration is not None
             act = self.calibration.act_qparams(name, precision.a_bits, s.observer)
             if _integer_kernel(precision, s):
@@ -283,9 +290,24 @@ class Quantizer:
             w_scale,
             act,
             out_act,
-            s.granularity,
+            granularity,
             s.group_size,
+            dynamic,
         )
+
+
+def _check_dynamic(name: str, module: nn.Module, precision: Precision, granularity: str) -> None:
+    """Dynamic activations are ORT's uint8 ``DynamicQuantizeMatMul``: 8 bits, Linear only,
+    one weight scale per output channel (or tensor)."""
+    if granularity == "group":
+        raise HaqError(f"layer {name}: dynamic int8 needs per-channel or per-tensor weight "
+                       "scales; use --granularity channel (weight-only layers may stay group-wise)")  # fmt: skip
+    if not isinstance(module, nn.Linear):
+        raise HaqError(f"layer {name}: dynamic activation quantization runs on Linear layers "
+                       f"only; keep this {type(module).__name__} fp32 or weight-only")  # fmt: skip
+    if precision.a_bits != 8 or precision.w_bits is None or precision.w_bits > 8:
+        raise HaqError(f"layer {name}: {precision} under dynamic activations; dynamic int8 "
+                       "is w8a8 (or fewer weight bits: w4a8), activations 8 bits")  # fmt: skip
 
 
 def _integer_kernel(precision: Precision, settings: QuantSettings) -> bool:

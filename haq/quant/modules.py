@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from haq.config import Precision
-from haq.quant.quantizers import fake_quant_act
+from haq.quant.quantizers import fake_quant_act, fake_quant_dynamic
 
 OUTPUT_BITS = 8  # int8 kernels write 8-bit outputs
 
@@ -61,6 +61,7 @@ class QuantLayer(nn.Module):
         out_act: tuple[float, int] | None,
         granularity: str,
         group_size: int,
+        dynamic: bool = False,
     ) -> None:
         super().__init__()
         self.float_module = float_module  # kept for geometry (stride, padding, ...) and export
@@ -76,9 +77,12 @@ class QuantLayer(nn.Module):
         self.input_shared = (
             False  # True: the input is quantized where it is produced, for all readers
         )
+        self.dynamic = dynamic  # the input's grid is its own range, found at run time
 
     def quantize_input(self, x: torch.Tensor) -> torch.Tensor:
         bits = self.precision.a_bits
+        if bits is not None and self.dynamic:
+            return fake_quant_dynamic(x)
         if bits is None or self.a_scale is None or self.a_zero_point is None:
             return x
         if _on_grid(x, (self.a_scale, self.a_zero_point, bits)):
@@ -93,6 +97,7 @@ class QuantLayer(nn.Module):
 
     def extra_repr(self) -> str:
         act = f", a_scale={self.a_scale:.4g}, a_zp={self.a_zero_point}" if self.a_scale else ""
+        act = ", dynamic" if self.dynamic else act
         out = (
             f", out_scale={self.out_scale:.4g}, out_zp={self.out_zero_point}"
             if self.out_scale

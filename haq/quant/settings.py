@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
+from haq.config import BitConfig, Precision
 from haq.errors import HaqError
 from haq.ptq import canonical_ptq
 from haq.quant.observers import OBSERVERS
 
 GRANULARITIES = ("channel", "tensor", "group")
+ACTIVATION_MODES = ("static", "dynamic")
 
 
 @dataclass(frozen=True)
@@ -26,6 +28,13 @@ class QuantSettings:
         (`haq.quant.adaround`, cached on disk); ``bias-correction`` removes the mean output
         shift the weight error causes (per-channel input means of the calibration data).
     adaround_iterations: optimisation steps per (layer, bits) rounding.
+    activations: ``static`` (default): one calibrated grid per layer input; ``dynamic``: each
+        input quantized on the uint8 grid of its own range at run time (8 bits, Linear layers
+        only, no calibration): ORT's dynamic int8 (``DynamicQuantizeMatMul``), the CPU kernel
+        for transformers, whose activations no static grid fits.
+    weight_only_granularity: weight scales of weight-only layers (``w4a32``), when they differ
+        from ``granularity``: ``group`` for text models, whose weight-only Linears run as
+        MatMulNBits while their int8 ones need per-channel scales.
     fold_bn: fold BatchNorm into the preceding conv before quantizing weights (as deployed).
     requantize_outputs: integer-kernel layers (weights and activations at 8 bits or fewer)
         write 8-bit outputs, as int8 kernels (QLinearConv, QGemm) do; a ReLU that directly
@@ -40,6 +49,8 @@ class QuantSettings:
     adaround_iterations: int = 1000
     fold_bn: bool = True
     requantize_outputs: bool = True
+    activations: str = "static"
+    weight_only_granularity: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "ptq", canonical_ptq(self.ptq))
@@ -49,6 +60,12 @@ class QuantSettings:
             raise HaqError(
                 f"unknown weight granularity {self.granularity!r}; use one of {', '.join(GRANULARITIES)}"
             )
+        if self.weight_only_granularity not in (None, *GRANULARITIES):
+            raise HaqError(f"unknown weight-only granularity {self.weight_only_granularity!r}; "
+                           f"use one of {', '.join(GRANULARITIES)}")  # fmt: skip
+        if self.activations not in ACTIVATION_MODES:
+            raise HaqError(f"unknown activation quantization {self.activations!r}; use one of "
+                           f"{', '.join(ACTIVATION_MODES)}")  # fmt: skip
         if self.observer not in OBSERVERS:
             raise HaqError(f"unknown observer {self.observer!r}; use one of {', '.join(OBSERVERS)}")
         if self.group_size < 1:
@@ -73,9 +90,36 @@ class QuantSettings:
         return "bias-correction" in self.ptq_steps
 
     @property
+    def dynamic(self) -> bool:
+        return self.activations == "dynamic"
+
+    def weight_granularity(self, precision: Precision) -> str:
+        """The weight scale granularity a layer at ``precision`` uses."""
+        if precision.weight_only and self.weight_only_granularity is not None:
+            return self.weight_only_granularity
+        return self.granularity
+
+    def calibrates(self, config: BitConfig) -> bool:
+        """Whether applying ``config`` needs calibration images (static activation grids, or
+        a refinement that learns on them)."""
+        return self.needs_calibration or (config.quantizes_activations and not self.dynamic)
+
+    @property
     def needs_calibration(self) -> bool:
         """Whether weights alone need calibration images (activations always do)."""
         return self.adaround or self.bias_correction
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The fields; the text-model ones only when set, so the cache keys of every other
+        setting stay what they were before those fields existed."""
+        d = asdict(self)
+        for key, default in (("activations", "static"), ("weight_only_granularity", None)):
+            if d[key] == default:
+                del d[key]
+        return d
+
+
+def text_settings(settings: QuantSettings) -> QuantSettings:
+    """``settings`` for a text model on ONNX Runtime's CPU kernels: dynamic int8 Linears
+    (``DynamicQuantizeMatMul``) and group-wise weight-only ones (``MatMulNBits``)."""
+    return replace(settings, activations="dynamic", weight_only_granularity="group")

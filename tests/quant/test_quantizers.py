@@ -120,3 +120,30 @@ def test_bias_on_int32_grid() -> None:
     k = qb / grid
     assert torch.allclose(k, torch.round(k), atol=1e-3)
     assert torch.allclose(qb, b, atol=float(grid.max()) / 2 + 1e-7)
+
+
+def _dynamic_qdq_session() -> ort.InferenceSession:
+    graph = helper.make_graph(
+        [
+            helper.make_node("DynamicQuantizeLinear", ["x"], ["q", "s", "z"]),
+            helper.make_node("DequantizeLinear", ["q", "s", "z"], ["y"]),
+        ],
+        "dqdq",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, None])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, None])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)])
+    return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+
+
+@pytest.mark.parametrize("shift", [0.0, 3.0, -3.0])
+def test_fake_quant_dynamic_is_dynamic_quantize_linear_per_input(shift: float) -> None:
+    from haq.quant.quantizers import fake_quant_dynamic
+
+    sess = _dynamic_qdq_session()
+    x = torch.randn(4, 6, 32) * torch.tensor([0.1, 1.0, 5.0, 20.0]).reshape(4, 1, 1) + shift
+    x[3] = 0.0  # an empty range: scale 1, every value 0
+    sim = fake_quant_dynamic(x)
+    for i in range(len(x)):  # ORT at batch 1: each input's own grid
+        ref = sess.run(None, {"x": x[i].numpy()})[0]
+        np.testing.assert_array_equal(sim[i].numpy(), ref)
