@@ -17,7 +17,7 @@ def register(sub: Any) -> None:
     p = sub.add_parser(
         "search", help="search per-layer precisions: Pareto front of accuracy vs cost"
     )
-    add_model_args(p, required=False, tokens=False)  # text models: not searchable yet
+    add_model_args(p, required=False)
     add_space_args(p)
     add_ptq_args(p, per_candidate=True)
     p.add_argument(
@@ -127,7 +127,7 @@ def run(args: argparse.Namespace) -> int:
     if args.resume and args.out and args.out != args.resume:
         raise HaqError("--resume DIR already names the results dir; drop --out")
     opts = SearchOptions(
-        model=args.model or "digits_cnn", weights=args.weights, target=args.target, data=args.data,
+        model=args.model or "digits_cnn", weights=args.weights, tokens=args.tokens, target=args.target, data=args.data,
         calib_data=args.calib_data, space=args.space, driver=args.driver or DEFAULT_DRIVER,
         driver_options=parse_driver_options(args.driver_opt), objectives=args.objectives, val_split=args.val_split,
         budget=args.budget if args.budget is not None else 50, time_limit=parse_duration(args.time_limit), workers=workers,
@@ -166,9 +166,8 @@ def _print_front(path: Any) -> None:
     cols = [c for c in front.columns if c in result.objectives]
     print(f"Pareto front: {len(front)} points (hypervolume {result.hypervolume:.4g})")
     measured = [c for c in ("measured_latency_ms", "dominated_when_measured") if c in front]
-    show = front[["name", *cols, *measured, "test_top1", "baseline", "summary"]].sort_values(
-        cols[-1]
-    )
+    tests = [f"test_{c}" for c in cols if f"test_{c}" in front] or ["test_top1"]
+    show = front[["name", *cols, *measured, *tests, "baseline", "summary"]].sort_values(cols[-1])
     import pandas as pd
 
     with pd.option_context("display.width", 160, "display.max_colwidth", 60):

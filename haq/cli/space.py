@@ -34,18 +34,21 @@ def register(sub: Any) -> None:
 
 def build_space(args: argparse.Namespace) -> Any:
     from haq.models import discover_layers, load_model
-    from haq.search.space import SearchSpace
+    from haq.search.space import SearchSpace, space_for
 
     loaded = load_model(args.model, args.weights, args.tokens)
     layers = discover_layers(loaded.model, loaded.example_input())
+    text = loaded.preprocess.tokenizer is not None
     can_run = None
     if args.target:
         from haq.hardware.profile import get_target
+        from haq.quant.settings import QuantSettings, text_settings
 
         profile = get_target(args.target)
-        can_run = profile.can_run
+        s = text_settings(QuantSettings()) if text else QuantSettings()
+        can_run = lambda kind, p: profile.can_run(kind, p, s.weight_granularity(p), s.activations)  # noqa: E731
     ties = [t.split(",") for t in args.tie]
-    return SearchSpace.build(layers, args.space, can_run, args.pin, ties)
+    return SearchSpace.build(layers, space_for(args.space, text), can_run, args.pin, ties)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -32,6 +32,8 @@ def cost_model_for(
     batch: int | None = None,
     granularity: str | None = "channel",
     kernel_map: Mapping[str, str] | None = None,
+    weight_only_group: int | None = None,
+    activations: str = "static",
 ) -> MatrixCostModel:
     """The cost model of ``target`` bound to ``layers``.
 
@@ -42,5 +44,8 @@ def cost_model_for(
     if kernel_map:
         profile = profile.remap(kernel_map)
     if "layers" in profile.tables:
-        return LookupCostModel(profile, layers, threads, batch, granularity)
-    return AnalyticCostModel(profile, layers, threads, batch, granularity)
+        return LookupCostModel(profile, layers, threads, batch, granularity,
+                               weight_only_group=weight_only_group,
+                               activations=activations)  # fmt: skip
+    return AnalyticCostModel(profile, layers, threads, batch, granularity, weight_only_group,
+                             activations)  # fmt: skip

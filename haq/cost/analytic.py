@@ -134,6 +134,9 @@ class AnalyticCostModel(MatrixCostModel):
         threads: int | None = None,
         batch: int | None = None,
         granularity: str | None = "channel",
+        weight_only_group: int | None = None,
+        activations: str = "static",
     ) -> None:
-        super().__init__(profile, layers, threads, batch, granularity)
+        super().__init__(profile, layers, threads, batch, granularity, weight_only_group,
+                         activations)  # fmt: skip
         fill_roofline(self, only_missing=False)

@@ -67,8 +67,11 @@ class LookupCostModel(MatrixCostModel):
         batch: int | None = None,
         granularity: str | None = "channel",
         learned: LearnedCostModel | str | None = "auto",
+        weight_only_group: int | None = None,
+        activations: str = "static",
     ) -> None:
-        super().__init__(profile, layers, threads, batch, granularity)
+        super().__init__(profile, layers, threads, batch, granularity, weight_only_group,
+                         activations)  # fmt: skip
         if "layers" not in profile.tables:
             raise HaqError(f"target {profile.id} has no latency table; use the analytic cost model")
         self.learned = LearnedCostModel.find(profile.id) if learned == "auto" else learned

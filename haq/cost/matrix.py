@@ -37,6 +37,8 @@ class MatrixCostModel:
         threads: int | None = None,
         batch: int | None = None,
         granularity: str | None = "channel",
+        weight_only_group: int | None = None,
+        activations: str = "static",
     ) -> None:
         if not layers:
             raise HaqError("the model has no Conv2d/Linear layers to cost")
@@ -50,6 +52,11 @@ class MatrixCostModel:
         self.kinds = [s.kind for s in layers]
         self._name_set = set(self.names)
         self.granularity = granularity
+        # weight-only layers' scales where they differ (text models: group-wise, MatMulNBits)
+        # weight-only layers group-wise, one float32 scale per this many weights (text
+        # models' MatMulNBits); None: at ``granularity`` like the others
+        self.weight_only_group = weight_only_group
+        self.activations = activations  # static (calibrated) or dynamic grids: other kernels
         self.batch = profile.batch if batch is None else int(batch)
         if self.batch < 1:
             raise HaqError(f"batch must be at least 1, not {self.batch}")
@@ -74,7 +81,7 @@ class MatrixCostModel:
         self._bounds = np.arange(max(n - 1, 0))
         self._kcache: dict[tuple[str, Precision], int] = {}
         self._labels: dict[tuple[int, ...], str] = {}
-        self.size_bops = SizeBopsModel(self.layers)
+        self.size_bops = SizeBopsModel(self.layers, weight_only_group)
 
     # Which cells matter --------------------------------------------------------------------
     def reachable(self) -> list[tuple[int, int]]:
@@ -92,8 +99,14 @@ class MatrixCostModel:
         ))  # fmt: skip
 
     # Config -> kernel classes ---------------------------------------------------------------
+    def granularity_of(self, p: Precision) -> str | None:
+        """The weight granularity a layer at ``p`` is deployed with."""
+        if p.weight_only and self.weight_only_group is not None:
+            return "group"
+        return self.granularity
+
     def _resolve(self, kind: str, p: Precision) -> int:
-        kernel = self.profile.kernel_for(kind, p, self.granularity)
+        kernel = self.profile.kernel_for(kind, p, self.granularity_of(p), self.activations)
         idx = -1 if kernel is None else self.kernel_index[kernel]
         self._kcache[(kind, p)] = idx
         return idx
@@ -117,8 +130,9 @@ class MatrixCostModel:
         if (ks < 0).any():
             i = int(np.argmax(ks < 0))
             raise self.profile.unsupported_error(
-                self.kinds[i], precs[i], self.names[i], self.granularity
-            )
+                self.kinds[i], precs[i], self.names[i], self.granularity_of(precs[i]),
+                self.activations,
+            )  # fmt: skip
         return ks
 
     def check(self, config: BitConfig) -> None:
@@ -161,7 +175,7 @@ class MatrixCostModel:
         w = np.array([p.w_bits or FLOAT_BITS for p in precs], dtype=np.int64)
         a = np.array([p.a_bits or FLOAT_BITS for p in precs], dtype=np.int64)
         sb = self.size_bops
-        return CostEstimate(latency_ms, energy_mj, sb.size_bytes(w), int((sb.macs * w * a).sum()),
+        return CostEstimate(latency_ms, energy_mj, sb.size_bytes(w, a), int((sb.macs * w * a).sum()),
                             self._label(counts))  # fmt: skip
 
     def breakdown(self, config: BitConfig) -> dict[str, Any]:

@@ -1,7 +1,8 @@
 """Target-independent costs: model size in bytes and bit operations (BOPs).
 
 Size counts each layer's weights at their bit width (float: 32 bits) plus a float32 bias per
-output channel and one float32 scale per output channel for quantized weights; layers outside
+output channel and one float32 scale per output channel for quantized weights (per group of
+``weight_only_group`` weights along the input for weight-only layers stored so); layers outside
 the table (BatchNorm folded away, pooling) are not counted. BOPs weight each MAC by
 ``w_bits * a_bits``, as HAWQ and AIMET do.
 """
@@ -20,7 +21,7 @@ class SizeBopsModel:
 
     name = "size-bops"
 
-    def __init__(self, layers: list[LayerSpec]) -> None:
+    def __init__(self, layers: list[LayerSpec], weight_only_group: int | None = None) -> None:
         self.names = [s.name for s in layers]
         self.macs = np.array([s.macs for s in layers], dtype=np.int64)
         self.out_ch = np.array([s.out_channels for s in layers], dtype=np.int64)
@@ -28,6 +29,9 @@ class SizeBopsModel:
             np.array([s.params for s in layers], dtype=np.int64) - self.out_ch
         )  # params less bias
         self.weights = np.maximum(self.weights, 0)
+        self._grouped = weight_only_group is not None
+        k = -(-self.weights // np.maximum(self.out_ch, 1))  # weights per output channel
+        self.group_scales = self.out_ch * -(-k // (weight_only_group or 1))
 
     def bits(self, config: BitConfig) -> tuple[np.ndarray, np.ndarray]:
         """Weight and activation bits per layer (32 = float), in layer-table order."""
@@ -43,12 +47,15 @@ class SizeBopsModel:
         )
         return w, a
 
-    def size_bytes(self, w_bits: np.ndarray) -> int:
-        scales = np.where(w_bits < FLOAT_BITS, self.out_ch * 4, 0)
+    def size_bytes(self, w_bits: np.ndarray, a_bits: np.ndarray | None = None) -> int:
+        per_layer = self.out_ch
+        if self._grouped and a_bits is not None:
+            per_layer = np.where(a_bits >= FLOAT_BITS, self.group_scales, self.out_ch)
+        scales = np.where(w_bits < FLOAT_BITS, per_layer * 4, 0)
         return int((self.weights * w_bits).sum() // 8 + (self.out_ch * 4).sum() + scales.sum())
 
     def score(self, config: BitConfig) -> CostEstimate:
         w, a = self.bits(config)
         return CostEstimate(
-            None, None, self.size_bytes(w), int((self.macs * w * a).sum()), self.name
+            None, None, self.size_bytes(w, a), int((self.macs * w * a).sum()), self.name
         )

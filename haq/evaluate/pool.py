@@ -63,6 +63,7 @@ class EvalSpec:
     batch_size: int = 256
     threads_per_worker: int | None = None
     split: DataSplit | None = None
+    tokens: int | None = None  # a text model's sequence length (None: the entry's)
     crash_on_trial: tuple[tuple[int, int], ...] = field(default=(), repr=False)
 
     def setup(self, loaded: LoadedModel | None = None) -> EvalSetup:
@@ -82,6 +83,7 @@ class EvalSpec:
             needs_calibration=self.needs_calibration,
             batch_size=self.batch_size,
             split=self.split,
+            tokens=self.tokens,
         )
 
     def build(self) -> LocalEvaluator:

@@ -62,13 +62,15 @@ def build_setup(
     needs_calibration: bool = True,
     batch_size: int = 256,
     split: DataSplit | None = None,
+    tokens: int | None = None,
 ) -> EvalSetup:
-    """Load the model and data once and return an evaluator for any number of configs.
+    """Load the model and data once and return an evaluator for any number of configs
+    (``tokens``: a text model's sequence length, when ``model`` is a name).
 
     ``split`` keeps only that part of ``data`` (and of the calibration images when they come
     from the same source), so validation and test drawn from one set never overlap.
     """
-    loaded = model if isinstance(model, LoadedModel) else load_model(model, weights)
+    loaded = model if isinstance(model, LoadedModel) else load_model(model, weights, tokens)
     pre = loaded.preprocess
     data_src = resolve_data(loaded, data)
     calib: TensorData | None = None

@@ -59,7 +59,9 @@ class KernelRule:
     """First matching rule decides the kernel class of (op kind, w_bits, a_bits, granularity).
 
     ``w`` / ``a``: inclusive [lo, hi] bit range, or None meaning float on that side.
-    ``granularity``: None matches any.
+    ``granularity``: None matches any. ``activations``: how quantized activations get their
+    grid, ``static`` (calibrated, the default) or ``dynamic`` (each input's own range, at run
+    time: another kernel, e.g. ORT's DynamicQuantizeMatMul); float activations match either.
     """
 
     ops: tuple[str, ...]
@@ -67,11 +69,17 @@ class KernelRule:
     a: tuple[int, int] | None
     kernel: str
     granularity: str | None = None
+    activations: str = "static"
 
-    def matches(self, op_kind: str, precision: Precision, granularity: str | None) -> bool:
+    def matches(
+        self, op_kind: str, precision: Precision, granularity: str | None,
+        activations: str = "static",
+    ) -> bool:  # fmt: skip
         if op_kind not in self.ops:
             return False
         if self.granularity is not None and granularity != self.granularity:
+            return False
+        if precision.a_bits is not None and activations != self.activations:
             return False
         return _side_matches(self.w, precision.w_bits) and _side_matches(self.a, precision.a_bits)
 
@@ -123,21 +131,23 @@ class HardwareProfile:
 
     # Capabilities -----------------------------------------------------------------------
     def kernel_for(
-        self, op_kind: str, precision: Precision | str, granularity: str | None = "channel"
-    ) -> str | None:
+        self, op_kind: str, precision: Precision | str, granularity: str | None = "channel",
+        activations: str = "static",
+    ) -> str | None:  # fmt: skip
         """The kernel class that executes ``precision`` on ``op_kind``; None: cannot run it."""
         if op_kind not in OP_KINDS:
             raise HaqError(f"unknown op kind {op_kind!r}; one of {', '.join(OP_KINDS)}")
         p = Precision.parse(precision)
         for rule in self.rules:
-            if rule.matches(op_kind, p, granularity):
+            if rule.matches(op_kind, p, granularity, activations):
                 return rule.kernel
         return None
 
     def can_run(
-        self, op_kind: str, precision: Precision | str, granularity: str | None = "channel"
-    ) -> bool:
-        return self.kernel_for(op_kind, precision, granularity) is not None
+        self, op_kind: str, precision: Precision | str, granularity: str | None = "channel",
+        activations: str = "static",
+    ) -> bool:  # fmt: skip
+        return self.kernel_for(op_kind, precision, granularity, activations) is not None
 
     def supported(self, op_kind: str) -> str:
         """Human text of what ``op_kind`` can run: ``fp32 -> fp32, w2-8a2-8 -> int8``."""
@@ -151,10 +161,12 @@ class HardwareProfile:
 
     def unsupported_error(
         self, op_kind: str, precision: Precision, layer: str | None = None,
-        granularity: str | None = "channel",
+        granularity: str | None = "channel", activations: str = "static",
     ) -> HaqError:  # fmt: skip
         where = f" (layer {layer})" if layer else ""
         gran = f" per-{granularity}" if granularity and granularity != "channel" else ""
+        if activations != "static" and precision.a_bits is not None:
+            gran += f" with {activations} activations"
         return HaqError(
             f"target {self.id} cannot run {precision}{gran} on {op_kind} layers{where}: supported "
             f"{self.supported(op_kind)}; choose one of those or another target (`haq targets`)"
@@ -274,10 +286,10 @@ def _rules(raw: Any, kernels: Mapping[str, str], c: _Checker) -> tuple[KernelRul
             raise c.fail(
                 where, "is not a mapping", "write {ops: [...], w: ..., a: ..., kernel: ...}"
             )
-        unknown = set(r) - {"ops", "w", "a", "kernel", "granularity"}
+        unknown = set(r) - {"ops", "w", "a", "kernel", "granularity", "activations"}
         if unknown:
             raise c.fail(where, f"unknown keys {sorted(unknown)}",
-                         "a rule holds ops, w, a, kernel and optionally granularity")  # fmt: skip
+                         "a rule holds ops, w, a, kernel and optionally granularity and activations")  # fmt: skip
         for key in ("ops", "w", "a", "kernel"):
             if key not in r:
                 raise c.fail(where, f"missing '{key}'",
@@ -296,11 +308,15 @@ def _rules(raw: Any, kernels: Mapping[str, str], c: _Checker) -> tuple[KernelRul
         if gran is not None and gran not in GRANULARITIES:
             raise c.fail(f"{where}.granularity", f"{gran!r} is unknown",
                          f"use one of {', '.join(GRANULARITIES)} or leave it out (any)")  # fmt: skip
+        acts = r.get("activations", "static")
+        if acts not in ("static", "dynamic"):
+            raise c.fail(f"{where}.activations", f"{acts!r} is unknown",
+                         "use static (calibrated, the default) or dynamic")  # fmt: skip
         ws = _bits_range(r["w"], f"{where}.w", c)
         as_ = _bits_range(r["a"], f"{where}.a", c)
         for w in ws:
             for a in as_:
-                out.append(KernelRule(tuple(ops), w, a, str(kernel), gran))
+                out.append(KernelRule(tuple(ops), w, a, str(kernel), gran, acts))
     return tuple(out)
 
 

@@ -90,6 +90,12 @@ class QuantSettings:
         return "bias-correction" in self.ptq_steps
 
     @property
+    def weight_only_group(self) -> int | None:
+        """Weights per scale of weight-only layers when those are group-wise (else None)."""
+        grouped = (self.weight_only_granularity or self.granularity) == "group"
+        return self.group_size if grouped else None
+
+    @property
     def dynamic(self) -> bool:
         return self.activations == "dynamic"
 

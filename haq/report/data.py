@@ -25,6 +25,8 @@ AXES: dict[str, tuple[str, str]] = {
     "top1": ("val_top1", "top-1, validation (%)"),
     "fidelity": ("val_agreement", "fidelity: top-1 agreement with float, validation (%)"),
     "worst_class": ("val_worst_class_top1", "worst-class top-1, validation (%)"),
+    "cosine": ("val_cosine", "cosine to float embeddings, validation"),
+    "retrieval": ("val_retrieval", "top-10 retrieval kept, validation (%)"),
     "latency": ("latency_ms", "latency (ms, predicted)"),
     "energy": ("energy_mj", "energy (mJ, predicted)"),
     "size": ("size_mb", "size (MB)"),
@@ -64,7 +66,8 @@ class Run:
             else tuple(n for n in DIRECTIONS if n not in COST_OBJECTIVES)
         )
         own = [n for n in self.objectives if n in names]
-        rest = [n for n in names if n not in own and self.trials[AXES[n][0]].notna().any()]
+        rest = [n for n in names if n not in own and AXES[n][0] in self.trials
+                and self.trials[AXES[n][0]].notna().any()]  # fmt: skip
         return own + rest
 
     @cached_property

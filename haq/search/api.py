@@ -11,6 +11,7 @@ import pandas as pd
 from haq.config import BitConfig
 from haq.errors import HaqError
 from haq.search.budgets import Budgets
+from haq.search.objectives import METRIC_KEYS
 from haq.search.results import ResultsDir
 from haq.search.runner import Search, SearchOptions
 
@@ -46,6 +47,9 @@ class SearchResult:
             row.update(p["objectives"])
             row["val_top1"] = p["val"].get("top1")
             row["test_top1"] = (p.get("test") or {}).get("top1")
+            for name in self.objectives:  # e.g. test_cosine of a text model
+                if name in METRIC_KEYS and name != "top1":
+                    row[f"test_{name}"] = (p.get("test") or {}).get(METRIC_KEYS[name])
             row["latency_ms"] = p["cost"].get("latency_ms")
             row["size_mb"] = p["cost"]["size_bytes"] / 1e6
             if "measured_latency_ms" in p:  # `haq measure`: timed on the target's runtime

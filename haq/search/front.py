@@ -11,7 +11,7 @@ import numpy as np
 from haq.cost.base import CostModel
 from haq.pareto import hypervolume, non_dominated_mask
 from haq.pareto.sorting import dominates
-from haq.search.objectives import COST_OBJECTIVES, DIRECTIONS, cost_value
+from haq.search.objectives import COST_OBJECTIVES, DIRECTIONS, UNITS, cost_value
 from haq.search.space import SearchSpace
 from haq.search.trials import TrialRecord
 
@@ -64,7 +64,7 @@ class FrontScale:
             space.config({v: o[0] for v, o in space.variables()})]  # fmt: skip
         costs = [cost_model.score(c) for c in baselines]
         self.scale = np.array([
-            100.0 if n not in COST_OBJECTIVES else
+            (100.0 if UNITS[n] == "%" else 1.0) if n not in COST_OBJECTIVES else
             1.1 * max((cost_value(n, c) or 0.0) for c in costs) or 1.0
             for n in objectives
         ])  # fmt: skip

@@ -14,6 +14,8 @@ DIRECTIONS = {
     "top1": "maximize",
     "fidelity": "maximize",  # top-1 agreement with the float model, for data-free runs
     "worst_class": "maximize",
+    "cosine": "maximize",  # text models: mean cosine similarity of embeddings to the float model's
+    "retrieval": "maximize",  # text models: top-10 neighbours kept (%)
     "latency": "minimize",
     "energy": "minimize",
     "size": "minimize",
@@ -31,7 +33,8 @@ def parse_objectives(text: str) -> list[str]:
         )
     if not any(n not in COST_OBJECTIVES for n in names):
         raise HaqError(
-            "objectives need an accuracy term (top1, fidelity or worst_class) besides costs"
+            "objectives need an accuracy term (top1, fidelity, worst_class; text models: "
+            "cosine, retrieval) besides costs"
         )
     if len(set(names)) != len(names):
         raise HaqError(f"objective listed twice in {text!r}")
@@ -47,14 +50,24 @@ def cost_value(name: str, cost: CostEstimate) -> float | None:
     }[name]
 
 
+# accuracy objective -> the `Metrics` field (and metrics-dict key) it reads
+METRIC_KEYS = {"top1": "top1", "fidelity": "agreement", "worst_class": "worst_class_top1",
+               "cosine": "cosine", "retrieval": "retrieval"}  # fmt: skip
+
+
 def accuracy_value(name: str, m: Metrics) -> float | None:
-    return {"top1": m.top1, "fidelity": m.agreement, "worst_class": m.worst_class_top1}[name]
+    return getattr(m, METRIC_KEYS[name])
+
+
+TEXT_OBJECTIVES = ("cosine", "retrieval")  # what an embedding model's evaluation measures
 
 
 UNITS = {
     "top1": "%",
     "fidelity": "%",
     "worst_class": "%",
+    "cosine": "",
+    "retrieval": "%",
     "latency": "ms",
     "energy": "mJ",
     "size": "MB",

@@ -48,7 +48,8 @@ def profile_missing(opts: Any, cost_model: Any, space: Any, layers: Sequence[Any
     if profile.provenance != "measured":  # simulated / published rows: nothing to measure
         return False
     kinds = {s.name: s.kind for s in layers}
-    classes = {profile.kernel_for(kinds[name], p, cost_model.granularity)
+    classes = {profile.kernel_for(kinds[name], p, cost_model.granularity_of(p),
+                                  cost_model.activations)
                for name, choices in space.choices.items() for p in choices} - {None}  # fmt: skip
     missing = cost_model.unmeasured(classes)
     if not missing:

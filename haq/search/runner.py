@@ -24,10 +24,17 @@ from haq.evaluate.metrics import Metrics
 from haq.search.budgets import BudgetGuard, Budgets
 from haq.search.drivers import DEFAULT_DRIVER, DriverContext, get_driver
 from haq.search.front import FrontScale, front_records
-from haq.search.objectives import COST_OBJECTIVES, DIRECTIONS, UNITS, cost_value, parse_objectives
+from haq.search.objectives import (
+    COST_OBJECTIVES,
+    DIRECTIONS,
+    METRIC_KEYS,
+    UNITS,
+    cost_value,
+    parse_objectives,
+)
 from haq.search.progress import fmt_secs
 from haq.search.results import ResultsDir, trials_frame
-from haq.search.space import SearchSpace
+from haq.search.space import SearchSpace, space_for
 from haq.search.trials import COMPLETE, TrialRecord
 
 
@@ -70,11 +77,12 @@ class SearchOptions:
     adaround_iterations: int = 1000
     measure_front: bool = False  # time the front on the target's runtime at the end (haq measure)
     profile: str = "auto"  # layers the tables lack: auto / never / ask (haq.search.profiling)
+    tokens: int | None = None  # a text model's tokens per input (None: the entry's, 128)
 
 
 RESUMED_KEYS = ("model", "weights", "target", "data", "calib_data", "space", "driver", "driver_options",
                 "objectives", "val_limit", "val_split", "calib_limit", "seed", "threads", "pins", "ties",
-                "ptq", "adaround_iterations")  # fmt: skip
+                "ptq", "adaround_iterations", "tokens")  # fmt: skip
 
 
 def restore_options(opts: SearchOptions, keep_budget: bool = True,
@@ -164,16 +172,15 @@ class Search:
         if not opts.resume and self.results.clear_unstarted() and opts.progress:
             print(f"{self.results.path}: removed a search start that never reached its first "
                   "trial (stopped during set-up)", file=sys.stderr)  # fmt: skip
-        self.loaded = load_model(opts.model, opts.weights)
-        if self.loaded.preprocess.tokenizer is not None:
-            raise HaqError(
-                f"{opts.model} is a text model; haq search has no fidelity objective for "
-                "embeddings yet: score configs with haq eval --model ... --bits CONFIG"
-            )
+        self.loaded = load_model(opts.model, opts.weights, opts.tokens)
+        self.text = self.loaded.preprocess.tokenizer is not None
+        if self.text:
+            self._text_defaults()
         self.layers = discover_layers(self.loaded.model, self.loaded.example_input())
         self.model_hash = state_hash(self.loaded.model)
         self.cost_model, can_run = self._cost_model()
-        default = "top1,latency" if opts.target else "top1,size"
+        accuracy = "cosine" if self.text else "top1"
+        default = f"{accuracy},latency" if opts.target else f"{accuracy},size"
         self.objectives = parse_objectives(opts.objectives or default)
         self.space = SearchSpace.build(self.layers, opts.space, can_run, opts.pins, opts.ties,
                                        self.ptq)  # fmt: skip
@@ -204,6 +211,18 @@ class Search:
             require_plotly()  # a missing extra fails now, not after the search
 
     # Set-up checks ------------------------------------------------------------------------
+    def _text_defaults(self) -> None:
+        """A text model runs ORT's CPU Linear kernels (`text_settings`); without calibration
+        sentences of their own, half the text set validates (and calibrates) and half tests."""
+        from haq.quant.settings import text_settings
+
+        self.settings = text_settings(self.settings)
+        o = self.opts
+        o.space = space_for(o.space, text=True)
+        if o.val_split is None and o.calib_data is None and not o.resume:
+            o.val_split = 0.5
+            self.split = DataSplit(o.val_split, o.data_seed)
+
     def _check_data(self) -> None:
         """Fail now, not after the search, when test or calibration data do not fit the model."""
         from haq.data import load_data
@@ -217,17 +236,29 @@ class Search:
 
         self.target_info: dict[str, Any] | None = None
         if self.opts.target is None:
-            return SizeBopsModel(self.layers), None
+            return SizeBopsModel(self.layers, self.settings.weight_only_group), None
         from haq.cost import cost_model_for
         from haq.hardware.profile import get_target
 
         profile = get_target(self.opts.target)
         self.target_info = {"id": profile.id, "kind": profile.kind,
                             "provenance": profile.provenance, "source": profile.source}  # fmt: skip
-        model = cost_model_for(self.opts.target, self.layers, threads=self.opts.threads)
-        return model, lambda kind, p: profile.can_run(kind, p)
+        s = self.settings
+        model = cost_model_for(self.opts.target, self.layers, threads=self.opts.threads,
+                               weight_only_group=s.weight_only_group,
+                               activations=s.activations)  # fmt: skip
+        return model, lambda kind, p: model.profile.can_run(kind, p, model.granularity_of(p),
+                                                            model.activations)  # fmt: skip
 
     def _check_objectives(self) -> None:
+        from haq.search.objectives import TEXT_OBJECTIVES
+
+        accuracy = [n for n in self.objectives if n not in COST_OBJECTIVES]
+        wrong = [n for n in accuracy if (n in TEXT_OBJECTIVES) != self.text]
+        if wrong:
+            fits = "cosine, retrieval" if self.text else "top1, fidelity, worst_class"
+            raise HaqError(f"objective {wrong[0]} does not fit {self.opts.model} "
+                           f"({'a text' if self.text else 'an image'} model); use {fits}")  # fmt: skip
         probe = self.cost_model.score(next(iter(self.space.baselines().values()), self.space.config(
             {v: opts[0] for v, opts in self.space.variables()})))  # fmt: skip
         for name in self.objectives:
@@ -246,7 +277,7 @@ class Search:
         return EvalSpec(o.model, o.weights, data=self.data if test else self.val_source,
                         calib_data=self.calib, limit=o.test_limit if test else o.val_limit,
                         calib_limit=o.calib_limit, seed=o.data_seed, split=split,
-                        settings=self.settings)  # fmt: skip
+                        settings=self.settings, tokens=o.tokens)  # fmt: skip
 
     @property
     def _serial(self) -> bool:
@@ -490,8 +521,10 @@ class Search:
                         cache.put(configs[number], res.metrics)
                 if self.opts.progress:
                     eta = (time.time() - t0) / (k + 1) * (len(todo) - k - 1)
-                    print(f"  test [{k + 1}/{len(todo)}] trial {number}: top-1 "
-                          f"{getattr(out.get(number), 'top1', None)}, ETA {fmt_secs(eta)}",
+                    acc = next(n for n in self.objectives if n in METRIC_KEYS)
+                    value = getattr(out.get(number), METRIC_KEYS[acc], None)
+                    print(f"  test [{k + 1}/{len(todo)}] trial {number}: {acc} "
+                          f"{'failed' if value is None else f'{value:.4g}'}, ETA {fmt_secs(eta)}",
                           file=sys.stderr, flush=True)  # fmt: skip
         return out
 

@@ -24,6 +24,14 @@ from haq.models.spec import LayerSpec
 from haq.paths import data_dir
 
 CanRun = Callable[[str, Precision], bool]
+TEXT_SPACE = "text"  # the default space of text models (search_spaces/text.yaml)
+
+
+def space_for(space: str, text: bool) -> str:
+    """The space a search uses: a text model's ``default`` is its Linear kernels' space."""
+    return TEXT_SPACE if text and space == "default" else space
+
+
 PTQ_PARAM = "@ptq"  # the sampled parameter that picks a candidate's refinement (never a layer name)
 
 
@@ -236,11 +244,7 @@ class SearchSpace:
             cfg = self.uniform(label)
             if cfg is not None:
                 out[label] = cfg
-        common = set(self.choices[self.names[0]])
-        for n in self.names[1:]:
-            if n not in self.pinned:
-                common &= set(self.choices[n])
-        quantized = [p for p in common if not p.is_float]
+        quantized = [p for p in self._common() if not p.is_float]
         if quantized:
             lowest = min(quantized, key=lambda p: (p.bops_factor(), p.w_bits or 32))
             cfg = self.uniform(lowest)
@@ -248,10 +252,23 @@ class SearchSpace:
                 out[f"lowest-uniform ({lowest})"] = cfg
         return out
 
+    def _common(self) -> set[Precision]:
+        """Precisions every unpinned layer allows."""
+        common = set(self.choices[self.names[0]])
+        for n in self.names[1:]:
+            if n not in self.pinned:
+                common &= set(self.choices[n])
+        return common
+
     def seeds(self) -> dict[str, BitConfig]:
-        """Baselines plus the usual deployment variants of w8a8 (first / last / both layers
-        float), enqueued before the driver's own proposals."""
+        """Baselines plus the usual deployment variants, enqueued before the driver's own
+        proposals: uniform weight-only configs every layer allows (the transformer baseline,
+        e.g. w8a32) and w8a8 with the first / last / both layers float."""
         out = dict(self.baselines())
+        for p in sorted((p for p in self._common() if p.weight_only), reverse=True):
+            cfg = self.uniform(p)
+            if cfg is not None and cfg not in out.values():
+                out[str(p)] = cfg
         w8 = out.get("w8a8")
         if w8 is None:
             return out

