@@ -59,8 +59,14 @@ def run(args: argparse.Namespace) -> int:
     with quiet_random_weights(args.weights):
         loaded = load_model(args.model, args.weights, args.tokens)
     layers = discover_layers(loaded.model, loaded.example_input())
+    text = {}
+    if loaded.preprocess.tokenizer is not None:  # its Linears' kernels: dynamic int8, MatMulNBits
+        from haq.quant.settings import QuantSettings, text_settings
+
+        s = text_settings(QuantSettings(granularity=args.granularity))
+        text = {"weight_only_group": s.weight_only_group, "activations": s.activations}
     model = cost_model_for(args.target, layers, threads=args.threads, batch=args.batch,
-                           granularity=args.granularity, kernel_map=kernel_map)  # fmt: skip
+                           granularity=args.granularity, kernel_map=kernel_map, **text)  # fmt: skip
     detail = model.breakdown(config)
     out: dict[str, Any] = {
         "target": args.target, "network": args.model, "bits": args.bits,

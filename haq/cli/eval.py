@@ -67,8 +67,9 @@ def run(args: argparse.Namespace) -> int:
                   f"top-10 retrieval kept {m.retrieval:.2f}%")  # fmt: skip
         else:
             print(f"  agreement with float {m.agreement:.2f}%  mean KL {m.mean_kl:.5f}")
-        print(f"  {m.n_images} images in {result.seconds:.2f} s (calibration {out['calib_images']} images, "
-              f"{out['calib_seconds']:.2f} s)")  # fmt: skip
+        unit = "sentences" if loaded.preprocess.tokenizer is not None else "images"
+        print(f"  {m.n_images} {unit} in {result.seconds:.2f} s (calibration {out['calib_images']} "
+              f"{unit}, {out['calib_seconds']:.2f} s)")  # fmt: skip
         if rounding is not None:
             print(f"  adaround: {rounding.learned} roundings learned in {rounding.seconds:.1f} s "
                   f"(the rest loaded from {rounding.dir})")  # fmt: skip

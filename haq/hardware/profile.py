@@ -91,6 +91,8 @@ class KernelRule:
             text = f"w{_range_text(self.w)}a{_range_text(self.a)}"
         if self.granularity:
             text += f" per-{self.granularity}"
+        if self.activations != "static":
+            text += f" {self.activations}"
         return f"{text} -> {self.kernel}"
 
 
@@ -473,6 +475,7 @@ def rule_dicts(rules: Sequence[KernelRule]) -> list[dict[str, Any]]:
             "a": list(r.a) if r.a else None,
             "kernel": r.kernel,
             **({"granularity": r.granularity} if r.granularity else {}),
+            **({"activations": r.activations} if r.activations != "static" else {}),
         }
         for r in rules
     ]

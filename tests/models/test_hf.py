@@ -100,4 +100,6 @@ def test_text_bad_inputs(capsys) -> None:
         capsys, ["eval", "--model", "digits_cnn", "--tokens", "16"]
     )
     assert "fits text models" in _err(capsys, ["eval", "--model", "digits_cnn", "--data", "text"])
-    assert "text model" in _err(capsys, ["search", "--model", "minilm", "--budget", "2", "-q"])
+    assert "does not fit minilm" in _err(
+        capsys, ["search", "--model", "minilm", "--objectives", "top1,size", "-q"]
+    )

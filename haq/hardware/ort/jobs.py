@@ -30,6 +30,7 @@ from haq.hardware.ort.aggregation import (
 )
 from haq.hardware.ort.attribution import Attributor, median_p10_p90, profile_nodes
 from haq.hardware.ort.target import (
+    DYNAMIC_CLASS,
     GROUP_SIZE,
     KERNEL_CLASSES,
     MATMULNBITS_CLASSES,
@@ -37,6 +38,7 @@ from haq.hardware.ort.target import (
     PROBES_DIR,
     TARGET,
     TARGETS,
+    TEXT_CLASSES,
     boundaries,
     class_config,
     write_profile_yaml,
@@ -176,8 +178,10 @@ def measure_job(
 def plan_configs(
     names: Sequence[str], kinds: Sequence[str], classes: Sequence[str], transitions: bool
 ) -> list[tuple[str, tuple[str, ...]]]:
-    """(config label, per-layer classes) for one model: uniform, alternating, MatMulNBits."""
-    pair = [c for c in PAIR_CLASSES if c in classes]
+    """(config label, per-layer classes) for one model: uniform, alternating, MatMulNBits.
+    Dynamic int8 pairs with the others where every layer is a Linear (text models)."""
+    pairable = PAIR_CLASSES + ((DYNAMIC_CLASS,) if set(kinds) == {"linear"} else ())
+    pair = [c for c in pairable if c in classes]
     out = [(f"uniform:{c}", tuple([c] * len(names))) for c in pair]
     if transitions:
         for a in pair:
@@ -200,25 +204,48 @@ class _Model:
     channel: Quantizer
     group: Quantizer | None = None
     macs: int = 0
+    text: bool = False
 
 
-def _load(name: str, weights: str, calib_images: int) -> _Model:
+def model_label(name: str, tokens: int | None) -> str:
+    """The name a model's observations go under: ``minilm@16`` for a text model at 16 tokens."""
+    return name if tokens is None else f"{name}@{tokens}"
+
+
+def _split_label(label: str) -> tuple[str, int | None]:
+    name, _, tokens = label.rpartition("@")
+    return (name, int(tokens)) if name and tokens.isdigit() else (label, None)
+
+
+def _load(label: str, weights: str, calib_images: int) -> _Model:
     import torch
 
     from haq.models import load_model
     from haq.models.weights import quiet_random_weights
     from haq.quant import Quantizer, QuantSettings
+    from haq.quant.settings import text_settings
 
+    name, tokens = _split_label(label)
+    if tokens is not None and weights == "none":
+        # random init zeroes Linear biases, which the exporter folds away with the Adds
+        # that identify token Linears: text models ship their weights (offline), use them
+        weights = "default"
     with quiet_random_weights(weights):  # latency does not depend on the values
-        loaded = load_model(name, weights)
+        loaded = load_model(name, weights, tokens)
+    example = loaded.example_input()
+    if loaded.preprocess.tokenizer is not None:  # dynamic int8 needs no calibration
+        text = text_settings(QuantSettings())
+        q = Quantizer(loaded.model, example, text)
+        # weight-only Linears are group-wise under text settings: one quantizer exports all
+        return _Model(label, q.layers, q, q, sum(s.macs for s in q.layers), text=True)
     gen = torch.Generator().manual_seed(0)
     calib = torch.randn((calib_images, *loaded.preprocess.input_size), generator=gen)
-    q = Quantizer(loaded.model, loaded.example_input(), calibration_images=calib)
+    q = Quantizer(loaded.model, example, calibration_images=calib)
     group = None
     if any(s.kind == "linear" for s in q.layers):
-        group = Quantizer(loaded.model, loaded.example_input(),
+        group = Quantizer(loaded.model, example,
                           QuantSettings(granularity="group", group_size=GROUP_SIZE))  # fmt: skip
-    return _Model(name, q.layers, q, group, sum(s.macs for s in q.layers))
+    return _Model(label, q.layers, q, group, sum(s.macs for s in q.layers))
 
 
 def _export(model: _Model, label: str, kernels: Sequence[str]) -> tuple[bytes, str]:
@@ -279,6 +306,7 @@ def profile_target(
     probes: bool = False,
     progress: Callable[[str], None] | None = None,
     write_yaml: bool = True,
+    tokens: Sequence[int] = (16, 128),
 ) -> ProfileReport:
     """Measure (resumably) every pending job of ``models`` and rewrite the tables after each.
 
@@ -291,7 +319,8 @@ def profile_target(
     written). ``probes``: the models are training networks for the learned cost model
     (`haq.models.probe`): their tables go to ``<directory>/probes/`` (uniform configs only),
     and the target's YAML, rewritten from the main tables, names them. ``write_yaml=False``
-    leaves every profile YAML alone (a user's overlay: `haq.hardware.overlay`).
+    leaves every profile YAML alone (a user's overlay: `haq.hardware.overlay`). A text
+    model is measured at each of ``tokens`` (as ``name@T``) with `TEXT_CLASSES` only.
     """
     from haq.export.onnx_export import reuse_float_graph
 
@@ -313,8 +342,13 @@ def profile_target(
     by_key = {(o["model"], o["threads"], o["batch"], o["config"]): o for o in observations}
     from haq.models.registry import get_entry
 
-    for m in models:
-        get_entry(m)  # unknown names fail before any measuring
+    if not tokens or min(tokens) < 1:
+        raise HaqError(f"token counts must be positive, not {list(tokens)}")
+    labels = []
+    for m in models:  # unknown names fail before any measuring
+        text = get_entry(m).preprocess.tokenizer is not None
+        labels += [model_label(m, t) for t in tokens] if text else [m]
+    models = labels
     info = {**machine_info(), "runtime": runtime_info()}
     if "avx512f" not in info["flags"]:
         say(f"haq: warning: this CPU lacks avx512f; the {target} tables describe this machine")
@@ -332,7 +366,9 @@ def profile_target(
                     ob["specs"] = rows
             names = [s.name for s in model.specs]
             kinds = [s.kind for s in model.specs]
-            for label, kernels in plan_configs(names, kinds, classes, transitions):
+            own = [c for c in classes
+                   if (c in TEXT_CLASSES if model.text else c != DYNAMIC_CLASS)]  # fmt: skip
+            for label, kernels in plan_configs(names, kinds, own, transitions):
                 jobs = [JobSpec(m, label, kernels, t) for t in threads]
                 digest = graph_digest(_export(model, label, kernels)[0])
                 for j in jobs:  # measured from another graph (the exporter changed): redo

@@ -12,8 +12,13 @@ Kernel classes (what a (w, a) pair really runs as; `RULES` maps precisions onto 
 ``int8``           QLinearConv / QGemm, uint8 activations x int8 weights (w <= 8, a <= 8)
 ``int8-weights``   int8 weights dequantized on every run, then the float op
 ``qdq16``          16-bit activations: DequantizeLinear -> float op (+ weight dequantize)
-``matmulnbitsN``   Linear weight-only, block-wise N = 2, 4, 8 bits (MatMulNBits, block 32)
+``matmulnbitsN``   Linear weight-only, block-wise N = 2, 4, 8 bits (MatMulNBits, block 32;
+                   text models: their settings' group size, 128)
+``dynamic-int8``   Linear under dynamic activations (DynamicQuantizeMatMul; text models)
 =================  ==================================================================
+
+Text models (a tokenizer in their preprocess) are profiled per token count, as ``name@T``,
+with the classes their Linears have on this CPU (`TEXT_CLASSES`).
 """
 
 from __future__ import annotations
@@ -39,7 +44,10 @@ TARGETS = (TARGET,)
 #: Kernel classes whose uniform configs (and alternating pairs) are measured.
 PAIR_CLASSES = ("fp32", "int8", "int8-weights", "qdq16")
 MATMULNBITS_CLASSES = ("matmulnbits2", "matmulnbits4", "matmulnbits8")
-KERNEL_CLASSES = PAIR_CLASSES + MATMULNBITS_CLASSES
+DYNAMIC_CLASS = "dynamic-int8"
+KERNEL_CLASSES = PAIR_CLASSES + MATMULNBITS_CLASSES + (DYNAMIC_CLASS,)
+#: What a text model's Linears can run as (static int8 on token MatMuls does not export).
+TEXT_CLASSES = ("fp32", DYNAMIC_CLASS, *MATMULNBITS_CLASSES)
 #: The precision each class is measured with (``matmulnbits*`` under group-wise settings).
 CLASS_PRECISION = {
     "fp32": "fp32",
@@ -49,6 +57,7 @@ CLASS_PRECISION = {
     "matmulnbits2": "w2a32",
     "matmulnbits4": "w4a32",
     "matmulnbits8": "w8a32",
+    DYNAMIC_CLASS: "w8a8",  # under dynamic activations
 }
 GROUP_SIZE = 32  # MatMulNBits block size measured
 #: What really executes each class (for the profile YAML).
@@ -60,11 +69,14 @@ KERNEL_DESCRIPTIONS = {
     "matmulnbits2": "com.microsoft.MatMulNBits, 2-bit blocks of 32, accuracy_level 4",
     "matmulnbits4": "com.microsoft.MatMulNBits, 4-bit blocks of 32, accuracy_level 4",
     "matmulnbits8": "com.microsoft.MatMulNBits, 8-bit blocks of 32, accuracy_level 4",
+    DYNAMIC_CLASS: "com.microsoft.DynamicQuantizeMatMul: each input's own uint8 range x int8 "
+    "per-channel weights (dynamic activations, text models)",
 }
 _ALL = ("conv", "dwconv", "gconv", "linear")
 #: (op kind, w bits, a bits, weight granularity) -> kernel class; the first match wins.
 RULES: tuple[KernelRule, ...] = (
     KernelRule(_ALL, None, None, "fp32"),
+    KernelRule(("linear",), (2, 8), (8, 8), DYNAMIC_CLASS, None, "dynamic"),
     KernelRule(("linear",), (2, 2), None, "matmulnbits2", "group"),
     KernelRule(("linear",), (4, 4), None, "matmulnbits4", "group"),
     KernelRule(("linear",), (8, 8), None, "matmulnbits8", "group"),
@@ -80,7 +92,7 @@ RULES: tuple[KernelRule, ...] = (
 )
 #: Where a transition key has no row, look it up with these classes substituted (both consume
 #: and produce float tensors at a boundary).
-TRANSITION_FALLBACK = dict.fromkeys(MATMULNBITS_CLASSES, "fp32")
+TRANSITION_FALLBACK = dict.fromkeys((*MATMULNBITS_CLASSES, DYNAMIC_CLASS), "fp32")
 
 TRANSITION_KEY = ["from_kernel", "to_kernel", "channels", "h", "w", "batch", "threads"]
 LAYER_KEY = SIGNATURE_COLUMNS + ["precision", "threads"]
@@ -91,8 +103,9 @@ PROBES_DIR = "probes"
 
 
 def kernel_class(
-    kind: str, w_bits: int | None, a_bits: int | None, granularity: str = "channel"
-) -> str:
+    kind: str, w_bits: int | None, a_bits: int | None, granularity: str = "channel",
+    activations: str = "static",
+) -> str:  # fmt: skip
     """The class `RULES` gives a layer of ``kind`` at (w_bits, a_bits)."""
 
     def inside(bits: int | None, span: tuple[int, int] | None) -> bool:
@@ -104,14 +117,16 @@ def kernel_class(
             and inside(w_bits, rule.w)
             and inside(a_bits, rule.a)
             and rule.granularity in (None, granularity)
+            and (a_bits is None or rule.activations == activations)
         ):
             return rule.kernel
     raise HaqError(f"no {TARGET} kernel for {kind} at w{w_bits}a{a_bits} ({granularity})")
 
 
 def applicable(kind: str, cls: str) -> bool:
-    """Whether a layer of ``kind`` can run kernel class ``cls`` (MatMulNBits: Linear only)."""
-    return kind == "linear" or cls not in MATMULNBITS_CLASSES
+    """Whether a layer of ``kind`` can run kernel class ``cls`` (MatMulNBits, dynamic int8:
+    Linear only)."""
+    return kind == "linear" or cls not in (*MATMULNBITS_CLASSES, DYNAMIC_CLASS)
 
 
 # --------------------------------------------------------------------------- boundaries

