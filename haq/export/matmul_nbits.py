@@ -25,13 +25,14 @@ import numpy as np
 
 from haq.errors import HaqError
 from haq.quant.modules import QuantLayer, QuantLinear
+from haq.quant.quantizers import MATMULNBITS_BITS
 
 if TYPE_CHECKING:
     from haq.export.onnx_export import _Graph
 
 DOMAIN = "com.microsoft"
 OP_TYPE = "MatMulNBits"
-SUPPORTED_BITS = (2, 4, 8)
+SUPPORTED_BITS = MATMULNBITS_BITS
 DEFAULT_ACCURACY_LEVEL = 4
 
 

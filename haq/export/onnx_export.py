@@ -330,15 +330,19 @@ def export_onnx(
     config: BitConfig | str,
     path: str | Path | None = None,
     batch: int = 1,
-    accuracy_level: int = DEFAULT_ACCURACY_LEVEL,
+    accuracy_level: int | None = None,
 ) -> tuple[bytes, ExportReport]:
     """Serialized ONNX of ``config`` on ``quantizer``'s model (written atomically to ``path``).
 
-    ``accuracy_level`` goes to every MatMulNBits node: 4 (default) lets ORT quantize its input
-    to int8 per block (fast; ~0.5% off the simulation), 0 computes in float (matches it).
+    ``accuracy_level`` goes to every MatMulNBits node (default: the settings'
+    ``matmulnbits_accuracy_level``, which the simulation models): 4 lets ORT quantize its
+    input to int8 per block (fast), 0 computes in float. Another level than the settings'
+    makes ORT differ from the simulation by that input rounding (~0.5 % relative).
     """
     from onnx import checker
 
+    if accuracy_level is None:
+        accuracy_level = quantizer.settings.matmulnbits_accuracy_level
     resolved = quantizer.resolve(config)
     quantizer = quantizer.for_config(resolved)  # the refinement the config names, if any
     qmodel = quantizer.apply(resolved)

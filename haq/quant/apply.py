@@ -293,6 +293,7 @@ class Quantizer:
             granularity,
             s.group_size,
             dynamic,
+            s.int8_input_blocks(precision, isinstance(module, nn.Linear)),
         )
 
 

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from haq.config import Precision
-from haq.quant.quantizers import fake_quant_act, fake_quant_dynamic
+from haq.quant.quantizers import fake_quant_act, fake_quant_dynamic, fake_quant_input_blocks
 
 OUTPUT_BITS = 8  # int8 kernels write 8-bit outputs
 
@@ -62,6 +62,7 @@ class QuantLayer(nn.Module):
         granularity: str,
         group_size: int,
         dynamic: bool = False,
+        input_blocks: int | None = None,
     ) -> None:
         super().__init__()
         self.float_module = float_module  # kept for geometry (stride, padding, ...) and export
@@ -78,9 +79,12 @@ class QuantLayer(nn.Module):
             False  # True: the input is quantized where it is produced, for all readers
         )
         self.dynamic = dynamic  # the input's grid is its own range, found at run time
+        self.input_blocks = input_blocks  # MatMulNBits (accuracy_level 4): int8 input blocks
 
     def quantize_input(self, x: torch.Tensor) -> torch.Tensor:
         bits = self.precision.a_bits
+        if self.input_blocks is not None:
+            return fake_quant_input_blocks(x, self.input_blocks)
         if bits is not None and self.dynamic:
             return fake_quant_dynamic(x)
         if bits is None or self.a_scale is None or self.a_zero_point is None:

@@ -158,6 +158,23 @@ def fake_quant_dynamic(x: torch.Tensor) -> torch.Tensor:
     return torch.maximum(torch.minimum(q, 255.0 - zp), -zp) * scale
 
 
+MATMULNBITS_BITS = (2, 4, 8)  # weight bits ORT's MatMulNBits runs
+
+
+def fake_quant_input_blocks(x: torch.Tensor, block: int) -> torch.Tensor:
+    """Quantize-dequantize the last axis in blocks of ``block`` on symmetric int8 grids of
+    scale ``absmax / 127`` each, as ORT's MatMulNBits does with its input at
+    ``accuracy_level`` 4 (checked to float rounding: tests/export/test_matmul_nbits.py)."""
+    k = x.shape[-1]
+    pad = (-k) % block
+    xb = torch.nn.functional.pad(x, (0, pad)) if pad else x
+    xb = xb.reshape(*x.shape[:-1], -1, block)
+    scale = xb.detach().abs().amax(dim=-1, keepdim=True) / 127.0
+    scale = torch.where(scale == 0, torch.ones_like(scale), scale)
+    y = (torch.round(xb / scale) * scale).reshape(*x.shape[:-1], -1)
+    return y[..., :k] if pad else y
+
+
 def quantize_bias(bias: torch.Tensor, act_scale: float, w_scale: torch.Tensor) -> torch.Tensor:
     """Bias on the int32 grid of ``s_act * s_w`` (per output channel), dequantized."""
     s = (torch.tensor(act_scale, dtype=torch.float32) * w_scale.reshape(-1)).to(torch.float32)

@@ -9,6 +9,7 @@ from haq.config import BitConfig, Precision
 from haq.errors import HaqError
 from haq.ptq import canonical_ptq
 from haq.quant.observers import OBSERVERS
+from haq.quant.quantizers import MATMULNBITS_BITS
 
 GRANULARITIES = ("channel", "tensor", "group")
 ACTIVATION_MODES = ("static", "dynamic")
@@ -35,6 +36,9 @@ class QuantSettings:
     weight_only_granularity: weight scales of weight-only layers (``w4a32``), when they differ
         from ``granularity``: ``group`` for text models, whose weight-only Linears run as
         MatMulNBits while their int8 ones need per-channel scales.
+    matmulnbits_accuracy_level: the ``accuracy_level`` group-wise weight-only Linears (2, 4
+        or 8 bits) export with: 4 (default, fast) has ORT quantize their input to int8 per
+        block of ``group_size``, which the simulation does too; 0 keeps it float.
     fold_bn: fold BatchNorm into the preceding conv before quantizing weights (as deployed).
     requantize_outputs: integer-kernel layers (weights and activations at 8 bits or fewer)
         write 8-bit outputs, as int8 kernels (QLinearConv, QGemm) do; a ReLU that directly
@@ -51,6 +55,7 @@ class QuantSettings:
     requantize_outputs: bool = True
     activations: str = "static"
     weight_only_granularity: str | None = None
+    matmulnbits_accuracy_level: int = 4
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "ptq", canonical_ptq(self.ptq))
@@ -66,6 +71,9 @@ class QuantSettings:
         if self.activations not in ACTIVATION_MODES:
             raise HaqError(f"unknown activation quantization {self.activations!r}; use one of "
                            f"{', '.join(ACTIVATION_MODES)}")  # fmt: skip
+        if self.matmulnbits_accuracy_level not in (0, 1, 2, 3, 4):
+            raise HaqError(f"MatMulNBits accuracy_level must be 0..4, not "
+                           f"{self.matmulnbits_accuracy_level}")  # fmt: skip
         if self.observer not in OBSERVERS:
             raise HaqError(f"unknown observer {self.observer!r}; use one of {', '.join(OBSERVERS)}")
         if self.group_size < 1:
@@ -122,7 +130,18 @@ class QuantSettings:
         for key, default in (("activations", "static"), ("weight_only_granularity", None)):
             if d[key] == default:
                 del d[key]
+        if "group" not in (self.granularity, self.weight_only_granularity):
+            del d["matmulnbits_accuracy_level"]  # no MatMulNBits layer: no effect
         return d
+
+    def int8_input_blocks(self, precision: Precision, linear: bool) -> int | None:
+        """The block size a layer's input is quantized in by ORT's MatMulNBits at
+        accuracy_level 4 (None: the input stays float)."""
+        grouped = self.weight_granularity(precision) == "group"
+        nbits = precision.weight_only and precision.w_bits in MATMULNBITS_BITS
+        if linear and grouped and nbits and self.matmulnbits_accuracy_level == 4:
+            return self.group_size
+        return None
 
 
 def text_settings(settings: QuantSettings) -> QuantSettings:

@@ -34,8 +34,7 @@ def _mlp() -> nn.Module:
 @pytest.fixture(scope="module")
 def mlp() -> tuple[Quantizer, torch.Tensor]:
     x = torch.randn(8, 1, 8, 8, generator=torch.Generator().manual_seed(1))
-    q = Quantizer(_mlp(), x[:1], QuantSettings(granularity="group", group_size=32))
-    return q, x
+    return _mlp_quantizer(x, level=0), x
 
 
 def _ort(data: bytes, x: torch.Tensor) -> np.ndarray:
@@ -92,14 +91,25 @@ def test_matmul_nbits_matches_simulation(mlp, spec: str) -> None:
     assert json.loads(meta["haq.layers"]) == {name: name for name in LAYERS}
 
 
-def test_default_accuracy_level_is_int8_path(mlp) -> None:
-    q, x = mlp
-    data, report = export_onnx(q, "w4a32")
+@pytest.mark.parametrize("spec", ["w4a32", "w8a32", "w2a32"])
+def test_default_accuracy_level_int8_inputs_are_simulated(mlp, spec: str) -> None:
+    """At accuracy_level 4 (the default) ORT quantizes each input row to int8 per block of
+    K (scale absmax / 127); the simulation does the same, partial last block included."""
+    _, x = mlp
+    q = Quantizer(_mlp(), x[:1], QuantSettings(granularity="group", group_size=32))
+    data, report = export_onnx(q, spec)
     assert set(report.layers.values()) == {"matmulnbits"}
     nodes = [n for n in onnx.load_from_string(data).graph.node if n.op_type == "MatMulNBits"]
     assert {a.i for n in nodes for a in n.attribute if a.name == "accuracy_level"} == {4}
-    # accuracy_level 4 quantizes the input to int8 per block inside the kernel: close, not exact
-    assert _rel_err(_ort(data, x), predict(q.apply("w4a32"), x).numpy()) < 3e-2
+    sim = predict(q.apply(spec), x).numpy()
+    assert _rel_err(_ort(data, x), sim) < 1e-4
+    float_inputs = predict(_mlp_quantizer(x, level=0).apply(spec), x).numpy()
+    assert _rel_err(float_inputs, sim) > 1e-3  # the int8 input rounding is visible
+
+
+def _mlp_quantizer(x: torch.Tensor, level: int) -> Quantizer:
+    settings = QuantSettings(granularity="group", group_size=32, matmulnbits_accuracy_level=level)
+    return Quantizer(_mlp(), x[:1], settings)
 
 
 def test_three_bits_and_mixed_stay_on_fallback(mlp) -> None:
@@ -146,7 +156,11 @@ class _Tokens(nn.Module):
 def test_matmul_node_with_bias_add_is_replaced() -> None:
     """A Linear on 3-D input exports as MatMul (+ Add of the bias): both become one node."""
     x = torch.randn(1, 5, 64)
-    q = Quantizer(_Tokens(), x, QuantSettings(granularity="group", group_size=16))
+    q = Quantizer(
+        _Tokens(),
+        x,
+        QuantSettings(granularity="group", group_size=16, matmulnbits_accuracy_level=0),
+    )
     qmodel = q.apply("w4a32")
     g = _Graph(export_float_graph(q.base, x))
     matmuls = [i for i, n in enumerate(g.graph.node) if n.op_type == "MatMul"]

@@ -30,7 +30,9 @@ def test_minilm_weight_only_4bit_matches_in_ort() -> None:
     sess = make_session(data, threads=1)
     ort = torch.from_numpy(np.concatenate([sess.run(None, {"input": x[i : i + 1].numpy()})[0]
                                            for i in range(len(x))]))  # fmt: skip
-    assert float(torch.nn.functional.cosine_similarity(ort, sim, dim=1).min()) >= 0.999
+    assert (
+        float(torch.nn.functional.cosine_similarity(ort, sim, dim=1).min()) >= 0.9995
+    )  # int8 input blocks simulated
     per_channel = Quantizer(lm.model, lm.example_input())
     with pytest.raises(HaqError, match="does not export yet"):  # int8 MatMul: not built yet
         export_onnx(per_channel, BitConfig.uniform("w8a32", q.layer_names))
