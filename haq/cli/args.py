@@ -112,7 +112,7 @@ def settings_from_args(
     settings = QuantSettings(granularity=args.granularity, group_size=args.group_size,
                              observer=args.observer, ptq=ptq,
                              adaround_iterations=args.adaround_iterations)  # fmt: skip
-    if preprocess is not None and preprocess.tokenizer is not None:
+    if preprocess is not None and preprocess.is_text:
         settings = text_settings(settings)
     if args.activations is not None:
         settings = replace(settings, activations=args.activations)

@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
         loaded = load_model(args.model, args.weights, args.tokens)
     layers = discover_layers(loaded.model, loaded.example_input())
     text = {}
-    if loaded.preprocess.tokenizer is not None:  # its Linears' kernels: dynamic int8, MatMulNBits
+    if loaded.preprocess.is_text:  # its Linears' kernels: dynamic int8, MatMulNBits
         from haq.quant.settings import QuantSettings, text_settings
 
         s = text_settings(QuantSettings(granularity=args.granularity))

@@ -67,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
                   f"top-10 retrieval kept {m.retrieval:.2f}%")  # fmt: skip
         else:
             print(f"  agreement with float {m.agreement:.2f}%  mean KL {m.mean_kl:.5f}")
-        unit = "sentences" if loaded.preprocess.tokenizer is not None else "images"
+        unit = "sentences" if loaded.preprocess.is_text else "images"
         print(f"  {m.n_images} {unit} in {result.seconds:.2f} s (calibration {out['calib_images']} "
               f"{unit}, {out['calib_seconds']:.2f} s)")  # fmt: skip
         if rounding is not None:

@@ -38,7 +38,7 @@ def build_space(args: argparse.Namespace) -> Any:
 
     loaded = load_model(args.model, args.weights, args.tokens)
     layers = discover_layers(loaded.model, loaded.example_input())
-    text = loaded.preprocess.tokenizer is not None
+    text = loaded.preprocess.is_text
     can_run = None
     if args.target:
         from haq.hardware.profile import get_target

@@ -52,7 +52,6 @@ class MatrixCostModel:
         self.kinds = [s.kind for s in layers]
         self._name_set = set(self.names)
         self.granularity = granularity
-        # weight-only layers' scales where they differ (text models: group-wise, MatMulNBits)
         # weight-only layers group-wise, one float32 scale per this many weights (text
         # models' MatMulNBits); None: at ``granularity`` like the others
         self.weight_only_group = weight_only_group

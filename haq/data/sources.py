@@ -143,7 +143,7 @@ def load_data(
     """
     if limit is not None and limit < 1:
         raise HaqError(f"the number of images must be at least 1, not {limit}")
-    if num_classes is not None and num_classes < 1 and preprocess.tokenizer is None:
+    if num_classes is not None and num_classes < 1 and not preprocess.is_text:
         raise ValueError(f"num_classes must be >= 1, not {num_classes}")
     n_cls = 10 if num_classes is None else num_classes
     input_size = preprocess.input_size
@@ -180,7 +180,7 @@ def load_data(
     if name == "text":
         from haq.data.text import stdlib_sentences, token_ids
 
-        if preprocess.tokenizer is None:
+        if not preprocess.is_text:
             raise HaqError(
                 f"{source!r} is text; it fits text models (hf:PATH, minilm), not this one"
             )
@@ -191,7 +191,7 @@ def load_data(
         # the token count is part of the data's identity (reference caches, eval caches)
         return TensorData(x, None, [], f"{source}@{tokens}", idx, task="embedding")
 
-    if preprocess.tokenizer is not None:
+    if preprocess.is_text:
         raise HaqError(f"data {source!r} is not text; text models take --data text[:N]")
 
     if name == "synthetic":

@@ -56,7 +56,7 @@ def text_preprocess(tokenizer: str, tokens: int = DEFAULT_TOKENS) -> Preprocess:
 
 def with_tokens(entry: ModelEntry, tokens: int) -> ModelEntry:
     """The same text model at another token count (``--tokens N``)."""
-    if entry.preprocess.tokenizer is None:
+    if not entry.preprocess.is_text:
         raise HaqError(f"--tokens applies to text models (hf:PATH, minilm), not {entry.name}")
     if tokens < 1:
         raise HaqError(f"--tokens {tokens} must be a positive number of tokens, e.g. 128")

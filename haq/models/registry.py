@@ -29,6 +29,11 @@ class Preprocess:
     grayscale: bool = False
     tokenizer: str | None = None  # text models: a tokenizer folder, or "minilm" (haq.data.text)
 
+    @property
+    def is_text(self) -> bool:
+        """A text model's preprocess (token ids in): its Linears get text kernels and metrics."""
+        return self.tokenizer is not None
+
     def transform(self) -> Callable[[Any], torch.Tensor]:
         """A torchvision transform from a PIL image to a normalised tensor."""
         from torchvision import transforms as T

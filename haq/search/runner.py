@@ -173,7 +173,7 @@ class Search:
             print(f"{self.results.path}: removed a search start that never reached its first "
                   "trial (stopped during set-up)", file=sys.stderr)  # fmt: skip
         self.loaded = load_model(opts.model, opts.weights, opts.tokens)
-        self.text = self.loaded.preprocess.tokenizer is not None
+        self.text = self.loaded.preprocess.is_text
         if self.text:
             self._text_defaults()
         self.layers = discover_layers(self.loaded.model, self.loaded.example_input())

@@ -233,7 +233,7 @@ def _load(label: str, weights: str, calib_images: int) -> _Model:
     with quiet_random_weights(weights):  # latency does not depend on the values
         loaded = load_model(name, weights, tokens)
     example = loaded.example_input()
-    if loaded.preprocess.tokenizer is not None:  # dynamic int8 needs no calibration
+    if loaded.preprocess.is_text:  # dynamic int8 needs no calibration
         text = text_settings(QuantSettings())
         q = Quantizer(loaded.model, example, text)
         # weight-only Linears are group-wise under text settings: one quantizer exports all
@@ -346,7 +346,7 @@ def profile_target(
         raise HaqError(f"token counts must be positive, not {list(tokens)}")
     labels = []
     for m in models:  # unknown names fail before any measuring
-        text = get_entry(m).preprocess.tokenizer is not None
+        text = get_entry(m).preprocess.is_text
         labels += [model_label(m, t) for t in tokens] if text else [m]
     models = labels
     info = {**machine_info(), "runtime": runtime_info()}
