@@ -100,6 +100,9 @@ class SearchSpace:
         ties: Iterable[Sequence[str]] = (),
         ptq: Sequence[str] = ("none",),
     ) -> SearchSpace:
+        if not layers:
+            raise HaqError("the model has no Conv2d or Linear layer, so there is no precision "
+                           "to search; pass a model with quantizable layers")  # fmt: skip
         candidates = load_candidates(space)
         names = [s.name for s in layers]
         choices: dict[str, list[Precision]] = {}

@@ -95,3 +95,18 @@ def test_refinement_choices_are_a_sampled_variable(layers) -> None:
     assert not space.contains(default.with_ptq("cle"))
     with pytest.raises(HaqError, match="not among --ptq none,adaround"):
         space.config({**params, PTQ_PARAM: "cle"})
+
+
+def test_a_model_without_conv_or_linear_layers_is_refused(tmp_path, capsys) -> None:
+    from haq.cli import main
+
+    factory = tmp_path / "flat.py"
+    factory.write_text("import torch\n\ndef build():\n"
+                       "    return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.ReLU())\n")  # fmt: skip
+    with pytest.raises(HaqError, match="no Conv2d or Linear layer"):
+        SearchSpace.build([])
+    code = main(["search", "--model", f"{factory}:build", "--weights", "none", "--data", "synthetic",
+                 "--calib-data", "synthetic", "--budget", "2", "--out", str(tmp_path / "run")])  # fmt: skip
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and "no Conv2d or Linear layer" in err[-1] and len(
+        [ln for ln in err if ln.startswith("haq: error")]) == 1  # fmt: skip
