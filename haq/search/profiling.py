@@ -43,6 +43,7 @@ def profile_missing(opts: Any, cost_model: Any, space: Any, layers: Sequence[Any
     from haq.hardware.ort.target import KERNEL_CLASSES, TARGETS
     from haq.hardware.overlay import overlay_path
     from haq.hardware.reachable import runtime_gap
+    from haq.models.hf import DEFAULT_TOKENS
 
     profile = cost_model.profile
     if profile.provenance != "measured":  # simulated / published rows: nothing to measure
@@ -79,7 +80,8 @@ def profile_missing(opts: Any, cost_model: Any, space: Any, layers: Sequence[Any
     try:
         report = profile_target([opts.model], target=profile.id, threads=(cost_model.threads,),
                                 classes=measurable, directory=target_dir, write_yaml=False,
-                                repeats=REPEATS, progress=say)  # fmt: skip
+                                repeats=REPEATS, progress=say,
+                                tokens=(opts.tokens or DEFAULT_TOKENS,))  # fmt: skip
     except HaqError as e:  # e.g. a model that does not export: the search still runs
         print(f"haq: warning: could not profile {opts.model} ({e}); the learned model or the "
               "roofline scores its layers", file=sys.stderr)  # fmt: skip
