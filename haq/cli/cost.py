@@ -63,8 +63,7 @@ def run(args: argparse.Namespace) -> int:
     if loaded.preprocess.is_text:  # its Linears' kernels: dynamic int8, MatMulNBits
         from haq.quant.settings import QuantSettings, text_settings
 
-        s = text_settings(QuantSettings(granularity=args.granularity))
-        text = {"weight_only_group": s.weight_only_group, "activations": s.activations}
+        text = text_settings(QuantSettings(granularity=args.granularity)).cost_options
     model = cost_model_for(args.target, layers, threads=args.threads, batch=args.batch,
                            granularity=args.granularity, kernel_map=kernel_map, **text)  # fmt: skip
     detail = model.breakdown(config)

@@ -59,9 +59,9 @@ def run(args: argparse.Namespace) -> int:
         profile = get_target(args.target)
         for spec in quantizer.layers:
             precision = resolved[spec.name]
-            granularity = settings.weight_granularity(precision)
-            if not profile.can_run(spec.kind, precision, granularity):
-                raise profile.unsupported_error(spec.kind, precision, spec.name, granularity)
+            kernel_args = settings.kernel_args(precision)
+            if not profile.can_run(spec.kind, precision, *kernel_args):
+                raise profile.unsupported_error(spec.kind, precision, spec.name, *kernel_args)
     if settings.calibrates(config):
         if not args.calib_data:
             why = (

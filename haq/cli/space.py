@@ -46,7 +46,7 @@ def build_space(args: argparse.Namespace) -> Any:
 
         profile = get_target(args.target)
         s = text_settings(QuantSettings()) if text else QuantSettings()
-        can_run = lambda kind, p: profile.can_run(kind, p, s.weight_granularity(p), s.activations)  # noqa: E731
+        can_run = lambda kind, p: profile.can_run(kind, p, *s.kernel_args(p))  # noqa: E731
     ties = [t.split(",") for t in args.tie]
     return SearchSpace.build(layers, space_for(args.space, text), can_run, args.pin, ties)
 

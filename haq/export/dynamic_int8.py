@@ -19,8 +19,6 @@ from haq.quant.modules import QuantLayer
 if TYPE_CHECKING:
     from haq.export.onnx_export import _Graph
 
-FUSED_OP = "DynamicQuantizeMatMul"
-
 
 def replace_with_dynamic_int8(g: _Graph, idx: int, node: Any, name: str, m: QuantLayer) -> None:
     """Replace node ``idx`` (a Linear's MatMul or Gemm) by the dynamic int8 pattern computing
@@ -36,12 +34,8 @@ def replace_with_dynamic_int8(g: _Graph, idx: int, node: Any, name: str, m: Quan
     )
     w_s = g.add_init(f"{name}.weight_scale", scale)
     w_z = g.add_init(f"{name}.weight_zero_point", np.zeros(n, dtype=np.int8))
-    output = node.output[0]
-    if node.op_type == "MatMul":
-        add = g.bias_add(output, name)
-        if add is not None:
-            output = add[1].output[0]
-            g.removed.add(add[0])
+    output, absorbed = g.absorb_bias_add(node, name)
+    with_bias = m.bias is not None and absorbed  # else the graph's own bias path stays
     a, t = node.input[0], f"{name}.input"
     nodes = [
         helper.make_node("DynamicQuantizeLinear", [a], [f"{t}_q", f"{t}_scale", f"{t}_zero_point"],
@@ -52,10 +46,11 @@ def replace_with_dynamic_int8(g: _Graph, idx: int, node: Any, name: str, m: Quan
                          to=TensorProto.FLOAT),
         helper.make_node("Mul", [f"{t}_scale", w_s], [f"{name}.multiplier"], name=f"{name}.scale_Mul"),
     ]  # fmt: skip
-    product = f"{name}.product" if m.bias is not None else output
+    product = f"{name}.product" if with_bias else output
     nodes.append(helper.make_node("Mul", [f"{name}.int32_float", f"{name}.multiplier"], [product],
                                   name=f"{name}.Mul"))  # fmt: skip
-    if m.bias is not None:
+    if with_bias:
+        assert m.bias is not None
         bias = g.add_init(f"{name}.bias_sim", m.bias.detach().numpy().astype(np.float32).reshape(n))
         nodes.append(helper.make_node("Add", [product, bias], [output], name=f"{name}.bias_Add"))
     g.before.setdefault(idx, []).extend(nodes)

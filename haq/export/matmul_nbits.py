@@ -32,8 +32,6 @@ if TYPE_CHECKING:
 
 DOMAIN = "com.microsoft"
 OP_TYPE = "MatMulNBits"
-SUPPORTED_BITS = MATMULNBITS_BITS
-DEFAULT_ACCURACY_LEVEL = 4
 
 
 def uses_matmul_nbits(node: Any, m: QuantLayer) -> bool:
@@ -44,7 +42,7 @@ def uses_matmul_nbits(node: Any, m: QuantLayer) -> bool:
         isinstance(m, QuantLinear)
         and node.op_type in ("Gemm", "MatMul")
         and p.a_bits is None
-        and p.w_bits in SUPPORTED_BITS
+        and p.w_bits in MATMULNBITS_BITS
         and m.granularity == "group"
         and m.w_int is not None
         and m.w_scale is not None
@@ -78,7 +76,7 @@ def pack_weights(q: np.ndarray, bits: int, block_size: int) -> np.ndarray:
     Each value is stored as ``q + 2^(bits-1)`` (the default zero point), packed along K with
     the first value in the lowest bits of a byte; a partial last block is padded with zeros.
     """
-    if bits not in SUPPORTED_BITS:
+    if bits not in MATMULNBITS_BITS:
         raise ValueError(f"MatMulNBits packs 2, 4 or 8 bits, not {bits}")
     n, k = q.shape
     k_blocks = -(-k // block_size)
@@ -102,7 +100,7 @@ def replace_with_matmul_nbits(
     node: Any,
     name: str,
     m: QuantLayer,
-    accuracy_level: int = DEFAULT_ACCURACY_LEVEL,
+    accuracy_level: int,
 ) -> None:
     """Replace node ``idx`` (a Gemm with the weight as B, or a MatMul) by MatMulNBits named
     ``name``, computing ``m``'s simulated output: ``A @ (w_int * w_scale).T + bias``.
@@ -130,15 +128,8 @@ def replace_with_matmul_nbits(
     b = g.add_init(f"{name}.weight_nbits", packed)
     s = g.add_init(f"{name}.weight_scale", scales)
     inputs = [node.input[0], b, s]
-    output = node.output[0]
-    with_bias = m.bias is not None
-    if node.op_type == "MatMul":  # its bias, if any, is a separate Add: absorb it
-        add = g.bias_add(output, name)
-        with_bias = with_bias and add is not None
-        if add is not None:
-            output = add[1].output[0]
-            g.removed.add(add[0])
-    if with_bias:
+    output, absorbed = g.absorb_bias_add(node, name)
+    if m.bias is not None and absorbed:
         assert m.bias is not None
         bias = m.bias.detach().numpy().astype(np.float32).reshape(n)
         inputs += ["", "", g.add_init(f"{name}.bias_sim", bias)]  # no zero_points, no g_idx

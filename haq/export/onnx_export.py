@@ -41,7 +41,6 @@ from haq.config import BitConfig
 from haq.errors import HaqError
 from haq.export.dynamic_int8 import replace_with_dynamic_int8
 from haq.export.matmul_nbits import (
-    DEFAULT_ACCURACY_LEVEL,
     replace_with_matmul_nbits,
     uses_matmul_nbits,
 )
@@ -216,16 +215,22 @@ class _Graph:
         self._q_memo[key] = f"{tag}_dq"
         return f"{tag}_dq"
 
-    def bias_add(self, tensor: str, name: str) -> tuple[int, Any] | None:
-        """The only consumer of ``tensor`` when it is an ``Add`` of ``<name>.bias`` (a
-        Linear on token sequences exports its bias so)."""
-        consumers = self.consumers(tensor)
-        if len(consumers) != 1 or tensor in self.outputs:
-            return None
+    def absorb_bias_add(self, node: Any, name: str) -> tuple[str, bool]:
+        """(the tensor a replacement of Linear ``name``'s ``node`` writes, whether it adds the
+        bias itself). A MatMul (a Linear on token sequences) exports its bias as the ``Add`` of
+        ``<name>.bias`` that is its only reader: that Add is removed and its output taken; a
+        Gemm holds its bias."""
+        output = node.output[0]
+        if node.op_type != "MatMul":
+            return output, True
+        consumers = self.consumers(output)
+        if len(consumers) != 1 or output in self.outputs:
+            return output, False
         j, c = consumers[0]
-        if c.op_type == "Add" and f"{name}.bias" in c.input:
-            return j, c
-        return None
+        if c.op_type != "Add" or f"{name}.bias" not in c.input:
+            return output, False
+        self.removed.add(j)
+        return c.output[0], True
 
     def all_nodes(self) -> list[Any]:
         nodes = []
@@ -390,7 +395,7 @@ def _export_layer(
     node: Any,
     name: str,
     m: QuantLayer,
-    accuracy_level: int = DEFAULT_ACCURACY_LEVEL,
+    accuracy_level: int,
 ) -> str:
     from onnx import helper
 

@@ -113,6 +113,16 @@ class QuantSettings:
             return self.weight_only_granularity
         return self.granularity
 
+    def kernel_args(self, precision: Precision) -> tuple[str, str]:
+        """(weight granularity, activation mode) of a layer at ``precision``: what a target's
+        kernel rules (`HardwareProfile.can_run`) need besides the bits."""
+        return self.weight_granularity(precision), self.activations
+
+    @property
+    def cost_options(self) -> dict[str, Any]:
+        """What a cost model needs of these settings besides ``granularity`` (`cost_model_for`)."""
+        return {"weight_only_group": self.weight_only_group, "activations": self.activations}
+
     def calibrates(self, config: BitConfig) -> bool:
         """Whether applying ``config`` needs calibration images (static activation grids, or
         a refinement that learns on them)."""

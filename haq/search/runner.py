@@ -245,10 +245,8 @@ class Search:
                             "provenance": profile.provenance, "source": profile.source}  # fmt: skip
         s = self.settings
         model = cost_model_for(self.opts.target, self.layers, threads=self.opts.threads,
-                               weight_only_group=s.weight_only_group,
-                               activations=s.activations)  # fmt: skip
-        return model, lambda kind, p: model.profile.can_run(kind, p, model.granularity_of(p),
-                                                            model.activations)  # fmt: skip
+                               **s.cost_options)  # fmt: skip
+        return model, lambda kind, p: model.profile.can_run(kind, p, *s.kernel_args(p))
 
     def _check_objectives(self) -> None:
         from haq.search.objectives import TEXT_OBJECTIVES

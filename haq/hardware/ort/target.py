@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from haq.config import Precision
 from haq.errors import HaqError
 from haq.hardware.profile import KernelRule, rule_dicts, write_profile
 from haq.hardware.tables import INPUT, OUTPUT, SIGNATURE_COLUMNS
@@ -107,18 +108,9 @@ def kernel_class(
     activations: str = "static",
 ) -> str:  # fmt: skip
     """The class `RULES` gives a layer of ``kind`` at (w_bits, a_bits)."""
-
-    def inside(bits: int | None, span: tuple[int, int] | None) -> bool:
-        return bits is None if span is None else bits is not None and span[0] <= bits <= span[1]
-
+    precision = Precision(w_bits, a_bits)
     for rule in RULES:
-        if (
-            kind in rule.ops
-            and inside(w_bits, rule.w)
-            and inside(a_bits, rule.a)
-            and rule.granularity in (None, granularity)
-            and (a_bits is None or rule.activations == activations)
-        ):
+        if rule.matches(kind, precision, granularity, activations):
             return rule.kernel
     raise HaqError(f"no {TARGET} kernel for {kind} at w{w_bits}a{a_bits} ({granularity})")
 
