@@ -59,6 +59,19 @@ def profile_tables(tokens: list[int]) -> dict[str, Any]:
             "seconds": round(time.time() - t0, 1)}  # fmt: skip
 
 
+def kernel_rows() -> dict[str, dict[str, float]]:
+    """The measured per-Linear latency rows (1 thread), ``in x out @ tokens`` -> class -> µs."""
+    import pandas as pd
+
+    rows = pd.read_csv(TABLES / "cpu-avx512" / "layers.csv")
+    rows = rows[rows["threads"] == 1]
+    out: dict[str, dict[str, float]] = {}
+    for r in rows.itertuples():
+        key = f"{r.in_channels} x {r.out_channels} @ {r.in_h}"
+        out.setdefault(key, {})[r.precision] = round(float(r.latency_us), 1)
+    return out
+
+
 def run_search(tokens: int, budget: int, val_limit: int, calib_limit: int) -> Path:
     out = RUNS / f"tokens{tokens}"
     cmd = [sys.executable, "-m", "haq", "search", "--model", "minilm", "--tokens", str(tokens),
@@ -241,12 +254,14 @@ def main() -> None:
             rows = result[key]["rows"]
             result[key]["beats_uniform"] = beats_uniform(rows)
             result[key]["best_under_budget"] = best_under_budget(rows)
+        result["kernel_rows_us"] = kernel_rows()
         save("text_search", result)
         return
     tokens = [int(t) for t in args.tokens.split(",")]
     from haq.runtime.machine import machine_info
 
-    result: dict[str, Any] = {"machine": machine_info(), "tables": profile_tables(tokens)}
+    result: dict[str, Any] = {"machine": machine_info(), "tables": profile_tables(tokens),
+                              "kernel_rows_us": kernel_rows()}  # fmt: skip
     for t in tokens:
         t0 = time.time()
         run = run_search(t, args.budget, args.val_limit, args.calib_limit)
