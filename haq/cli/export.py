@@ -37,6 +37,21 @@ def register(sub: Any) -> None:
     p.set_defaults(func=run)
 
 
+def _output(path: str) -> Path:
+    """The .onnx path, checked before the model loads (as `haq report -o` checks its file):
+    a typo in its folder is an error, not a new directory tree."""
+    out = Path(path)
+    if out.is_dir():
+        raise HaqError(
+            f"output {out} is a directory; pass a file name such as {out / 'model.onnx'}"
+        )
+    if not out.parent.is_dir():
+        raise HaqError(
+            f"folder {out.parent} does not exist; create it or write the model elsewhere (-o)"
+        )
+    return out
+
+
 def run(args: argparse.Namespace) -> int:
     from haq.config import BitConfig
     from haq.data import load_data
@@ -44,6 +59,7 @@ def run(args: argparse.Namespace) -> int:
     from haq.models import load_model
     from haq.quant import Quantizer
 
+    out = _output(args.output)
     positive("--batch", args.batch)
     positive("--calib-limit", args.calib_limit)
     config = BitConfig.from_spec(args.bits)
@@ -76,11 +92,6 @@ def run(args: argparse.Namespace) -> int:
                           model=loaded.model, num_classes=loaded.entry.num_classes)  # fmt: skip
         quantizer.calibrate(calib.x)
         quantizer.learn_roundings(config)
-    out = Path(args.output)
-    if out.is_dir():
-        raise HaqError(
-            f"output {out} is a directory; pass a file name such as {out / 'model.onnx'}"
-        )
     _, report = export_onnx(quantizer, config, out, batch=args.batch)
     info = {
         "output": str(out),

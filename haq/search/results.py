@@ -26,13 +26,17 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from haq.io import atomic_write_bytes, atomic_write_text
+from haq.io import atomic_write_bytes, atomic_write_text, ensure_writable_dir, write_error
 
 if TYPE_CHECKING:
     from haq.evaluate.metrics import Metrics
     from haq.search.trials import TrialRecord
 
 
+# the end of the line a search's unwritable results dir fails with (`ensure_writable_dir`)
+WRITABLE_FIX = ("make {dir} writable (e.g. chmod u+w {dir}) or pass --out in a writable place; "
+                "a search kept there resumes from a writable copy (cp -r DIR COPY, then "
+                "haq search --resume COPY)")  # fmt: skip
 MEASURED_COLUMNS = ("measured_latency_ms", "latency_error_pct", "dominated_when_measured")
 
 
@@ -74,8 +78,19 @@ class ResultsDir:
         return True
 
     def create(self) -> None:
-        self.path.mkdir(parents=True, exist_ok=True)
-        (self.path / "configs").mkdir(exist_ok=True)
+        """Make the directory, proving first that files can be written in it (a read-only
+        or full disk fails here in one line, before any trial runs)."""
+        ensure_writable_dir(self.path, WRITABLE_FIX)
+        try:
+            (self.path / "configs").mkdir(exist_ok=True)
+        except OSError as e:
+            raise write_error(self.path / "configs", e) from None
+
+    def check_writable(self) -> None:
+        """Fail in one line before the model loads when no file can be made here (a new
+        search: in the existing folder it would be made in); creates nothing."""
+        where = next((p for p in (self.path, *self.path.parents) if p.exists()), Path.cwd())
+        ensure_writable_dir(where, WRITABLE_FIX)
 
     # run.json -----------------------------------------------------------------------------
     def write_run(self, info: dict[str, Any]) -> None:

@@ -172,6 +172,7 @@ class Search:
         if not opts.resume and self.results.clear_unstarted() and opts.progress:
             print(f"{self.results.path}: removed a search start that never reached its first "
                   "trial (stopped during set-up)", file=sys.stderr)  # fmt: skip
+        self.results.check_writable()  # before minutes of loading, sensitivity and profiling
         self.loaded = load_model(opts.model, opts.weights, opts.tokens)
         self.text = self.loaded.preprocess.is_text
         if self.text:

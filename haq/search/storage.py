@@ -9,9 +9,12 @@ SQLite runs in WAL mode: durable across kill -9, with few fsyncs.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from haq.errors import HaqError
 from haq.search.space import SearchSpace
 from haq.search.trials import COMPLETE, FAILED, PRUNED, TrialRecord
 
@@ -36,6 +39,24 @@ def sqlite_storage(path: Path) -> Any:
     return storage
 
 
+@contextmanager
+def _study_errors(path: Path) -> Iterator[None]:
+    """SQLite refusing the study (disk full, read-only, locked) as one line; what it had
+    committed stays (WAL: a failed write never reaches the database file)."""
+    import optuna
+    from sqlalchemy.exc import OperationalError
+
+    try:
+        yield
+    except (OperationalError, optuna.exceptions.StorageInternalError) as e:
+        cause = e if isinstance(e, OperationalError) else (e.__cause__ or e)
+        reason = str(getattr(cause, "orig", None) or cause).splitlines()[0]
+        d = path.parent
+        raise HaqError(f"cannot write the study {path} ({reason}); free disk space or make {d} "
+                       f"writable, then run again (`haq search --resume {d}` continues a search "
+                       "that had started)") from None  # fmt: skip
+
+
 def _states() -> dict[str, Any]:
     import optuna
 
@@ -54,14 +75,21 @@ class StudyStore:
         import optuna
         from optuna.distributions import CategoricalDistribution
 
+        from haq.io import ensure_writable_dir
+        from haq.search.results import WRITABLE_FIX
+
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+        self.path = path
         self.space = space
         self.trial_attrs = dict(trial_attrs or {})
-        self.storage = sqlite_storage(path)
-        self.study = optuna.create_study(storage=self.storage, study_name=STUDY_NAME,
-                                         directions=directions, load_if_exists=resume)  # fmt: skip
-        self.study.set_metric_names(objectives)
+        # before SQLite opens it: a read-only dir would fail later, or (root) let it write
+        ensure_writable_dir(path.parent, WRITABLE_FIX)
+        with _study_errors(path):
+            self.storage = sqlite_storage(path)
+            self.study = optuna.create_study(storage=self.storage, study_name=STUDY_NAME,
+                                             directions=directions, load_if_exists=resume)  # fmt: skip
+            self.study.set_metric_names(objectives)
         self.dists = {v: CategoricalDistribution(o) for v, o in space.sampled_variables()}
 
     def history(self) -> list[TrialRecord]:
@@ -85,7 +113,7 @@ class StudyStore:
             "values": "SELECT v.trial_id, v.objective, v.value, v.value_type FROM trial_values v "
                       "JOIN trials t ON t.trial_id = v.trial_id WHERE t.study_id = :s",
         }  # fmt: skip
-        with self.storage.engine.connect() as conn:
+        with _study_errors(self.path), self.storage.engine.connect() as conn:
             got = {k: conn.execute(text(sql), {"s": sid}).all() for k, sql in q.items()}
         user: dict[int, dict[str, Any]] = {}
         system: dict[int, dict[str, Any]] = {}
@@ -118,7 +146,8 @@ class StudyStore:
             values=record.values if state == optuna.trial.TrialState.COMPLETE else None,
             user_attrs={**record.to_user_attrs(), **self.trial_attrs}, system_attrs=record.driver_attrs,
         )  # fmt: skip
-        self.study.add_trial(trial)
+        with _study_errors(self.path):
+            self.study.add_trial(trial)
 
     def annotate(self, attrs: dict[int, dict[str, Any]]) -> None:
         """Add user attributes to finished trials, by trial number (test top-1 is known only
@@ -135,7 +164,7 @@ class StudyStore:
                 for n, kv in attrs.items() if n in ids for k, v in kv.items()]  # fmt: skip
         if not rows:
             return
-        with self.storage.engine.begin() as conn:
+        with _study_errors(self.path), self.storage.engine.begin() as conn:
             conn.execute(
                 text("DELETE FROM trial_user_attributes WHERE trial_id = :t AND key = :k"), rows
             )
