@@ -1,17 +1,17 @@
 """all-MiniLM-L6-v2 on ONNX Runtime's CPU Linear kernels: tables, prediction error, searched fronts.
 
-Issue 16's latency half, on the machine this runs on (its CPU flags are recorded in the
-tables' YAML; the shipped cpu-avx512 tables are not touched):
+Issue 16's latency half, on an AVX512-VNNI CPU (it refuses another: the rows go into the
+shipped cpu-avx512 tables, each model's rows naming the machine that measured them):
 
-1. **Tables**: `haq profile`'s harness measures minilm at each token count (``minilm@T``) with
-   the classes a text model's Linears have: fp32, dynamic int8 (DynamicQuantizeMatMul) and
-   MatMulNBits 2/4/8 bits (uniform and alternating configs; resumable), into
-   ``experiments/results/text_tables/``.
+1. **Tables**: `haq profile --shipped`'s harness measures minilm at each token count
+   (``minilm@T``, default 1, 16, 128, 512) with the classes a text model's Linears have: fp32,
+   dynamic int8 (DynamicQuantizeMatMul) and MatMulNBits 2/4/8 bits (uniform and alternating
+   configs; resumable), into ``hardware_profiles/cpu-avx512/``.
 2. **Prediction**: 10 seeded random mixed configs of the text space (fp32 / w8a8 dynamic /
    w8a32 / w4a32 per Linear) and the 4 uniform ones per token count, exported, timed in ORT
    (interleaved rounds, fastest round's median, 1 thread) beside the lookup cost model's
    prediction from those tables: MAPE and Kendall tau.
-3. **Search**: ``haq search --model minilm --tokens T --target <those tables> --budget 60
+3. **Search**: ``haq search --model minilm --tokens T --target cpu-avx512 --budget 60
    --objectives cosine,latency`` (default hybrid driver, validation on half the text set);
    its front points are timed in the same interleaved session as the uniform configs and
    scored on the test half, so "faster than every uniform config of equal or better
@@ -20,7 +20,7 @@ tables' YAML; the shipped cpu-avx512 tables are not touched):
 4. **ORT vs simulation** per kernel kind (uniform configs, 100 test sentences): per-sentence
    cosine of ORT's embeddings to the simulated ones.
 
-    python experiments/text_search.py            # ~45 minutes on 2 cores (27 of them: 128 tokens)
+    python experiments/text_search.py            # about an hour on 2 cores
 """
 
 from __future__ import annotations
@@ -39,8 +39,8 @@ import torch
 from common import RESULTS, save
 
 ROOT = Path(__file__).resolve().parent
-TABLES = RESULTS / "text_tables"
-YAML = TABLES / "cpu-avx512.yaml"  # the harness's target id; the YAML names this machine
+TARGET = "cpu-avx512"
+TABLES = ROOT.parent / "hardware_profiles"  # the shipped tables (`haq profile --shipped`)
 RUNS = ROOT / "runs" / "text_search"
 SPACE = ("fp32", "w8a8", "w8a32", "w4a32")
 # latency budgets (fractions of fp32's measured latency) of the best-config table
@@ -50,9 +50,12 @@ MARGIN = 0.95  # "faster" means at most 95 % of the rival's measured latency (ti
 
 def profile_tables(tokens: list[int]) -> dict[str, Any]:
     from haq.hardware.ort.jobs import profile_target
+    from haq.runtime.machine import has_vnni
 
+    if not has_vnni():
+        sys.exit("text_search.py measures cpu-avx512's rows: run it on an AVX512-VNNI CPU")
     t0 = time.time()
-    r = profile_target(["minilm"], directory=TABLES / "cpu-avx512", profile_yaml=YAML,
+    r = profile_target(["minilm"], directory=TABLES / TARGET, profile_yaml=TABLES / f"{TARGET}.yaml",
                        tokens=tokens, threads=(1,), runs=30, profile_runs=10, warmup=5,
                        repeats=2)  # fmt: skip
     return {"measured": r.measured, "skipped": r.skipped, "failed": r.failed,
@@ -63,8 +66,8 @@ def kernel_rows() -> dict[str, dict[str, float]]:
     """The measured per-Linear latency rows (1 thread), ``in x out @ tokens`` -> class -> µs."""
     import pandas as pd
 
-    rows = pd.read_csv(TABLES / "cpu-avx512" / "layers.csv")
-    rows = rows[rows["threads"] == 1]
+    rows = pd.read_csv(TABLES / TARGET / "layers.csv")
+    rows = rows[(rows["threads"] == 1) & rows["model"].str.startswith("minilm@")]
     out: dict[str, dict[str, float]] = {}
     for r in rows.itertuples():
         key = f"{r.in_channels} x {r.out_channels} @ {r.in_h}"
@@ -75,7 +78,7 @@ def kernel_rows() -> dict[str, dict[str, float]]:
 def run_search(tokens: int, budget: int, val_limit: int, calib_limit: int) -> Path:
     out = RUNS / f"tokens{tokens}"
     cmd = [sys.executable, "-m", "haq", "search", "--model", "minilm", "--tokens", str(tokens),
-           "--target", str(YAML), "--objectives", "cosine,latency", "--budget", str(budget),
+           "--target", TARGET, "--objectives", "cosine,latency", "--budget", str(budget),
            "--val-limit", str(val_limit), "--calib-limit", str(calib_limit), "--test-limit", "500",
            "--workers", "0", "--profile", "never", "--threads", "1"]  # fmt: skip
     cmd += ["--resume", str(out)] if (out / "run.json").is_file() else ["--out", str(out)]
@@ -104,7 +107,7 @@ def measure(tokens: int, run_dir: Path, mixed: int, seed: int) -> dict[str, Any]
     test = search.test_setup()
     q, names = test.quantizer, test.quantizer.layer_names
     s = q.settings
-    cost = cost_model_for(YAML, q.layers, threads=1, weight_only_group=s.weight_only_group,
+    cost = cost_model_for(TARGET, q.layers, threads=1, weight_only_group=s.weight_only_group,
                           activations=s.activations)  # fmt: skip
     rng = np.random.default_rng(seed)
     configs: dict[str, tuple[str, Any]] = {f"uniform {p}": ("uniform", BitConfig.uniform(p, names))
@@ -232,7 +235,8 @@ def ort_vs_sim(tokens: int, n: int) -> dict[str, Any]:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--tokens", default="16,128")
+    ap.add_argument("--tokens", default="16,128", help="token counts searched and timed")
+    ap.add_argument("--profile-tokens", default="1,16,128,512", help="token counts profiled")
     ap.add_argument("--budget", type=int, default=60)
     ap.add_argument("--val-limit", type=int, default=200)
     ap.add_argument("--calib-limit", type=int, default=64)
@@ -260,7 +264,8 @@ def main() -> None:
     tokens = [int(t) for t in args.tokens.split(",")]
     from haq.runtime.machine import machine_info
 
-    result: dict[str, Any] = {"machine": machine_info(), "tables": profile_tables(tokens),
+    profiled = [int(t) for t in args.profile_tokens.split(",")]
+    result: dict[str, Any] = {"machine": machine_info(), "tables": profile_tables(profiled),
                               "kernel_rows_us": kernel_rows()}  # fmt: skip
     for t in tokens:
         t0 = time.time()

@@ -254,3 +254,57 @@ def test_probe_networks_go_to_their_own_folder_and_the_yaml_names_them(
     profile = load_profile(tmp_path / "cpu-avx512.yaml")
     assert profile.tables["probes"].resolve() == (probes / "layers.csv").resolve()
     assert profile.tables["probe_map"].resolve() == (probes / "layer_map.csv").resolve()
+
+
+def _rewrite_observations(out: Path, edit: Any) -> None:
+    import gzip
+    import json
+
+    obs = read_observations(out)
+    for ob in obs:
+        edit(ob)
+    with gzip.open(out / "observations.jsonl.gz", "wt", encoding="utf-8") as f:
+        f.writelines(json.dumps(ob) + "\n" for ob in obs)
+
+
+def test_each_row_keeps_the_machine_that_measured_it(profiled: tuple, tmp_path: Path) -> None:
+    """Tables grown on two CPUs: the YAML names both, each with its models; a stored row is
+    re-timed only on its own machine (this CPU measures a row of another one anew), and
+    rows from before observations carried a machine keep the one their YAML named."""
+    import shutil
+
+    import yaml
+
+    from haq.hardware.ort.machines import machine_record
+    from haq.runtime.machine import machine_info
+
+    here = machine_record(machine_info())
+    other = {**here, "cpu": "Other CPU", "model": -1}
+    out = tmp_path / "cpu-avx512"
+    shutil.copytree(profiled[0], out)
+    yaml_path = tmp_path / "cpu-avx512.yaml"
+
+    def provenance() -> dict[str, Any]:
+        return yaml.safe_load(yaml_path.read_text())["provenance_details"]
+
+    # legacy rows (no machine) under a YAML that names another CPU: that CPU measured them
+    _rewrite_observations(out, lambda ob: ob.pop("machine", None))
+    profile_target(["digits_cnn"], directory=out, progress=lambda _: None, **FAST)
+    d = yaml.safe_load(yaml_path.read_text())
+    d["provenance_details"].update(machine="Other CPU", cpu_model=-1)
+    yaml_path.write_text(yaml.safe_dump(d))
+    _rewrite_observations(out, lambda ob: ob.pop("machine", None))
+    report = profile_target(["digits_cnn"], directory=out, progress=lambda _: None, **FAST)
+    assert report.measured == 0
+    assert provenance()["machine"] == "Other CPU" and "machines" not in provenance()
+    assert all(ob["machine"] == other for ob in read_observations(out))
+    # one class re-timed with more repeats: measured anew here, the rest stay the other CPU's
+    report = profile_target(["digits_cnn"], directory=out, progress=lambda _: None,
+                            classes=["fp32"], repeats=2, **FAST)  # fmt: skip
+    assert report.measured == 1
+    mine = [ob for ob in read_observations(out) if ob["machine"] == here]
+    assert [ob["config"] for ob in mine] == ["uniform:fp32"] and len(mine[0]["walls"]) == 2
+    p = provenance()
+    assert p["machine"] == f"Other CPU; {here['cpu']} (see machines)"
+    assert [m["machine"] for m in p["machines"]] == ["Other CPU", here["cpu"]]
+    assert all(m["models"] == ["digits_cnn"] for m in p["machines"])

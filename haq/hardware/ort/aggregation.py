@@ -71,6 +71,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from haq.errors import HaqError
+from haq.hardware.ort.machines import machines
 from haq.hardware.ort.target import (
     GLUE_KEY,
     GROUP_SIZE,
@@ -476,9 +477,8 @@ def table_meta(observations: Sequence[dict[str, Any]], info: dict[str, Any]) -> 
     return {
         "target": TARGET,
         "provenance": "measured",
-        "machine": {
-            k: info.get(k) for k in ("cpu", "family", "model", "flags", "cpus", "platform")
-        },
+        "machines": machines(observations),  # each CPU with the models it measured
+        "platform": info.get("platform"),
         "runtime": info.get("runtime"),
         "ort_versions": sorted({o["ort_version"] for o in observations}),
         "date_first": min(o["date"] for o in observations),

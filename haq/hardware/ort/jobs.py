@@ -29,6 +29,7 @@ from haq.hardware.ort.aggregation import (
     write_all,
 )
 from haq.hardware.ort.attribution import Attributor, median_p10_p90, profile_nodes
+from haq.hardware.ort.machines import machine_record, recorded_machine, stamp_legacy
 from haq.hardware.ort.target import (
     DYNAMIC_CLASS,
     GROUP_SIZE,
@@ -350,6 +351,10 @@ def profile_target(
         labels += [model_label(m, t) for t in tokens] if text else [m]
     models = labels
     info = {**machine_info(), "runtime": runtime_info()}
+    here = machine_record(info)
+    yaml_path = Path(profile_yaml) if profile_yaml else main_dir.parent / f"{target}.yaml"
+    legacy = recorded_machine(yaml_path) or here
+    stamp_legacy(observations, legacy)
     if "avx512f" not in info["flags"]:
         say(f"haq: warning: this CPU lacks avx512f; the {target} tables describe this machine")
     t_start = time.time()
@@ -378,6 +383,10 @@ def profile_target(
                     elif old is not None and old.get("graph") != digest:
                         observations.remove(by_key.pop(j.key))
                         stale += 1
+                    elif (
+                        old is not None and old["machine"] != here and (len(old["walls"]) < repeats)
+                    ):  # never mix two CPUs' timings in one row: this CPU measures it anew
+                        observations.remove(by_key.pop(j.key))
                 pending = [j for j in jobs if len(by_key.get(j.key, {}).get("walls", ())) < repeats]
                 report.skipped += len(jobs) - len(pending)
                 if pending:
@@ -432,7 +441,7 @@ def profile_target(
                         if ob is None:
                             ob, waited = timed(partial(measure_job, job, data, model.specs,
                                 runs=runs, profile_runs=profile_runs, warmup=warmup))  # fmt: skip
-                            ob["waited_s"], ob["graph"] = waited, digest
+                            ob["waited_s"], ob["graph"], ob["machine"] = waited, digest, here
                             observations.append(ob)
                             by_key[job.key] = ob
                             report.measured += 1
@@ -462,9 +471,9 @@ def profile_target(
     if report.tables is None and observations:  # nothing new: re-derive (the code may have changed)
         report.tables = write_all(d, observations, table_meta(observations, info), not probes)
     main_obs = read_observations(main_dir) if probes else observations
+    stamp_legacy(main_obs, legacy)
     if main_obs and write_yaml:
-        write_profile_yaml(profile_yaml or main_dir.parent / f"{target}.yaml", main_dir, main_obs,
-                           info)  # fmt: skip
+        write_profile_yaml(yaml_path, main_dir, main_obs, info)
     return report
 
 

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from haq.config import Precision
 from haq.errors import HaqError
+from haq.hardware.ort.machines import machines
 from haq.hardware.profile import KernelRule, rule_dicts, write_profile
 from haq.hardware.tables import INPUT, OUTPUT, SIGNATURE_COLUMNS
 
@@ -181,6 +182,8 @@ def write_profile_yaml(
     except ValueError:
         rel = tables_dir.resolve()
     threads = sorted({o["threads"] for o in observations})
+    measured_on = machines(observations)
+    main = measured_on[0]
     doc = {
         "id": TARGET,
         "kind": "cpu",
@@ -192,11 +195,16 @@ def write_profile_yaml(
         ),
         "provenance": "measured",
         "provenance_details": {
-            "machine": info.get("cpu"),
-            "cpu_family": info.get("family"),
-            "cpu_model": info.get("model"),
-            "cpu_flags": info.get("flags"),
-            "cpus": info.get("cpus"),
+            # the machine of most models; `machines` (when rows come from more than one)
+            # names each machine with the models it measured
+            "machine": main["machine"]
+            if len(measured_on) == 1
+            else "; ".join(str(m["machine"]) for m in measured_on) + " (see machines)",
+            "cpu_family": main["cpu_family"],
+            "cpu_model": main["cpu_model"],
+            "cpu_flags": main["cpu_flags"],
+            "cpus": main["cpus"],
+            **({"machines": measured_on} if len(measured_on) > 1 else {}),
             "runtime": "onnxruntime",
             "version": (info.get("runtime") or {}).get("version"),
             "provider": "CPUExecutionProvider",
