@@ -27,6 +27,9 @@ def _isolate_user_dirs(tmp_path_factory: pytest.TempPathFactory) -> None:
     base = tmp_path_factory.getbasetemp()
     os.environ["HAQ_CACHE_DIR"] = str(base / "haq-cache")
     os.environ["HAQ_OVERLAY_DIR"] = str(base / "haq-overlay")
+    # `haq search` without --target picks this machine's target; tests name theirs (the
+    # same searches on every CI CPU); tests/cli/test_search_target.py checks the pick itself
+    os.environ["HAQ_TARGET"] = "none"
 
 
 @pytest.fixture(autouse=True)
@@ -37,6 +40,7 @@ def _isolate_cache(
     base = tmp_path_factory.getbasetemp()
     monkeypatch.setenv("HAQ_CACHE_DIR", str(base / "haq-cache"))
     monkeypatch.setenv("HAQ_OVERLAY_DIR", str(base / "haq-overlay"))
+    monkeypatch.setenv("HAQ_TARGET", "none")
 
 
 @pytest.fixture(autouse=True)

@@ -48,9 +48,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from haq import signals
+    from haq import progress, signals
 
     args = build_parser().parse_args(argv)
+    progress.configure("auto")  # each command starts plain; `haq search -q / --log-json` change it
     func: Callable[[argparse.Namespace], int] = args.func
     signals.install()
     try:

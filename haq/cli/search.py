@@ -39,7 +39,8 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--objectives", default=None,
                    help="comma list of top1, fidelity, worst_class, latency, energy, size, bops "
-                        "(default: top1,latency with --target, else top1,size)")  # fmt: skip
+                        "(default: top1,latency with a target, else top1,size; fidelity "
+                        "instead of top1 for a data-free search)")  # fmt: skip
     p.add_argument(
         "--budget",
         type=int,
@@ -91,7 +92,9 @@ def register(sub: Any) -> None:
         "--out", "-o", default=None, help="results directory (default runs/<model>-<target>-<time>)"
     )
     p.add_argument("--resume", default=None, metavar="DIR", help="continue the search in DIR")
-    p.add_argument("--quiet", "-q", action="store_true", help="no progress line")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress lines")
+    p.add_argument("--log-json", action="store_true",
+                   help="progress as JSON lines on stderr (one object per event), for scripts")  # fmt: skip
     p.add_argument("--report", action="store_true",
                    help="write report.html (offline HTML report) into the results dir at the end")  # fmt: skip
     p.add_argument("--profile", choices=("auto", "never", "ask"), default="auto",
@@ -112,6 +115,27 @@ def parse_duration(text: str | None) -> float | None:
     return float(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[m.group(2)]
 
 
+TARGET_ENV = "HAQ_TARGET"  # the default --target ('none': size only)
+
+
+def _target(given: str | None) -> str | None:
+    """``--target``, else $HAQ_TARGET, else the target this machine is (said in one line);
+    'none' searches without hardware latency (size and BOPs only)."""
+    import os
+
+    if given is None:
+        given = os.environ.get(TARGET_ENV)
+    if given is None:
+        from haq.hardware.reachable import local_target
+        from haq.progress import emit
+
+        given = local_target()
+        if given is not None:
+            emit("note", f"haq: --target {given}: this machine is one (its CPU runs that "
+                 "target's kernels); pass --target none to search size only", target=given)  # fmt: skip
+    return None if given in (None, "none") else given
+
+
 def run(args: argparse.Namespace) -> int:
     import os
 
@@ -126,8 +150,12 @@ def run(args: argparse.Namespace) -> int:
     )
     if args.resume and args.out and args.out != args.resume:
         raise HaqError("--resume DIR already names the results dir; drop --out")
+    from haq import progress
+
+    progress.configure("json" if args.log_json else "quiet" if args.quiet else "auto")
+    target = args.target if args.resume else _target(args.target)
     opts = SearchOptions(
-        model=args.model or "digits_cnn", weights=args.weights, tokens=args.tokens, target=args.target, data=args.data,
+        model=args.model or "digits_cnn", weights=args.weights, tokens=args.tokens, target=target, data=args.data,
         calib_data=args.calib_data, space=args.space, driver=args.driver or DEFAULT_DRIVER,
         driver_options=parse_driver_options(args.driver_opt), objectives=args.objectives, val_split=args.val_split,
         budget=args.budget if args.budget is not None else 50, time_limit=parse_duration(args.time_limit), workers=workers,

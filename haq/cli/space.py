@@ -11,8 +11,11 @@ from haq.cli.args import add_model_args
 
 def add_space_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
-        "--target", "-t", default=None, help="hardware target (see `haq targets`); default: none"
-    )
+        "--target", "-t", default=None,
+        help="hardware target (see `haq targets`); haq space: none by default; haq search: "
+             "$HAQ_TARGET, else the target this machine is (cpu-avx512 on an AVX512-VNNI "
+             "CPU), else none; 'none': size only",
+    )  # fmt: skip
     p.add_argument(
         "--space",
         default="default",

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import io
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import torch
@@ -23,6 +23,12 @@ from haq.paths import cache_dir
 
 DEFAULT_N = 64
 DEFAULT_STEPS = 100  # resnet20, 64 images: ~20 s on 2 cores; BN gap 162 -> ~10 (real batch: ~36)
+# Default steps shrink for large networks so a data-free search starts in minutes: at most
+# STEP_BUDGET_GMAC of forward MACs (images x steps x GMACs per image; a step is forward and
+# backward), never fewer than MIN_STEPS. resnet50 (4.1 GMACs), 64 images: 6 steps, ~2 minutes
+# on 2 cores; resnet20/56 keep all 100 (experiments/distill_budget.py measures what steps buy).
+STEP_BUDGET_GMAC = 1600.0
+MIN_STEPS = 4
 DEFAULT_LR = 0.3  # peak of a cosine schedule (mean 0.15): beat constant 0.1-0.2 here
 CHUNK = 32  # images optimised together: bounds memory for large inputs
 _VERSION = "zeroq-v1"  # bump when the optimisation changes, to invalidate old caches
@@ -103,12 +109,13 @@ def distill(
     seed: int = 0,
     steps: int = DEFAULT_STEPS,
     lr: float = DEFAULT_LR,
+    on_step: Callable[[], None] | None = None,
 ) -> torch.Tensor:
     """``n`` images of ``input_size`` whose BatchNorm input statistics match the model's.
 
     Adam with a cosine learning-rate decay on the pixels only (gradients are taken w.r.t. the
     images, so the model's weights, modes and hooks are left as they were); chunks of `CHUNK`
-    images are optimised apart.
+    images are optimised apart. ``on_step`` is called after every step of every chunk.
     """
     layers = bn_layers(model)
     if not layers:
@@ -127,6 +134,8 @@ def distill(
                 (x.grad,) = torch.autograd.grad(loss, [x])
                 opt.step()
                 sched.step()
+                if on_step is not None:
+                    on_step()
             out[start : start + CHUNK] = x.detach().cpu()
     return out
 
@@ -156,18 +165,52 @@ def cache_key(
     return hashlib.sha256(spec.encode()).hexdigest()[:24]
 
 
+def macs_per_image(model: nn.Module, input_size: tuple[int, int, int]) -> float:
+    """Multiply-accumulates of one forward pass of one image, over convs and linears."""
+    total = 0.0
+
+    def hook(module: nn.Module, args: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
+        nonlocal total
+        if isinstance(module, nn.Conv2d):
+            kh, kw = module.kernel_size
+            total += out.numel() * (module.in_channels // module.groups) * kh * kw
+        elif isinstance(module, nn.Linear):
+            total += out.numel() * module.in_features
+
+    handles = [m.register_forward_hook(hook) for m in model.modules()
+               if isinstance(m, nn.Conv2d | nn.Linear)]  # fmt: skip
+    try:
+        with _eval_mode(model), torch.no_grad():
+            model(torch.zeros((1, *input_size), device=_device(model)))
+    finally:
+        for h in handles:
+            h.remove()
+    return total
+
+
+def default_steps(model: nn.Module, n: int, input_size: tuple[int, int, int]) -> int:
+    """`DEFAULT_STEPS`, fewer for a network so large that they would exceed `STEP_BUDGET_GMAC`."""
+    gmacs = macs_per_image(model, input_size) / 1e9
+    fit = int(STEP_BUDGET_GMAC / max(n * gmacs, 1e-9))
+    return max(MIN_STEPS, min(DEFAULT_STEPS, fit))
+
+
 def distilled_images(
     model: nn.Module,
     n: int,
     input_size: tuple[int, int, int],
     *,
     seed: int = 0,
-    steps: int = DEFAULT_STEPS,
+    steps: int | None = None,
     lr: float = DEFAULT_LR,
+    name: str = "model",
 ) -> tuple[torch.Tensor, str]:
-    """`distill`, through the user cache; returns the images and their cache key."""
+    """`distill`, through the user cache (``steps`` None: `default_steps`); returns the images
+    and their cache key. Distilling shows its progress (`haq.progress`), naming ``name``."""
     if not bn_layers(model):
         raise HaqError(NO_BN_HINT)
+    if steps is None:
+        steps = default_steps(model, n, input_size)
     key = cache_key(model, n, input_size, seed, steps, lr)
     path = cache_dir() / "distilled" / f"{key}.pt"
     if path.is_file():
@@ -177,7 +220,12 @@ def distilled_images(
                 return x, key
         except Exception:  # a corrupt cache entry is recomputed, never fatal
             pass
-    x = distill(model, n, input_size, seed=seed, steps=steps, lr=lr)
+    from haq.progress import task
+
+    chunks = -(-n // CHUNK)
+    step = f"distilling {n} data-free images from {name}'s BatchNorm statistics ({steps} steps)"
+    with task(step, chunks * steps, "steps") as t:
+        x = distill(model, n, input_size, seed=seed, steps=steps, lr=lr, on_step=t.advance)
     buf = io.BytesIO()
     torch.save(x, buf)
     atomic_write_bytes(path, buf.getvalue())

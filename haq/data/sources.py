@@ -92,7 +92,7 @@ def select_indices(
 
 FORMS = (
     "DIR (an ImageFolder root <root>/<class>/<image>), digits, digits:train, digits:calib, "
-    "synthetic[:N], distilled[:N], text[:N] (text models)"
+    "synthetic[:N], distilled[:N[:STEPS]], text[:N] (text models)"
 )
 
 
@@ -204,15 +204,20 @@ def load_data(
     if name == "distilled":
         from haq.data.distilled import DEFAULT_N, distilled_images
 
-        n = _count(source, arg, DEFAULT_N)
+        count, _, steps = arg.partition(":")
+        n = _count(source, count, DEFAULT_N)
+        if steps and not steps.isdigit():  # 0 steps: the Gaussian noise they start from
+            raise HaqError(f"{source!r}: distilled:N:STEPS needs a whole number STEPS >= 0, "
+                           f"e.g. distilled:{n}:100")  # fmt: skip
         if model is None:
             raise HaqError(
                 f"{source!r} needs the model to distil images from; pass --calib-data DIR"
             )
-        # Distilling is slow, so ``limit`` shrinks the set instead of subsampling a larger one.
-        n = n if limit is None else min(n, limit)
+        # One set of N images per model (seed 0, cached): every limit, split and seed picks
+        # from it, so calibration, validation and test never distil sets of their own.
+        x_all, key = distilled_images(model, n, input_size, steps=int(steps) if steps else None,
+                                      name=type(model).__name__)  # fmt: skip
         idx = pick(n)
-        x_all, key = distilled_images(model, n, input_size, seed=seed)
         t = torch.from_numpy(idx)
         # The images depend on the model and seed: make that part of `TensorData.key`.
         return TensorData(

@@ -31,6 +31,14 @@ class Metrics:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def accuracy_points(self) -> float:
+        """The accuracy a drop is measured in: top-1 where there are labels, else fidelity
+        (agreement with the float model; data-free images), else cosine x 100 (embeddings)."""
+        for v in (self.top1, self.agreement):
+            if v is not None:
+                return v
+        return (self.cosine or 0.0) * 100.0
+
 
 def _pct(x: torch.Tensor) -> float:
     return round(float(x.float().mean()) * 100.0, 4)

@@ -104,9 +104,14 @@ def get_entry(name: str) -> ModelEntry:
         from haq.models.custom import custom_entry
 
         return custom_entry(name)
+    from haq.models.zoo import torchvision_entry
+
+    entry = torchvision_entry(name)
+    if entry is not None:
+        return register(entry)
     known = ", ".join(sorted(_REGISTRY))
     raise HaqError(
-        f"unknown model {name!r}; use one of {known} (see `haq models`) or 'package.module:factory'"
+        f"unknown model {name!r}; use one of {known} (see `haq models`), any torchvision classifier's name or 'package.module:factory'"
     )
 
 
@@ -135,6 +140,13 @@ def load_model(name: str, weights: str = "default", tokens: int | None = None) -
         from haq.models.hf import with_tokens
 
         entry = with_tokens(entry, tokens)
-    model = entry.build(str(weights))
+    if str(weights) == "none":
+        # the same random network in every process (the driver and each Ray actor must score
+        # one model), without touching the caller's random stream
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            model = entry.build("none")
+    else:
+        model = entry.build(str(weights))
     model.eval()
     return LoadedModel(name=name, model=model, entry=entry, weights=str(weights))

@@ -1,8 +1,11 @@
 """torchvision ImageNet classifiers, registered under torchvision's own names.
 
-Pretrained weights are used only when they already sit in the local torch hub cache: haq
-never downloads (search machines are often offline, and a silent 100 MB download in the
-middle of a search is worse than a clear error).
+Twelve are described below; any other torchvision classification model is registered on
+first request by its torchvision name (`torchvision_entry`: ``densenet121``, ``regnet_x_400mf``).
+Pretrained weights come from the local torch hub cache, or are downloaded into it by torch's
+own downloader (progress on stderr, the file's hash checked) when the download host answers
+within seconds; offline, one line says to pass ``--weights PATH`` or ``--weights none``.
+``HAQ_TORCHVISION_URL`` points the download at a mirror of torchvision's weight files.
 
 The preprocessing table below copies each DEFAULT weights' ``transforms()`` (a test checks it
 still matches torchvision) so listing models does not have to import ``torchvision.models``.
@@ -139,19 +142,20 @@ def hub_checkpoint_path(filename: str) -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / filename
 
 
+MIRROR_ENV = "HAQ_TORCHVISION_URL"  # base URL of a mirror of torchvision's weight files
+CONNECT_TIMEOUT_S = 5.0  # the download host must answer within this, or we are offline
+READ_TIMEOUT_S = 30.0  # a download that stalls this long fails
+
+
 def _default_weights(spec: ZooModel) -> nn.Module:
-    """The DEFAULT pretrained model, read from the hub cache; never from the network."""
+    """The DEFAULT pretrained model, from the hub cache (downloaded into it if missing)."""
     from torchvision import models
 
     enum = models.get_model_weights(spec.name).DEFAULT
     filename = Path(enum.url).name
     cached = hub_checkpoint_path(filename)
     if not cached.is_file():
-        raise HaqError(
-            f"no cached torchvision weights for {spec.name} ({filename}) and no network; "
-            f"download {enum.url} elsewhere into {cached.parent} "
-            "or pass --weights PATH / --weights none"
-        )
+        download_weights(spec.name, enum.url, cached)
     try:
         return models.get_model(spec.name, weights=enum)
     except Exception as exc:
@@ -163,9 +167,54 @@ def _default_weights(spec: ZooModel) -> nn.Module:
         ) from exc
 
 
+def download_weights(name: str, url: str, dest: Path) -> None:
+    """Download ``url`` into ``dest`` with torch's downloader (progress bar, the hash in the
+    file name checked, nothing left behind on failure); a host that does not answer within
+    `CONNECT_TIMEOUT_S` is an offline one-line `HaqError` naming the alternatives."""
+    import os
+    import socket
+    import urllib.error
+    from urllib.parse import urlsplit
+
+    from torch.hub import HASH_REGEX, download_url_to_file
+
+    mirror = os.environ.get(MIRROR_ENV)
+    if mirror:
+        url = mirror.rstrip("/") + "/" + dest.name
+    parts = urlsplit(url)
+    host, port = parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80)
+    instead = (f"pass --weights PATH (e.g. {dest.name} fetched elsewhere, or put it in "
+               f"{dest.parent}) or --weights none")  # fmt: skip
+    try:
+        socket.create_connection((host, port), timeout=CONNECT_TIMEOUT_S).close()
+    except OSError as e:
+        raise HaqError(f"cannot download the torchvision weights of {name} from {host} (no "
+                       f"network: {e.strerror or e}); {instead}") from None  # fmt: skip
+    match = HASH_REGEX.search(dest.name)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    from haq.progress import emit, mode
+
+    emit("download", f"downloading the torchvision weights of {name} into {dest}", url=url)
+    old = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(READ_TIMEOUT_S)
+    try:
+        download_url_to_file(url, str(dest), hash_prefix=match.group(1) if match else None,
+                             progress=mode() == "auto")  # fmt: skip
+    except RuntimeError as e:  # torch: "invalid hash value (expected ..., got ...)"
+        dest.unlink(missing_ok=True)
+        raise HaqError(f"the weights downloaded for {name} from {url} fail their checksum "
+                       f"({str(e).strip()}); nothing was kept; try again, or {instead}") from None  # fmt: skip
+    except (OSError, urllib.error.URLError) as e:
+        dest.unlink(missing_ok=True)
+        raise HaqError(f"downloading the torchvision weights of {name} from {url} failed "
+                       f"({e}); {instead}") from None  # fmt: skip
+    finally:
+        socket.setdefaulttimeout(old)
+
+
 def _builder(spec: ZooModel) -> Callable[[str], nn.Module]:
     def build(weights: str) -> nn.Module:
-        """``default``: cached torchvision weights; ``none``: random; else a checkpoint."""
+        """``default``: torchvision's weights; ``none``: random; else a checkpoint."""
         from torchvision import models
 
         if weights == "default":
@@ -199,7 +248,7 @@ def _entry(spec: ZooModel) -> ModelEntry:
         description=(
             f"{spec.title} (torchvision, ImageNet-1k, {spec.params_m:.1f}M params, "
             f"{spec.gflops:g} GFLOPs{note}); default weights {spec.weights.split('.')[-1]} "
-            f"({spec.top1:.1f}% top-1) from the torch hub cache, never downloaded"
+            f"({spec.top1:.1f}% top-1), downloaded into the torch hub cache when missing"
         ),
         family="torchvision",
         default_data=None,
@@ -209,3 +258,25 @@ def _entry(spec: ZooModel) -> ModelEntry:
 
 for _spec in ZOO:
     register(_entry(_spec))
+
+
+def torchvision_entry(name: str) -> ModelEntry | None:
+    """A registry entry for any torchvision classification model, from its DEFAULT weights'
+    metadata and transforms; None when torchvision has no classifier of that name."""
+    from torchvision import models
+
+    if name not in models.list_models(module=models):
+        return None
+    weights = models.get_model_weights(name)
+    enum = weights.DEFAULT
+    t = enum.transforms()
+    meta = enum.meta
+    spec = ZooModel(
+        name, name, f"{weights.__name__}.{enum.name}", Path(enum.url).name,
+        resize=int(t.resize_size[0]), crop=int(t.crop_size[0]),
+        top1=float(meta["_metrics"]["ImageNet-1K"]["acc@1"]),
+        params_m=meta["num_params"] / 1e6, gflops=float(meta.get("_ops", 0.0)),
+        note="registered from torchvision on request",
+        tags=("transformer",) if name.startswith("vit_") else (),
+    )  # fmt: skip
+    return _entry(spec)

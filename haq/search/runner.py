@@ -21,18 +21,17 @@ from haq.data import DataSplit
 from haq.errors import HaqError
 from haq.evaluate.evaluator import EvalResult, LocalEvaluator
 from haq.evaluate.metrics import Metrics
+from haq.progress import emit, task
 from haq.search.budgets import BudgetGuard, Budgets
 from haq.search.drivers import DEFAULT_DRIVER, DriverContext, get_driver
 from haq.search.front import FrontScale, front_records
 from haq.search.objectives import (
     COST_OBJECTIVES,
     DIRECTIONS,
-    METRIC_KEYS,
     UNITS,
     cost_value,
     parse_objectives,
 )
-from haq.search.progress import fmt_secs
 from haq.search.results import ResultsDir, trials_frame
 from haq.search.space import SearchSpace, space_for
 from haq.search.trials import COMPLETE, TrialRecord
@@ -170,8 +169,8 @@ class Search:
                 f"{self.results.path} already holds a search; pass --resume {self.results.path} or a new --out"
             )
         if not opts.resume and self.results.clear_unstarted() and opts.progress:
-            print(f"{self.results.path}: removed a search start that never reached its first "
-                  "trial (stopped during set-up)", file=sys.stderr)  # fmt: skip
+            emit("note", f"{self.results.path}: removed a search start that never reached its "
+                 "first trial (stopped during set-up)")  # fmt: skip
         self.results.check_writable()  # before minutes of loading, sensitivity and profiling
         self.loaded = load_model(opts.model, opts.weights, opts.tokens)
         self.text = self.loaded.preprocess.is_text
@@ -180,14 +179,15 @@ class Search:
         self.layers = discover_layers(self.loaded.model, self.loaded.example_input())
         self.model_hash = state_hash(self.loaded.model)
         self.cost_model, can_run = self._cost_model()
-        accuracy = "cosine" if self.text else "top1"
+        self.data = opts.data or self.loaded.entry.default_data
+        if not self.data:
+            self._data_free_defaults()
+        labels = not self.data.startswith("distilled")
+        accuracy = "cosine" if self.text else ("top1" if labels else "fidelity")
         default = f"{accuracy},latency" if opts.target else f"{accuracy},size"
         self.objectives = parse_objectives(opts.objectives or default)
         self.space = SearchSpace.build(self.layers, opts.space, can_run, opts.pins, opts.ties,
                                        self.ptq)  # fmt: skip
-        self.data = opts.data or self.loaded.entry.default_data
-        if not self.data:
-            raise HaqError(f"pass --data DIR (test images) for {opts.model}")
         self.calib = _calib_source(opts, self.data)
         self.val_source = self.data if self.split else self.calib
         self._check_data()
@@ -224,6 +224,31 @@ class Search:
             o.val_split = 0.5
             self.split = DataSplit(o.val_split, o.data_seed)
 
+    def _data_free_defaults(self) -> None:
+        """No images given and none built in: search data-free, on images distilled from the
+        model's BatchNorm statistics (ZeroQ; made once here, cached for every evaluator):
+        half validate (a quarter of all also calibrates), half test; fidelity to the float
+        model is the accuracy objective, since such images have no labels."""
+        from haq.data.distilled import DEFAULT_N
+
+        o = self.opts
+        if o.calib_data is not None and not o.calib_data.startswith("distilled"):
+            raise HaqError(f"pass --data DIR (test images) for {o.model}")
+        self.data = o.data = o.calib_data or f"distilled:{DEFAULT_N}"
+        o.calib_data = None
+        if o.val_split is None:
+            o.val_split = 0.5
+            self.split = DataSplit(o.val_split, o.data_seed)
+        n = int(self.data.split(":")[1]) if ":" in self.data else DEFAULT_N
+        if o.calib_limit is None:  # leave validation images beside the calibration ones
+            o.calib_limit = max(1, int(n * o.val_split) // 2)
+        if o.progress:
+            emit("note", f"haq: no --data: a data-free search on {n} images distilled from "
+                 f"{o.model}'s BatchNorm statistics ({self.data}; {1 - o.val_split:.0%} test). "
+                 "Objective 'fidelity': % of images whose top-1 class the quantized model "
+                 "shares with the float model. Pass --data DIR and --calib-data DIR to search "
+                 "top-1 on real images", data=self.data, objective="fidelity")  # fmt: skip
+
     def _check_data(self) -> None:
         """Fail now, not after the search, when test or calibration data do not fit the model."""
         from haq.data import load_data
@@ -258,6 +283,11 @@ class Search:
             fits = "cosine, retrieval" if self.text else "top1, fidelity, worst_class"
             raise HaqError(f"objective {wrong[0]} does not fit {self.opts.model} "
                            f"({'a text' if self.text else 'an image'} model); use {fits}")  # fmt: skip
+        labelled = [n for n in accuracy if n in ("top1", "worst_class")]
+        if labelled and self.data.startswith("distilled"):
+            raise HaqError(f"objective {labelled[0]} needs labelled images, and distilled ones "
+                           "have none; use fidelity (agreement with the float model) or pass "
+                           "--data DIR")  # fmt: skip
         probe = self.cost_model.score(next(iter(self.space.baselines().values()), self.space.config(
             {v: opts[0] for v, opts in self.space.variables()})))  # fmt: skip
         for name in self.objectives:
@@ -396,8 +426,9 @@ class Search:
         with self._executor(test=False, workers=opts.workers) as executor:
             self._placement = getattr(executor, "placement", None)
             if self._placement and opts.progress:
-                print(f"Ray: {sum(self._placement.values())} workers on {len(self._placement)} "
-                      f"node{'s' if len(self._placement) > 1 else ''}", file=sys.stderr)  # fmt: skip
+                emit("note", f"Ray: {sum(self._placement.values())} workers on "
+                     f"{len(self._placement)} node{'s' if len(self._placement) > 1 else ''}",
+                     placement=self._placement)  # fmt: skip
             float_val = self._float_reference(executor)
             self._write_run(float_val, resumed=opts.resume)
             loop = SearchLoop(ctx, self.driver, executor, durable, self.scale, float_val.get("worst_class_top1"),
@@ -505,26 +536,18 @@ class Search:
                 todo.append(number)
         if not todo:
             return out
-        if self.opts.progress:
-            print(f"re-evaluating {len(todo)} front points and baselines on the test images ({self.data})",
-                  file=sys.stderr)  # fmt: skip
-        with self._executor(test=True, workers=min(self.opts.workers, len(todo))) as ex:
+        step = f"re-scoring {len(todo)} front points and baselines on the test images ({self.data})"
+        with (task(step, len(todo), "configs", enabled=self.opts.progress) as t,
+              self._executor(test=True, workers=min(self.opts.workers, len(todo))) as ex):  # fmt: skip
             for number in todo:
                 ex.submit(number, configs[number])
-            t0 = time.time()
-            for k in range(len(todo)):
+            for _ in range(len(todo)):
                 number, res = ex.next_result()
                 if isinstance(res, EvalResult):
                     out[number] = res.metrics
                     if cache is not None:
                         cache.put(configs[number], res.metrics)
-                if self.opts.progress:
-                    eta = (time.time() - t0) / (k + 1) * (len(todo) - k - 1)
-                    acc = next(n for n in self.objectives if n in METRIC_KEYS)
-                    value = getattr(out.get(number), METRIC_KEYS[acc], None)
-                    print(f"  test [{k + 1}/{len(todo)}] trial {number}: {acc} "
-                          f"{'failed' if value is None else f'{value:.4g}'}, ETA {fmt_secs(eta)}",
-                          file=sys.stderr, flush=True)  # fmt: skip
+                t.advance()
         return out
 
     def _write_outputs(self, records: list[TrialRecord], front: list[TrialRecord],

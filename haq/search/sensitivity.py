@@ -19,7 +19,6 @@ import hashlib
 import io
 import math
 import os
-import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ import pandas as pd
 from haq.config import BitConfig, Precision
 from haq.io import atomic_write_bytes
 from haq.paths import cache_dir
+from haq.progress import task
 
 if TYPE_CHECKING:
     import torch
@@ -159,16 +159,14 @@ class SensitivitySource:
         have = self.measured_drops(reference)
         missing = [p for p in wanted if p not in have]
         if missing:
-            ref_top1 = validation.evaluate(reference).metrics.top1 or 0.0
+            ref_acc = validation.evaluate(reference).metrics.accuracy_points()
             new = {}
-            t0 = time.perf_counter()
-            for i, (var, choice) in enumerate(missing):
-                m = validation.evaluate(with_choice(space, reference, var, choice)).metrics
-                new[(var, choice)] = ref_top1 - (m.top1 or 0.0)
-                if self.progress:
-                    eta = (time.perf_counter() - t0) / (i + 1) * (len(missing) - i - 1)
-                    print(f"accuracy drops: {i + 1}/{len(missing)} on {len(validation.data)} "
-                          f"validation images, ETA {eta:.0f}s", file=sys.stderr, flush=True)  # fmt: skip
+            step = f"accuracy drops on {len(validation.data)} validation images"
+            with task(step, len(missing), "layer choices", enabled=self.progress) as t:
+                for var, choice in missing:
+                    m = validation.evaluate(with_choice(space, reference, var, choice)).metrics
+                    new[(var, choice)] = ref_acc - m.accuracy_points()
+                    t.advance()
             self.store_drops(reference, new)
             have.update(new)
         return {p: have[p] for p in wanted}
@@ -225,27 +223,27 @@ class SensitivitySource:
         traces = hessian_traces(ev.quantizer, ev.data.x) if hessian else None
         order = {v: i for i, (v, _) in enumerate(space.variables())}
         out = []
-        t0 = time.perf_counter()
-        last = 0.0
-        for i, (var, choice) in enumerate(sorted(pairs, key=lambda p: (order.get(p[0], 0), p[1]))):
-            config = with_choice(space, reference, var, choice)
-            logits = ev.logits(config)
-            err = (logits - ref_logits).double().pow(2).sum()
-            sqnr = 10 * math.log10(float(ref_logits.double().pow(2).sum()) / max(float(err), 1e-30))
-            agree = float((logits.argmax(1) == ref_logits.argmax(1)).float().mean()) * 100
-            group = next(g for g in space.groups if g[0] == var)
-            row = {"variable": var, "layers": ",".join(group), "precision": choice,
-                   "kl": _kl(ref_logits, logits) - base_kl, "sqnr_db": sqnr, "agreement": agree,
-                   "hessian": float("nan")}  # fmt: skip
-            if traces is not None:
-                row["hessian"] = _hawq_score(ev.quantizer, group, Precision.parse(choice), traces)
-            out.append(row)
-            now = time.perf_counter()
-            if self.progress and (now - last > 5 or i + 1 == len(pairs)):
-                eta = (now - t0) / (i + 1) * (len(pairs) - i - 1)
-                print(f"sensitivity: {i + 1}/{len(pairs)} layer choices on {len(ev.data)} "
-                      f"calibration images, ETA {eta:.0f}s", file=sys.stderr, flush=True)  # fmt: skip
-                last = now
+        step = f"sensitivity on {len(ev.data)} calibration images"
+        ordered = sorted(pairs, key=lambda p: (order.get(p[0], 0), p[1]))
+        with task(step, len(pairs), "layer choices", enabled=self.progress) as t:
+            for var, choice in ordered:
+                config = with_choice(space, reference, var, choice)
+                logits = ev.logits(config)
+                err = (logits - ref_logits).double().pow(2).sum()
+                sqnr = 10 * math.log10(
+                    float(ref_logits.double().pow(2).sum()) / max(float(err), 1e-30)
+                )
+                agree = float((logits.argmax(1) == ref_logits.argmax(1)).float().mean()) * 100
+                group = next(g for g in space.groups if g[0] == var)
+                row = {"variable": var, "layers": ",".join(group), "precision": choice,
+                       "kl": _kl(ref_logits, logits) - base_kl, "sqnr_db": sqnr, "agreement": agree,
+                       "hessian": float("nan")}  # fmt: skip
+                if traces is not None:
+                    row["hessian"] = _hawq_score(
+                        ev.quantizer, group, Precision.parse(choice), traces
+                    )
+                out.append(row)
+                t.advance()
         return pd.DataFrame(out, columns=COLUMNS)
 
 

@@ -82,9 +82,52 @@ def test_load_data_caches_per_model(monkeypatch: pytest.MonkeyPatch) -> None:
         load_data("distilled:8", PRE, model=_bn_net(seed=1))  # other weights, other images
 
 
-def test_limit_caps_the_count() -> None:
-    d = load_data("distilled", PRE, model=_bn_net(), limit=3)
-    assert len(d) == 3 and list(d.indices) == [0, 1, 2]
+def test_limits_and_seeds_pick_from_one_distilled_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Calibration, validation and test subsets (any limit, seed or split) come from the
+    one cached set of N images: distilled once, never again for a smaller limit."""
+    net = _bn_net()
+    calls: list[int] = []
+    real = D.distill
+
+    def counted(*args: object, **kwargs: object) -> torch.Tensor:
+        calls.append(1)
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(D, "distill", counted)
+    full = load_data("distilled:12", PRE, model=net)
+    few = load_data("distilled:12", PRE, model=net, limit=3, seed=5)
+    rest = load_data("distilled:12", PRE, model=net, seed=6, exclude=few.indices)
+    assert calls == [1] and len(few) == 3 and len(rest) == 9
+    assert torch.equal(few.x, full.x[torch.from_numpy(few.indices)])
+    assert not set(few.indices) & set(rest.indices) and few.source == full.source
+
+
+def test_steps_in_the_source_name() -> None:
+    net = _bn_net()
+    d = load_data("distilled:4:3", PRE, model=net)
+    key = D.cache_key(net, 4, (3, 8, 8), 0, 3, D.DEFAULT_LR)
+    assert (cache_dir() / "distilled" / f"{key}.pt").is_file() and d.source.startswith(
+        "distilled:4:3@"
+    )
+    noise = load_data("distilled:4:0", PRE, model=net)  # 0 steps: the Gaussian start
+    assert torch.equal(
+        noise.x, torch.randn((4, 3, 8, 8), generator=torch.Generator().manual_seed(0))
+    )
+    with pytest.raises(HaqError, match="STEPS >= 0"):
+        load_data("distilled:4:many", PRE, model=net)
+
+
+def test_default_steps_shrink_for_large_networks() -> None:
+    """Small networks keep every step; a network whose steps would pass the compute budget
+    gets fewer, never under MIN_STEPS."""
+    net = _bn_net()
+    assert D.default_steps(net, 64, (3, 8, 8)) == D.DEFAULT_STEPS
+    macs = D.macs_per_image(net, (3, 8, 8))
+    conv = next(m for m in net.modules() if isinstance(m, nn.Conv2d))
+    assert macs >= conv.in_channels * conv.out_channels * 9  # at least one output pixel's work
+    wide = nn.Sequential(nn.Conv2d(3, 512, 3, padding=1), nn.BatchNorm2d(512),
+                         nn.Conv2d(512, 512, 3, padding=1))  # fmt: skip
+    assert D.default_steps(wide, 64, (3, 64, 64)) == D.MIN_STEPS  # 9.7 GMACs an image
 
 
 def test_needs_a_model_with_batchnorm() -> None:

@@ -1,7 +1,9 @@
-"""torchvision zoo: preprocessing matches torchvision, weights only from the hub cache."""
+"""torchvision zoo: preprocessing matches torchvision; weights from the hub cache, downloaded
+into it with the hash checked, or a one-line error offline."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -43,13 +45,90 @@ def test_table_matches_torchvision(spec) -> None:
     assert list(pre.mean) == list(tf.mean) and list(pre.std) == list(tf.std)
 
 
-def test_default_weights_absent(torch_home: Path) -> None:
+@pytest.fixture
+def mirror(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, list[str]]]:
+    """A local HTTP server standing in for download.pytorch.org: it serves junk under every
+    name (so a download fails its checksum) and records the paths asked for."""
+    import http.server
+    import threading
+
+    asked: list[str] = []
+
+    class Junk(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            asked.append(self.path)
+            body = b"not a checkpoint" * 64
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Junk)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/"
+    monkeypatch.setenv("HAQ_TORCHVISION_URL", url)
+    yield url, asked
+    server.shutdown()
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]  # nothing listens once it is closed
+
+
+def test_default_weights_offline_is_one_line_naming_the_alternatives(
+    torch_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import time
+
+    monkeypatch.setenv("HAQ_TORCHVISION_URL", f"http://127.0.0.1:{_closed_port()}/")
+    t0 = time.time()
     with pytest.raises(HaqError) as info:
         load_model("resnet50", "default")
     msg = str(info.value)
-    assert "no cached torchvision weights for resnet50 (resnet50-11ad3fa6.pth)" in msg
-    assert str(torch_home) in msg and "--weights PATH / --weights none" in msg
-    assert "\n" not in msg
+    assert time.time() - t0 < 10
+    assert msg.startswith(
+        "cannot download the torchvision weights of resnet50 from 127.0.0.1 (no network"
+    )
+    assert "resnet50-11ad3fa6.pth" in msg and str(torch_home) in msg
+    assert "--weights PATH" in msg and "--weights none" in msg and "\n" not in msg
+    assert not torch_home.exists() or not any(torch_home.iterdir())
+
+
+def test_default_weights_download_checks_the_hash(torch_home: Path, mirror: tuple) -> None:
+    """torch's downloader fetches the file from the mirror; a file whose hash differs from the
+    one in its name is refused in one line and not kept in the cache."""
+    url, asked = mirror
+    with pytest.raises(HaqError) as info:
+        load_model("resnet18", "default")
+    msg = str(info.value)
+    assert asked == ["/resnet18-f37072fd.pth"]
+    assert (
+        f"the weights downloaded for resnet18 from {url}resnet18-f37072fd.pth fail their checksum"
+        in msg
+    )
+    assert "--weights none" in msg and "\n" not in msg
+    assert not (torch_home / "resnet18-f37072fd.pth").exists()
+
+
+def test_any_torchvision_classifier_by_name() -> None:
+    """Names torchvision knows but haq's table does not: entries from torchvision's own
+    weights metadata and transforms."""
+    e = get_entry("regnet_x_400mf")
+    tf = models.get_model_weights("regnet_x_400mf").DEFAULT.transforms()
+    assert e.family == "torchvision" and e.num_classes == 1000
+    assert e.preprocess.input_size == (3, tf.crop_size[0], tf.crop_size[0])
+    assert e.preprocess.resize == tf.resize_size[0]
+    lm = load_model("regnet_x_400mf", "none")
+    assert lm.model(lm.example_input()).shape == (1, 1000)
+    with pytest.raises(HaqError, match="any torchvision classifier's name"):
+        get_entry("fcn_resnet50")  # a segmentation model, not a classifier
 
 
 def test_default_weights_from_cache(torch_home: Path) -> None:

@@ -53,5 +53,5 @@ def machines(observations: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
             groups.append((m, {ob["model"]}))
     groups.sort(key=lambda g: -len(g[1]))
     return [{"machine": m.get("cpu"), "cpu_family": m.get("family"), "cpu_model": m.get("model"),
-             "cpu_flags": m.get("flags"), "cpus": m.get("cpus"), "models": sorted(models)}
+             "cpu_flags": list(m.get("flags") or []), "cpus": m.get("cpus"), "models": sorted(models)}
             for m, models in groups]  # fmt: skip

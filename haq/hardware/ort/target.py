@@ -202,7 +202,7 @@ def write_profile_yaml(
             else "; ".join(str(m["machine"]) for m in measured_on) + " (see machines)",
             "cpu_family": main["cpu_family"],
             "cpu_model": main["cpu_model"],
-            "cpu_flags": main["cpu_flags"],
+            "cpu_flags": list(main["cpu_flags"]),  # a copy: no YAML alias to `machines`
             "cpus": main["cpus"],
             **({"machines": measured_on} if len(measured_on) > 1 else {}),
             "runtime": "onnxruntime",

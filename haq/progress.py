@@ -1,0 +1,95 @@
+"""Progress of a long step on stderr, told the same way by every step that takes a while.
+
+A TTY gets one live line (done / total, rate, ETA); a log gets a plain line every few
+seconds and one at the end; ``quiet`` prints nothing; ``json`` prints one JSON object per
+line (``{"event": "progress", "step": ..., "done": ..., "total": ..., "eta_s": ...}``) for
+scripts. The mode is process-wide (`configure`), set once by the CLI.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+MODES = ("auto", "quiet", "json")
+PLAIN_EVERY_S = 5.0  # a log gets a line at most this often (and the last one)
+_mode = "auto"
+
+
+def configure(mode: str) -> None:
+    """Set how every step reports: one of `MODES`."""
+    global _mode
+    if mode not in MODES:
+        raise ValueError(f"progress mode {mode!r}; one of {MODES}")
+    _mode = mode
+
+
+def mode() -> str:
+    return _mode
+
+
+def fmt_secs(s: float) -> str:
+    if not math.isfinite(s):
+        return "--"
+    s = int(s)
+    return f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s"
+
+
+def emit(event: str, text: str, **fields: Any) -> None:
+    """One line: ``text`` for people, or ``{"event": event, **fields}`` in json mode."""
+    if _mode == "quiet":
+        return
+    if _mode == "json":
+        print(json.dumps({"event": event, **fields}), file=sys.stderr, flush=True)
+    else:
+        print(text, file=sys.stderr, flush=True)
+
+
+class Task:
+    """One step of ``total`` units; `advance` as units finish."""
+
+    def __init__(self, step: str, total: int, unit: str, enabled: bool = True) -> None:
+        self.step, self.total, self.unit = step, max(total, 1), unit
+        self.enabled = enabled
+        self.done = 0
+        self.t0 = time.time()
+        self.tty = _mode == "auto" and sys.stderr.isatty()
+        self.last = self.t0  # a log's first line comes after PLAIN_EVERY_S (or at the end)
+
+    def advance(self, n: int = 1) -> None:
+        self.done = min(self.done + n, self.total)
+        now = time.time()
+        if not self.enabled:
+            return
+        if self.tty or now - self.last >= PLAIN_EVERY_S or self.done == self.total:
+            self.last = now
+            self._line(now)
+
+    def _line(self, now: float) -> None:
+        elapsed = now - self.t0
+        eta = elapsed / self.done * (self.total - self.done) if self.done else float("nan")
+        if _mode == "quiet":
+            return
+        if _mode == "json":
+            emit("progress", "", step=self.step, done=self.done, total=self.total,
+                 elapsed_s=round(elapsed, 1), eta_s=round(eta, 1) if self.done else None)  # fmt: skip
+            return
+        text = (f"{self.step}: {self.done}/{self.total} {self.unit}  elapsed {fmt_secs(elapsed)}"
+                f"  ETA {fmt_secs(eta)}")  # fmt: skip
+        end = "\n" if not self.tty or self.done == self.total else ""
+        print(("\r" + text) if self.tty else text, end=end, file=sys.stderr, flush=True)
+
+
+@contextmanager
+def task(step: str, total: int, unit: str = "", enabled: bool = True) -> Iterator[Task]:
+    """Report ``step`` while the block runs: a first line at once (nothing waits silently),
+    then as units finish; ``enabled`` False reports nothing (a caller's own quiet flag)."""
+    t = Task(step, total, unit, enabled)
+    if enabled:
+        emit("start", f"{step}: {total} {unit}".rstrip(), step=step, total=total)
+    yield t
