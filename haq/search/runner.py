@@ -141,6 +141,7 @@ class Search:
         self.opts = opts
         self._trials_written = 0  # trials in the last trials.parquet write
         self._placement: dict[str, int] | None = None  # Ray node -> workers, once started
+        self.worker_restarts = 0
         if opts.budget < 1:
             raise HaqError(f"--budget must be at least 1 trial, not {opts.budget}")
         if opts.workers < 0:
@@ -436,6 +437,8 @@ class Search:
                               time_limit=opts.time_limit, progress=opts.progress,
                               eval_cache=self.eval_cache)  # fmt: skip
             records = loop.run(history)
+            # evaluation workers replaced after they died (a killed process, a lost node)
+            self.worker_restarts = getattr(executor, "restarts", 0)
         front = front_records(records, self.objectives)
         baselines = self._baseline_records(records)
         rescore = {r.number: r.config for r in [*front, *baselines.values()]}
@@ -593,6 +596,7 @@ class Search:
                 "evaluations": by_source.get("sensitivity", 0),
             },
             "driver_exhausted": exhausted, "wall_seconds": round(wall, 2),
+            "worker_restarts": self.worker_restarts,
             "float_test": test[FLOAT_TRIAL].to_dict() if FLOAT_TRIAL in test else None,
             "hypervolume_axes": {"scale": self.scale.scale.tolist(), "reference": self.scale.ref.tolist()},
         }  # fmt: skip

@@ -77,7 +77,7 @@ def test_a_worker_node_removed_mid_search(tmp_path: Path) -> None:
     c.wait_for_nodes()
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "haq", "search", "--model", "cifar_resnet20", "--weights", "none",
-           "--data", "synthetic:64", "--calib-data", "synthetic:96", "--budget", "24",
+           "--data", "synthetic:64", "--calib-data", "synthetic:96", "--calib-limit", "32", "--budget", "24",
            "--workers", "2", "--ray-address", c.address, "--out", str(out), "-q"]  # fmt: skip
     proc = subprocess.Popen(cmd, env={**os.environ, "OMP_NUM_THREADS": "1"}, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
@@ -98,5 +98,5 @@ def test_a_worker_node_removed_mid_search(tmp_path: Path) -> None:
     import pandas as pd
 
     frame = pd.read_parquet(out / "trials.parquet")
-    assert len(frame) == 24 and (frame["state"] == "COMPLETE").sum() >= 23, frame["state"].tolist()
-    assert trials["points"]
+    assert len(frame) == 24 and (frame["state"] == "complete").sum() >= 23, frame["state"].tolist()
+    assert trials["points"] and trials["worker_restarts"] >= 1  # the lost node's actor replaced
