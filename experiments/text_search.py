@@ -75,11 +75,11 @@ def kernel_rows() -> dict[str, dict[str, float]]:
     return out
 
 
-def run_search(tokens: int, budget: int, val_limit: int, calib_limit: int) -> Path:
+def run_search(tokens: int, budget: int, val_limit: int, calib_limit: int, test_limit: int) -> Path:
     out = RUNS / f"tokens{tokens}"
     cmd = [sys.executable, "-m", "haq", "search", "--model", "minilm", "--tokens", str(tokens),
            "--target", TARGET, "--objectives", "cosine,latency", "--budget", str(budget),
-           "--val-limit", str(val_limit), "--calib-limit", str(calib_limit), "--test-limit", "500",
+           "--val-limit", str(val_limit), "--calib-limit", str(calib_limit), "--test-limit", str(test_limit),
            "--workers", "0", "--profile", "never", "--threads", "1"]  # fmt: skip
     cmd += ["--resume", str(out)] if (out / "run.json").is_file() else ["--out", str(out)]
     subprocess.run(cmd, check=True)
@@ -241,6 +241,7 @@ def main() -> None:
     ap.add_argument("--val-limit", type=int, default=200)
     ap.add_argument("--calib-limit", type=int, default=64)
     ap.add_argument("--mixed", type=int, default=10)
+    ap.add_argument("--test-limit", type=int, default=200, help="test sentences of the front")
     ap.add_argument("--summarize", action="store_true",
                     help="only recompute the summaries of text_search.json from its measured rows")  # fmt: skip
     ap.add_argument("--ort-vs-sim-only", action="store_true",
@@ -269,7 +270,7 @@ def main() -> None:
                               "kernel_rows_us": kernel_rows()}  # fmt: skip
     for t in tokens:
         t0 = time.time()
-        run = run_search(t, args.budget, args.val_limit, args.calib_limit)
+        run = run_search(t, args.budget, args.val_limit, args.calib_limit, args.test_limit)
         search_s = time.time() - t0
         result[f"tokens{t}"] = {**measure(t, run, args.mixed, seed=t), "run": str(run.relative_to(ROOT)),
                                 "search_and_setup_seconds": round(search_s, 1)}  # fmt: skip

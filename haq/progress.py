@@ -56,6 +56,7 @@ class Task:
     def __init__(self, step: str, total: int, unit: str, enabled: bool = True) -> None:
         self.step, self.total, self.unit = step, max(total, 1), unit
         self.enabled = enabled
+        self.started = False  # the start line is out (at once, or after LAZY_S for a lazy task)
         self.done = 0
         self.t0 = time.time()
         self.tty = _mode == "auto" and sys.stderr.isatty()
@@ -64,7 +65,7 @@ class Task:
     def advance(self, n: int = 1) -> None:
         self.done = min(self.done + n, self.total)
         now = time.time()
-        if not self.enabled:
+        if not self.enabled or not self.started:
             return
         if self.tty or now - self.last >= PLAIN_EVERY_S or self.done == self.total:
             self.last = now
@@ -84,12 +85,34 @@ class Task:
         end = "\n" if not self.tty or self.done == self.total else ""
         print(("\r" + text) if self.tty else text, end=end, file=sys.stderr, flush=True)
 
+    def begin(self) -> None:
+        if self.enabled and not self.started:
+            self.started = True
+            emit("start", f"{self.step}: {self.total} {self.unit}".rstrip(), step=self.step,
+                 total=self.total)  # fmt: skip
+
+
+LAZY_S = 2.0  # a lazy task says nothing unless it is still running after this long
+
 
 @contextmanager
-def task(step: str, total: int, unit: str = "", enabled: bool = True) -> Iterator[Task]:
+def task(step: str, total: int, unit: str = "", enabled: bool = True,
+         lazy: bool = False) -> Iterator[Task]:  # fmt: skip
     """Report ``step`` while the block runs: a first line at once (nothing waits silently),
-    then as units finish; ``enabled`` False reports nothing (a caller's own quiet flag)."""
+    then as units finish; ``enabled`` False reports nothing (a caller's own quiet flag);
+    ``lazy``: the first line only once the step has run `LAZY_S` (steps that are often quick,
+    such as calibrating a small network, stay silent)."""
+    import threading
+
     t = Task(step, total, unit, enabled)
-    if enabled:
-        emit("start", f"{step}: {total} {unit}".rstrip(), step=step, total=total)
-    yield t
+    timer = threading.Timer(LAZY_S, t.begin) if lazy else None
+    if timer is None:
+        t.begin()
+    else:
+        timer.daemon = True
+        timer.start()
+    try:
+        yield t
+    finally:
+        if timer is not None:
+            timer.cancel()

@@ -45,3 +45,19 @@ def test_json_and_quiet(capsys: pytest.CaptureFixture[str]) -> None:
     assert capsys.readouterr().err == ""
     with pytest.raises(ValueError, match="one of"):
         progress.configure("loud")
+
+
+def test_a_lazy_step_is_silent_when_quick_and_says_so_when_slow(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import time
+
+    with progress.task("quick", 2, "batches", lazy=True) as t:
+        t.advance(2)
+    assert capsys.readouterr().err == ""
+    monkeypatch.setattr(progress, "LAZY_S", 0.05)
+    with progress.task("slow", 2, "batches", lazy=True) as t:
+        time.sleep(0.2)
+        t.advance(2)
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0] == "slow: 2 batches" and lines[-1].startswith("slow: 2/2 batches")

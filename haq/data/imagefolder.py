@@ -21,6 +21,7 @@ import torch
 
 from haq.errors import HaqError
 from haq.models.registry import Preprocess
+from haq.progress import task
 
 LAYOUT_HINT = "pass an ImageFolder root (<root>/<class>/<image>)"
 _BATCH = 250  # images per worker task: large enough that IPC is negligible
@@ -165,9 +166,12 @@ def decode_images(paths: Sequence[str], preprocess: Preprocess) -> torch.Tensor:
     loader = torch.utils.data.DataLoader(
         ds, batch_size=_BATCH, shuffle=False, num_workers=workers, collate_fn=_collate
     )
-    for pos, batch, err in loader:
-        if err is not None:
-            raise HaqError(err)
-        assert batch is not None
-        out[pos] = ds.finish(batch)
+    step = f"decoding {len(paths)} images"
+    with task(step, -(-len(paths) // _BATCH), "batches", lazy=True) as progress:
+        for pos, batch, err in loader:
+            if err is not None:
+                raise HaqError(err)
+            assert batch is not None
+            out[pos] = ds.finish(batch)
+            progress.advance()
     return out

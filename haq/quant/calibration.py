@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from haq.progress import Task, task
 from haq.quant.observers import StatsCollector, TensorStats, observe_range
 from haq.quant.quantizers import act_qparams
 
@@ -79,36 +80,47 @@ def calibrate(
     ins = {n: StatsCollector(dims[n]) for n in layer_names}
     outs = {n: StatsCollector(dims[n]) for n in layer_names}
     model.eval()
-    for phase in ("range", "hist"):
-        handles = []
-        for name in layer_names:
-
-            def hook(
-                _m: nn.Module,
-                inp: tuple[torch.Tensor, ...],
-                out: torch.Tensor,
-                name: str = name,
-                phase: str = phase,
-            ) -> None:
-                if name in relu_after:
-                    out = out.clamp_min(0)
-                if phase == "range":
-                    ins[name].update_range(inp[0])
-                    outs[name].update_range(out)
-                else:
-                    ins[name].update_hist(inp[0])
-                    outs[name].update_hist(out)
-
-            handles.append(model.get_submodule(name).register_forward_hook(hook))
-        try:
-            for batch in _batches(images, batch_size):
-                model(batch)
-        finally:
-            for h in handles:
-                h.remove()
+    n_batches = -(-int(images.shape[0]) // batch_size)
+    step = f"calibrating on {images.shape[0]} images (range, then histograms)"
+    with task(step, 2 * n_batches, "batches", lazy=True) as progress:
+        for phase in ("range", "hist"):
+            _pass(model, layer_names, images, batch_size, relu_after, phase, ins, outs, progress)
     return Calibration(
         inputs={n: c.finish() for n, c in ins.items()},
         outputs={n: c.finish() for n, c in outs.items()},
         n_images=int(images.shape[0]),
         seconds=time.perf_counter() - start,
     )
+
+
+def _pass(model: nn.Module, layer_names: list[str], images: torch.Tensor, batch_size: int,
+          relu_after: frozenset[str], phase: str, ins: dict[str, StatsCollector],
+          outs: dict[str, StatsCollector], progress: Task) -> None:  # fmt: skip
+    """One pass of `calibrate` over the images: ranges or histograms."""
+    handles = []
+    for name in layer_names:
+
+        def hook(
+            _m: nn.Module,
+            inp: tuple[torch.Tensor, ...],
+            out: torch.Tensor,
+            name: str = name,
+            phase: str = phase,
+        ) -> None:
+            if name in relu_after:
+                out = out.clamp_min(0)
+            if phase == "range":
+                ins[name].update_range(inp[0])
+                outs[name].update_range(out)
+            else:
+                ins[name].update_hist(inp[0])
+                outs[name].update_hist(out)
+
+        handles.append(model.get_submodule(name).register_forward_hook(hook))
+    try:
+        for batch in _batches(images, batch_size):
+            model(batch)
+            progress.advance()
+    finally:
+        for h in handles:
+            h.remove()

@@ -28,9 +28,15 @@ def test_minilm_tables_per_token_count(tmp_path: Path) -> None:
                             progress=lambda _: None)  # fmt: skip
     assert not report.failed
     configs = {(o["model"], o["config"]) for o in read_observations(tables)}
-    assert configs == {("minilm@8", c) for c in (
-        "uniform:fp32", "uniform:dynamic-int8", "alt:fp32/dynamic-int8", "alt:dynamic-int8/fp32",
-        "fp32+matmulnbits2", "fp32+matmulnbits4", "fp32+matmulnbits8")}  # fmt: skip
+    classes = ("fp32", "dynamic-int8", "matmulnbits2", "matmulnbits4", "matmulnbits8")
+    # every class uniform, and every ordered pair alternating: all-Linear models measure
+    # their own transitions (MatMulNBits' too)
+    assert configs == {("minilm@8", f"uniform:{c}") for c in classes} | {
+        ("minilm@8", f"alt:{a}/{b}") for a in classes for b in classes if a != b}
+    trans = pd.read_csv(tables / "transitions.csv")
+    pairs = set(zip(trans["from_kernel"], trans["to_kernel"], strict=True))
+    assert ("fp32", "matmulnbits4") in pairs and ("matmulnbits4", "dynamic-int8") in pairs
+    assert set(trans["models"]) == {"minilm@8"} and set(trans["h"]) == {8}
     rows = pd.read_csv(tables / "layers.csv")
     assert set(rows["precision"]) == {"fp32", "dynamic-int8", "matmulnbits2", "matmulnbits4",
                                       "matmulnbits8"}  # fmt: skip

@@ -180,8 +180,11 @@ def plan_configs(
     names: Sequence[str], kinds: Sequence[str], classes: Sequence[str], transitions: bool
 ) -> list[tuple[str, tuple[str, ...]]]:
     """(config label, per-layer classes) for one model: uniform, alternating, MatMulNBits.
-    Dynamic int8 pairs with the others where every layer is a Linear (text models)."""
-    pairable = PAIR_CLASSES + ((DYNAMIC_CLASS,) if set(kinds) == {"linear"} else ())
+    Where every layer is a Linear (text models), dynamic int8 and MatMulNBits pair with the
+    others too: their transitions are measured on the model's own token tensors, not
+    interpolated from a CNN classifier's flattened vector."""
+    all_linear = set(kinds) == {"linear"}
+    pairable = PAIR_CLASSES + ((DYNAMIC_CLASS, *MATMULNBITS_CLASSES) if all_linear else ())
     pair = [c for c in pairable if c in classes]
     out = [(f"uniform:{c}", tuple([c] * len(names))) for c in pair]
     if transitions:
@@ -191,7 +194,7 @@ def plan_configs(
                     out.append(
                         (f"alt:{a}/{b}", tuple(a if i % 2 == 0 else b for i in range(len(names))))
                     )
-    if "linear" in kinds:
+    if "linear" in kinds and not all_linear:
         for c in MATMULNBITS_CLASSES:
             if c in classes:
                 out.append((f"fp32+{c}", tuple(c if k == "linear" else "fp32" for k in kinds)))
@@ -373,7 +376,10 @@ def profile_target(
             kinds = [s.kind for s in model.specs]
             own = [c for c in classes
                    if (c in TEXT_CLASSES if model.text else c != DYNAMIC_CLASS)]  # fmt: skip
-            for label, kernels in plan_configs(names, kinds, own, transitions):
+            planned = plan_configs(names, kinds, own, transitions)
+            say(f"{target}: planning {m}: exporting {len(planned)} configs to see which "
+                "are measured")  # fmt: skip
+            for label, kernels in planned:
                 jobs = [JobSpec(m, label, kernels, t) for t in threads]
                 digest = graph_digest(_export(model, label, kernels)[0])
                 for j in jobs:  # measured from another graph (the exporter changed): redo
