@@ -41,6 +41,9 @@ def _isolate_cache(
     monkeypatch.setenv("HAQ_CACHE_DIR", str(base / "haq-cache"))
     monkeypatch.setenv("HAQ_OVERLAY_DIR", str(base / "haq-overlay"))
     monkeypatch.setenv("HAQ_TARGET", "none")
+    from haq import progress
+
+    progress.configure("auto")  # a CLI call with -q / --log-json set it process-wide
 
 
 @pytest.fixture(autouse=True)

@@ -224,7 +224,7 @@ def distilled_images(
 
     chunks = -(-n // CHUNK)
     step = f"distilling {n} data-free images from {name}'s BatchNorm statistics ({steps} steps)"
-    with task(step, chunks * steps, "steps") as t:
+    with task(step, chunks * steps, "steps", enabled=steps > 0) as t:
         x = distill(model, n, input_size, seed=seed, steps=steps, lr=lr, on_step=t.advance)
     buf = io.BytesIO()
     torch.save(x, buf)

@@ -332,7 +332,12 @@ class Search:
             spec = self._spec(True)
             return SerialExecutor(spec, evaluator_on(setup, spec.data, spec.calib_data, limit=spec.limit,
                                                      seed=spec.seed, split=spec.split))  # fmt: skip
-        return RayExecutor(self._spec(test), max(1, workers), self.opts.ray_address)
+        n = max(1, workers)
+        if self.opts.progress:  # each actor builds the model and its images: tens of seconds
+            emit("note", f"starting {n} Ray worker{'s' if n > 1 else ''} for the "
+                 f"{'test' if test else 'validation'} images (each loads {self.opts.model} "
+                 "and calibrates)", workers=n)  # fmt: skip
+        return RayExecutor(self._spec(test), n, self.opts.ray_address)
 
     def deploy_quantizer(self) -> Any:
         """The calibrated `Quantizer` exports are made from (no validation images decoded when

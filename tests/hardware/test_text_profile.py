@@ -32,7 +32,8 @@ def test_minilm_tables_per_token_count(tmp_path: Path) -> None:
     # every class uniform, and every ordered pair alternating: all-Linear models measure
     # their own transitions (MatMulNBits' too)
     assert configs == {("minilm@8", f"uniform:{c}") for c in classes} | {
-        ("minilm@8", f"alt:{a}/{b}") for a in classes for b in classes if a != b}
+        ("minilm@8", f"alt:{a}/{b}") for a in classes for b in classes if a != b
+    }
     trans = pd.read_csv(tables / "transitions.csv")
     pairs = set(zip(trans["from_kernel"], trans["to_kernel"], strict=True))
     assert ("fp32", "matmulnbits4") in pairs and ("matmulnbits4", "dynamic-int8") in pairs

@@ -117,6 +117,34 @@ def test_default_weights_download_checks_the_hash(torch_home: Path, mirror: tupl
     assert not (torch_home / "resnet18-f37072fd.pth").exists()
 
 
+def test_download_fetches_into_the_cache_with_the_hash_checked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The success path of `download_weights`: a file whose name carries the prefix of its
+    sha256 (as torchvision's do) comes from the mirror into the cache, whole."""
+    import hashlib
+    import http.server
+    import threading
+
+    from haq.models.zoo import download_weights
+
+    body = b"weights " * 4096
+    name = f"tiny-{hashlib.sha256(body).hexdigest()[:8]}.pth"
+    served = tmp_path / "mirror"
+    served.mkdir()
+    (served / name).write_bytes(body)
+    handler = lambda *a, **k: http.server.SimpleHTTPRequestHandler(*a, directory=str(served), **k)  # noqa: E731
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("HAQ_TORCHVISION_URL", f"http://127.0.0.1:{server.server_address[1]}")
+    try:
+        dest = tmp_path / "hub" / "checkpoints" / name
+        download_weights("tiny", f"https://download.pytorch.org/models/{name}", dest)
+    finally:
+        server.shutdown()
+    assert dest.read_bytes() == body
+
+
 def test_any_torchvision_classifier_by_name() -> None:
     """Names torchvision knows but haq's table does not: entries from torchvision's own
     weights metadata and transforms."""

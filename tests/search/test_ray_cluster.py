@@ -58,6 +58,7 @@ def _complete_trials(db: Path) -> int:
         return 0
 
 
+@pytest.mark.slow  # 1.5-3 minutes on 2 cores: `.ci/run` runs it explicitly
 def test_a_worker_node_removed_mid_search(tmp_path: Path) -> None:
     """A real node leaves the cluster while the search runs (its raylet and actor die): the
     trial it held is retried on a replacement actor on another node, and the search finishes
