@@ -1,7 +1,7 @@
 """Progress of a long step on stderr, told the same way by every step that takes a while.
 
 A TTY gets one live line (done / total, rate, ETA); a log gets a plain line every few
-seconds and one at the end; ``quiet`` prints nothing; ``json`` prints one JSON object per
+seconds and one at the end; ``quiet`` prints nothing but warnings; ``json`` prints one JSON object per
 line (``{"event": "progress", "step": ..., "done": ..., "total": ..., "eta_s": ...}``) for
 scripts. The mode is process-wide (`configure`), set once by the CLI.
 """
@@ -41,11 +41,13 @@ def fmt_secs(s: float) -> str:
 
 
 def emit(event: str, text: str, **fields: Any) -> None:
-    """One line: ``text`` for people, or ``{"event": event, **fields}`` in json mode."""
-    if _mode == "quiet":
+    """One line: ``text`` for people, or ``{"event": event, "message": text, **fields}`` in
+    json mode."""
+    if _mode == "quiet" and event != "warning":  # quiet hides progress, never a warning
         return
     if _mode == "json":
-        print(json.dumps({"event": event, **fields}), file=sys.stderr, flush=True)
+        message = {"message": text} if text else {}
+        print(json.dumps({"event": event, **message, **fields}), file=sys.stderr, flush=True)
     else:
         print(text, file=sys.stderr, flush=True)
 

@@ -38,6 +38,9 @@ def test_json_and_quiet(capsys: pytest.CaptureFixture[str]) -> None:
     assert (
         events[1]["done"] == 2 and events[1]["total"] == 2 and events[2]["target"] == "cpu-avx512"
     )
+    assert (
+        events[2]["message"] == "a note" and events[0]["message"] == "sensitivity: 2 layer choices"
+    )
     progress.configure("quiet")
     with progress.task("x", 1) as t:
         t.advance()

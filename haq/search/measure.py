@@ -19,13 +19,13 @@ still holds (`ResultsDir` merges measured.json into what it writes).
 from __future__ import annotations
 
 import json
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from haq.errors import HaqError
+from haq.progress import emit
 from haq.search.results import ResultsDir
 
 
@@ -127,7 +127,7 @@ def measure_front(
         from haq.search.runner import Search, restored_options
 
         quantizer = Search(restored_options(run_dir)).deploy_quantizer()
-    say = (lambda m: print(m, file=sys.stderr, flush=True)) if opts.progress else (lambda m: None)
+    say = (lambda m: emit("note", m)) if opts.progress else (lambda m: None)
     say(f"measuring {len(entries)} configs of {run_dir} on {profile.id} (ONNX Runtime, "
         f"{threads} thread{'s' if threads > 1 else ''}, batch {batch})")  # fmt: skip
     t0 = time.time()

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from haq.errors import HaqError
+from haq.progress import emit
 
 PROFILE_MODES = ("auto", "never", "ask")
 #: Wall timings per config in separate passes, the fastest counting (as `haq profile`'s
@@ -55,7 +56,7 @@ def profile_missing(opts: Any, cost_model: Any, space: Any, layers: Sequence[Any
     missing = cost_model.unmeasured(classes)
     if not missing:
         return False
-    say = (lambda m: print(m, file=sys.stderr, flush=True)) if opts.progress else (lambda m: None)
+    say = (lambda m: emit("note", m)) if opts.progress else (lambda m: None)
     where = f"{len(missing)} of {len(layers)} layers (e.g. {missing[0]})"
     gap = (
         runtime_gap(profile)
@@ -83,8 +84,8 @@ def profile_missing(opts: Any, cost_model: Any, space: Any, layers: Sequence[Any
                                 repeats=REPEATS, progress=say,
                                 tokens=(opts.tokens or DEFAULT_TOKENS,))  # fmt: skip
     except HaqError as e:  # e.g. a model that does not export: the search still runs
-        print(f"haq: warning: could not profile {opts.model} ({e}); the learned model or the "
-              "roofline scores its layers", file=sys.stderr)  # fmt: skip
+        emit("warning", f"haq: warning: could not profile {opts.model} ({e}); the learned model "
+             "or the roofline scores its layers", error=str(e))  # fmt: skip
         return False
     if report.failed:
         say(f"haq: warning: {len(report.failed)} profiling jobs failed (first: {report.failed[0]}); "
