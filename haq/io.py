@@ -54,6 +54,22 @@ def ensure_writable_dir(path: str | Path, fix: str) -> Path:
     return path
 
 
+def output_file(path: str | Path, what: str, example: str) -> Path:
+    """``path`` as an output file, checked before the work that fills it: a directory or a
+    folder that does not exist (a typo) is a one-line error, never a new directory tree.
+    ``what`` names the file ("the model"), ``example`` a file name to suggest."""
+    out = Path(path)
+    if out.is_dir():
+        raise HaqError(
+            f"{out} is a directory; pass a file name for {what}, e.g. -o {out / example}"
+        )
+    if not out.parent.is_dir():
+        raise HaqError(
+            f"folder {out.parent} does not exist; create it or write {what} elsewhere (-o)"
+        )
+    return out
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Write to a temporary file beside ``path``, fsync, then rename over it."""
     path = Path(path)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 from typing import Any
 
 from haq.cli.args import add_model_args, add_quant_args, positive, settings_from_args
 from haq.errors import HaqError
+from haq.io import output_file
 
 
 def register(sub: Any) -> None:
@@ -37,21 +37,6 @@ def register(sub: Any) -> None:
     p.set_defaults(func=run)
 
 
-def _output(path: str) -> Path:
-    """The .onnx path, checked before the model loads (as `haq report -o` checks its file):
-    a typo in its folder is an error, not a new directory tree."""
-    out = Path(path)
-    if out.is_dir():
-        raise HaqError(
-            f"output {out} is a directory; pass a file name such as {out / 'model.onnx'}"
-        )
-    if not out.parent.is_dir():
-        raise HaqError(
-            f"folder {out.parent} does not exist; create it or write the model elsewhere (-o)"
-        )
-    return out
-
-
 def run(args: argparse.Namespace) -> int:
     from haq.config import BitConfig
     from haq.data import load_data
@@ -59,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     from haq.models import load_model
     from haq.quant import Quantizer
 
-    out = _output(args.output)
+    out = output_file(args.output, "the model", "model.onnx")  # before the model loads
     positive("--batch", args.batch)
     positive("--calib-limit", args.calib_limit)
     config = BitConfig.from_spec(args.bits)

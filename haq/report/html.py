@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from haq.errors import HaqError
-from haq.io import atomic_write_text
+from haq.io import atomic_write_text, output_file
 from haq.report import figures
 from haq.report.compare import Comparison, compare
 from haq.report.data import Run, load_runs
@@ -67,19 +67,11 @@ def write_report(run_dirs: Sequence[str | Path], out: str | Path | None = None) 
     if not run_dirs:
         raise HaqError("pass at least one results directory")
     runs = load_runs(run_dirs)
-    target = (
-        Path(out)
-        if out is not None
-        else (runs[0].path / "report.html" if len(runs) == 1 else Path("report.html"))
-    )
-    if target.is_dir():
-        raise HaqError(
-            f"{target} is a directory; pass the report's file name, e.g. -o {target / 'report.html'}"
-        )
-    if not target.parent.is_dir():
-        raise HaqError(
-            f"folder {target.parent} does not exist; create it or write the report elsewhere (-o)"
-        )
+    target = output_file(
+        out if out is not None
+        else (runs[0].path / "report.html" if len(runs) == 1 else "report.html"),
+        "the report", "report.html",
+    )  # fmt: skip
     require_plotly()
     page = render(runs)
     atomic_write_text(target, page)

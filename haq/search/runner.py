@@ -23,6 +23,7 @@ from haq.evaluate.evaluator import EvalResult, LocalEvaluator
 from haq.evaluate.metrics import Metrics
 from haq.progress import emit, task
 from haq.search.budgets import BudgetGuard, Budgets
+from haq.search.data_roles import calib_source, data_free_defaults
 from haq.search.drivers import DEFAULT_DRIVER, DriverContext, get_driver
 from haq.search.front import FrontScale, front_records
 from haq.search.objectives import (
@@ -116,17 +117,6 @@ def _default_out(opts: SearchOptions) -> Path:
     return Path("runs") / f"{name}-{opts.target or 'none'}-{stamp}"
 
 
-def _calib_source(opts: SearchOptions, data: str) -> str:
-    if opts.calib_data:
-        return opts.calib_data
-    if data == "digits":
-        return "digits:calib"
-    if opts.val_split is not None:
-        return data  # calibration images come from the validation part
-    raise HaqError("pass --calib-data DIR (training images for calibration and validation) or 'distilled'; "
-                   "test images (--data) never steer the search")  # fmt: skip
-
-
 FLOAT_TRIAL = -1  # the float model's key among the test re-scorings
 TRIALS_REWRITES = 100  # trials.parquet is rewritten once per 1 % of the trials so far
 
@@ -181,15 +171,16 @@ class Search:
         self.model_hash = state_hash(self.loaded.model)
         self.cost_model, can_run = self._cost_model()
         self.data = opts.data or self.loaded.entry.default_data
-        if not self.data:
-            self._data_free_defaults()
+        if not self.data:  # no images given and none built in
+            self.data = data_free_defaults(opts)
+            self.split = DataSplit(opts.val_split, opts.data_seed)
         labels = not self.data.startswith("distilled")
         accuracy = "cosine" if self.text else ("top1" if labels else "fidelity")
         default = f"{accuracy},latency" if opts.target else f"{accuracy},size"
         self.objectives = parse_objectives(opts.objectives or default)
         self.space = SearchSpace.build(self.layers, opts.space, can_run, opts.pins, opts.ties,
                                        self.ptq)  # fmt: skip
-        self.calib = _calib_source(opts, self.data)
+        self.calib = calib_source(opts, self.data)
         self.val_source = self.data if self.split else self.calib
         self._check_data()
         from haq.search.profiling import profile_missing
@@ -224,31 +215,6 @@ class Search:
         if o.val_split is None and o.calib_data is None and not o.resume:
             o.val_split = 0.5
             self.split = DataSplit(o.val_split, o.data_seed)
-
-    def _data_free_defaults(self) -> None:
-        """No images given and none built in: search data-free, on images distilled from the
-        model's BatchNorm statistics (ZeroQ; made once here, cached for every evaluator):
-        half validate (a quarter of all also calibrates), half test; fidelity to the float
-        model is the accuracy objective, since such images have no labels."""
-        from haq.data.distilled import DEFAULT_N
-
-        o = self.opts
-        if o.calib_data is not None and not o.calib_data.startswith("distilled"):
-            raise HaqError(f"pass --data DIR (test images) for {o.model}")
-        self.data = o.data = o.calib_data or f"distilled:{DEFAULT_N}"
-        o.calib_data = None
-        if o.val_split is None:
-            o.val_split = 0.5
-            self.split = DataSplit(o.val_split, o.data_seed)
-        n = int(self.data.split(":")[1]) if ":" in self.data else DEFAULT_N
-        if o.calib_limit is None:  # leave validation images beside the calibration ones
-            o.calib_limit = max(1, int(n * o.val_split) // 2)
-        if o.progress:
-            emit("note", f"haq: no --data: a data-free search on {n} images distilled from "
-                 f"{o.model}'s BatchNorm statistics ({self.data}; {1 - o.val_split:.0%} test). "
-                 "Objective 'fidelity': % of images whose top-1 class the quantized model "
-                 "shares with the float model. Pass --data DIR and --calib-data DIR to search "
-                 "top-1 on real images", data=self.data, objective="fidelity")  # fmt: skip
 
     def _check_data(self) -> None:
         """Fail now, not after the search, when test or calibration data do not fit the model."""
