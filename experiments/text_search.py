@@ -5,20 +5,20 @@ shipped cpu-avx512 tables, each model's rows naming the machine that measured th
 
 1. **Tables**: `haq profile --shipped`'s harness measures minilm at each token count
    (``minilm@T``, default 1, 16, 128, 512) with the classes a text model's Linears have: fp32,
-   dynamic int8 (DynamicQuantizeMatMul) and MatMulNBits 2/4/8 bits (uniform and alternating
-   configs; resumable), into ``hardware_profiles/cpu-avx512/``.
-2. **Prediction**: 10 seeded random mixed configs of the text space (fp32 / w8a8 dynamic /
-   w8a32 / w4a32 per Linear) and the 4 uniform ones per token count, exported, timed in ORT
-   (interleaved rounds, fastest round's median, 1 thread) beside the lookup cost model's
-   prediction from those tables: MAPE and Kendall tau.
+   dynamic int8 per input (DynamicQuantizeMatMul) and per token (MatMulInteger), MatMulNBits
+   2/4/8 bits (uniform and alternating configs; resumable), into ``hardware_profiles/cpu-avx512/``.
+2. **Prediction**: 10 seeded random mixed configs of the text space (fp32 / w8a8 dynamic per
+   token / w8a32 / w4a32 per Linear) and the uniform ones per token count (w8a8 under both
+   dynamic modes), exported, timed in ORT (interleaved rounds, fastest round's median, 1
+   thread) beside the lookup cost model's prediction from those tables: MAPE and Kendall tau.
 3. **Search**: ``haq search --model minilm --tokens T --target cpu-avx512 --budget 60
    --objectives cosine,latency`` (default hybrid driver, validation on half the text set);
    its front points are timed in the same interleaved session as the uniform configs and
    scored on the test half, so "faster than every uniform config of equal or better
    fidelity" is read off one measurement; and the best measured config under the same
    latency budget (a fraction of fp32's) at each token count.
-4. **ORT vs simulation** per kernel kind (uniform configs, 100 test sentences): per-sentence
-   cosine of ORT's embeddings to the simulated ones.
+4. **ORT vs simulation** per kernel kind (uniform configs, 100 test sentences, 16 tokens; both
+   dynamic modes): per-sentence cosine of ORT's embeddings to the simulated ones.
 
     python experiments/text_search.py            # about an hour on 2 cores
 """
@@ -30,6 +30,7 @@ import json
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -99,6 +100,7 @@ def measure(tokens: int, run_dir: Path, mixed: int, seed: int) -> dict[str, Any]
     from haq.cost import cost_model_for
     from haq.evaluate import predict
     from haq.export.onnx_export import export_onnx, reuse_float_graph
+    from haq.quant import Quantizer
     from haq.runtime.ort import make_session, random_feeds
     from haq.runtime.timing import latency_stats, time_interleaved
     from haq.search.runner import Search, restored_options
@@ -107,26 +109,38 @@ def measure(tokens: int, run_dir: Path, mixed: int, seed: int) -> dict[str, Any]
     test = search.test_setup()
     q, names = test.quantizer, test.quantizer.layer_names
     s = q.settings
-    cost = cost_model_for(TARGET, q.layers, threads=1, weight_only_group=s.weight_only_group,
-                          activations=s.activations)  # fmt: skip
+
+    def cost_of(quantizer: Any) -> Any:
+        st = quantizer.settings
+        return cost_model_for(TARGET, quantizer.layers, threads=1, weight_only_group=st.weight_only_group,
+                              activations=st.activations)  # fmt: skip
+
+    # the other dynamic mode's uniform int8 is a uniform config a user could pick too
+    other = "dynamic" if s.activations == "dynamic-token" else "dynamic-token"
+    q_other = Quantizer(q.float_model, test.data.x[:1], replace(s, activations=other))
+    scored = {id(q): (q, cost_of(q)), id(q_other): (q_other, cost_of(q_other))}
     rng = np.random.default_rng(seed)
-    configs: dict[str, tuple[str, Any]] = {f"uniform {p}": ("uniform", BitConfig.uniform(p, names))
-                                           for p in SPACE}  # fmt: skip
+    configs: dict[str, tuple[str, Any, Any]] = {
+        f"uniform {p}": ("uniform", BitConfig.uniform(p, names), q) for p in SPACE
+    }
+    configs[f"uniform w8a8 ({other})"] = ("uniform", BitConfig.uniform("w8a8", names), q_other)
     for k in range(mixed):
         configs[f"random {k}"] = (
             "random",
             BitConfig({n: SPACE[rng.integers(len(SPACE))] for n in names}),
+            q,
         )
     pareto = json.loads((run_dir / "pareto.json").read_text())
     for p in pareto["points"]:
         cfg = BitConfig.load(run_dir / "configs" / f"{p['name']}.yaml")
-        if all(cfg != c for _, c in configs.values()):
-            configs[p["name"]] = ("front", cfg)
+        if all(cfg != c for _, c, _ in configs.values()):
+            configs[p["name"]] = ("front", cfg, q)
     labels = list(configs)
     sessions, sizes = [], {}
     with reuse_float_graph():
         for label in labels:
-            data, _ = export_onnx(q, configs[label][1])
+            _, cfg, quantizer = configs[label]
+            data, _ = export_onnx(quantizer, cfg)
             sizes[label] = len(data)
             sessions.append(make_session(data, threads=1))
     feeds = random_feeds(sessions[0], 1)
@@ -140,11 +154,12 @@ def measure(tokens: int, run_dir: Path, mixed: int, seed: int) -> dict[str, Any]
         ref = predict(q.float_model, x, 64)
     rows = {}
     for label, per_round in zip(labels, times, strict=True):
-        kind, cfg = configs[label]
-        emb = predict(q.apply(cfg), x, 64)
+        kind, cfg, quantizer = configs[label]
+        cost = scored[id(quantizer)][1]
+        emb = predict(quantizer.apply(cfg), x, 64)
         cos = torch.nn.functional.cosine_similarity(emb, ref, dim=1)
         rows[label] = {
-            "kind": kind, "summary": cfg.summary(),
+            "kind": kind, "summary": cfg.summary(), "activations": quantizer.settings.activations,
             "measured_ms": round(latency_stats(per_round).best_round_median_ms, 4),
             "predicted_ms": round(cost.score(cfg).latency_ms, 4),
             "size_mb": round(cost.score(cfg).size_bytes / 1e6, 3), "onnx_mb": round(sizes[label] / 1e6, 2),
@@ -214,18 +229,22 @@ def ort_vs_sim(tokens: int, n: int) -> dict[str, Any]:
     lm = load_model("minilm", tokens=tokens)
     x = load_data("text", lm.preprocess, limit=n, seed=7).x
     q = Quantizer(lm.model, lm.example_input(), text_settings(QuantSettings()))
+    per_input = Quantizer(lm.model, lm.example_input(), replace(q.settings, activations="dynamic"))
     ref = predict(q.float_model, x, 64)
     out = {}
-    for p in ("w8a8", "w7a8", "w8a32", "w4a32"):
+    for label, p, quantizer in (("w8a8", "w8a8", q), ("w7a8", "w7a8", q),
+                                ("w8a8 (dynamic)", "w8a8", per_input),
+                                ("w7a8 (dynamic)", "w7a8", per_input), ("w8a32", "w8a32", q),
+                                ("w4a32", "w4a32", q)):  # fmt: skip
         cfg = BitConfig.uniform(p, q.layer_names)
-        sim = predict(q.apply(cfg), x, 64)
-        data, report = export_onnx(q, cfg)
+        sim = predict(quantizer.apply(cfg), x, 64)
+        data, report = export_onnx(quantizer, cfg)
         sess = make_session(data, threads=1)
         ort = torch.from_numpy(np.concatenate([sess.run(None, {"input": x[i: i + 1].numpy()})[0]
                                                for i in range(len(x))]))  # fmt: skip
         c = torch.nn.functional.cosine_similarity(ort, sim, dim=1)
         cf = torch.nn.functional.cosine_similarity
-        out[p] = {"kernel": sorted(set(report.layers.values())), "min": round(float(c.min()), 5),
+        out[label] = {"kernel": sorted(set(report.layers.values())), "min": round(float(c.min()), 5),
                   "mean": round(float(c.mean()), 6),
                   "share_at_least_0.999": round(float((c >= 0.999).float().mean()), 3),
                   "sim_vs_float_mean": round(float(cf(sim, ref, dim=1).mean()), 5),

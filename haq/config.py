@@ -25,6 +25,10 @@ from haq.ptq import canonical_ptq
 MIN_BITS = 2
 MAX_BITS = 16
 FLOAT_BITS = 32
+#: How a layer's weight scales are laid out, and how its quantized input gets its grid
+#: (`haq.quant.settings.QuantSettings`; kernel rules match on both: `haq.hardware.profile`).
+GRANULARITIES = ("channel", "tensor", "group")
+ACTIVATION_MODES = ("static", "dynamic", "dynamic-token")
 
 _PRECISION_RE = re.compile(r"^w(\d+)(?:a(\d+|f|fp|fp32|float))?$")
 

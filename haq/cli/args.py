@@ -71,10 +71,10 @@ def add_quant_args(p: argparse.ArgumentParser) -> None:
                    help="weight scales per output channel (default), tensor, or group")  # fmt: skip
     p.add_argument("--group-size", type=int, default=128)
     p.add_argument("--observer", choices=["minmax", "percentile", "mse"], default="minmax")
-    p.add_argument("--activations", choices=["static", "dynamic"], default=None,
-                   help="activation grids: static (calibrated; default for CNNs) or dynamic (each "
-                        "input's own range at run time, ORT's dynamic int8 for Linears; default "
-                        "for text models)")  # fmt: skip
+    p.add_argument("--activations", choices=["static", "dynamic", "dynamic-token"], default=None,
+                   help="activation grids: static (calibrated; default for CNNs), dynamic (each "
+                        "input's own range at run time, ORT's dynamic int8 for Linears) or "
+                        "dynamic-token (a grid per token; default for text models)")  # fmt: skip
     add_ptq_args(p)
     p.add_argument("--bias-correction", action="store_true",
                    help="same as adding bias-correction to --ptq")  # fmt: skip

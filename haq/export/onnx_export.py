@@ -12,7 +12,7 @@ ORT fuses into integer kernels:
 - weight-only Linear layers with group-wise weights at 2, 4 or 8 bits: ``com.microsoft.
   MatMulNBits`` with block size = group size (`haq.export.matmul_nbits`).
 - Linear layers under dynamic activations: the dynamic int8 pattern ORT fuses into
-  ``DynamicQuantizeMatMul`` (`haq.export.dynamic_int8`).
+  ``DynamicQuantizeMatMul``, or its per-token form (`haq.export.dynamic_int8`).
 - other weight-only group-wise or wider weights: the fake-quantized float weights (exactly the
   simulated values; ORT runs a float kernel, which is also all it could do with them).
 - float layers stay float. ORT's ``WeightBiasQuantization`` optimizer would re-quantize them;
@@ -55,7 +55,7 @@ WEIGHT_OPS = ("Conv", "Gemm", "MatMul")
 @dataclass
 class ExportReport:
     """How each layer was exported (``int8``, ``int8-weights``, ``matmulnbits``,
-    ``dynamic-int8``, ``fake-quant-float``, ``float``)."""
+    ``dynamic-int8``, ``dynamic-int8-token``, ``fake-quant-float``, ``float``)."""
 
     layers: dict[str, str] = field(default_factory=dict)
 
@@ -402,9 +402,8 @@ def _export_layer(
     if uses_matmul_nbits(node, m):
         replace_with_matmul_nbits(g, idx, node, name, m, accuracy_level)
         return "matmulnbits"
-    if m.dynamic:
-        replace_with_dynamic_int8(g, idx, node, name, m)
-        return "dynamic-int8"
+    if m.dynamic is not None:
+        return replace_with_dynamic_int8(g, idx, node, name, m)
     p = m.precision
     if node.op_type == "MatMul":  # a Linear on 3-D input: its bias is a separate Add
         raise HaqError(

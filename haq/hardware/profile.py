@@ -23,7 +23,7 @@ from typing import Any, Literal
 
 import yaml
 
-from haq.config import FLOAT_BITS, MAX_BITS, MIN_BITS, Precision
+from haq.config import ACTIVATION_MODES, FLOAT_BITS, GRANULARITIES, MAX_BITS, MIN_BITS, Precision
 from haq.errors import HaqError
 from haq.io import atomic_write_text
 
@@ -31,7 +31,6 @@ Provenance = Literal["measured", "simulated", "published"]
 OP_KINDS = ("conv", "dwconv", "gconv", "linear")
 KINDS = ("cpu", "gpu", "npu")
 PROVENANCES = ("measured", "simulated", "published")
-GRANULARITIES = ("channel", "tensor", "group")
 # provenance -> keys its `provenance_details` must hold
 PROVENANCE_KEYS: dict[str, tuple[str, ...]] = {
     "measured": ("machine", "runtime", "version", "date"),
@@ -60,8 +59,9 @@ class KernelRule:
 
     ``w`` / ``a``: inclusive [lo, hi] bit range, or None meaning float on that side.
     ``granularity``: None matches any. ``activations``: how quantized activations get their
-    grid, ``static`` (calibrated, the default) or ``dynamic`` (each input's own range, at run
-    time: another kernel, e.g. ORT's DynamicQuantizeMatMul); float activations match either.
+    grid, ``static`` (calibrated, the default), ``dynamic`` (each input's own range, at run
+    time: another kernel, e.g. ORT's DynamicQuantizeMatMul) or ``dynamic-token`` (each
+    token's); float activations match any.
     """
 
     ops: tuple[str, ...]
@@ -311,9 +311,9 @@ def _rules(raw: Any, kernels: Mapping[str, str], c: _Checker) -> tuple[KernelRul
             raise c.fail(f"{where}.granularity", f"{gran!r} is unknown",
                          f"use one of {', '.join(GRANULARITIES)} or leave it out (any)")  # fmt: skip
         acts = r.get("activations", "static")
-        if acts not in ("static", "dynamic"):
+        if acts not in ACTIVATION_MODES:
             raise c.fail(f"{where}.activations", f"{acts!r} is unknown",
-                         "use static (calibrated, the default) or dynamic")  # fmt: skip
+                         "use static (calibrated, the default), dynamic or dynamic-token")  # fmt: skip
         ws = _bits_range(r["w"], f"{where}.w", c)
         as_ = _bits_range(r["a"], f"{where}.a", c)
         for w in ws:

@@ -267,8 +267,8 @@ class Quantizer:
             if shift is not None:
                 bias = (bias if bias is not None else torch.zeros_like(shift)) - shift
         act = out_act = None
-        dynamic = s.dynamic and precision.a_bits is not None
-        if dynamic:
+        dynamic = s.dynamic_grid if precision.a_bits is not None else None
+        if dynamic is not None:
             _check_dynamic(name, module, precision, granularity)
         elif precision.a_bits is not None:
             assert self.calibration is not None
@@ -298,8 +298,9 @@ class Quantizer:
 
 
 def _check_dynamic(name: str, module: nn.Module, precision: Precision, granularity: str) -> None:
-    """Dynamic activations are ORT's uint8 ``DynamicQuantizeMatMul``: 8 bits, Linear only,
-    one weight scale per output channel (or tensor)."""
+    """Dynamic activations run as uint8 x int8 integer GEMMs (ORT's ``DynamicQuantizeMatMul``,
+    or ``MatMulInteger`` per token): 8 bits, Linear only, one weight scale per output channel
+    (or tensor)."""
     if granularity == "group":
         raise HaqError(f"layer {name}: dynamic int8 needs per-channel or per-tensor weight "
                        "scales; use --granularity channel (weight-only layers may stay group-wise)")  # fmt: skip

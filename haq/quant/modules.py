@@ -61,7 +61,7 @@ class QuantLayer(nn.Module):
         out_act: tuple[float, int] | None,
         granularity: str,
         group_size: int,
-        dynamic: bool = False,
+        dynamic: str | None = None,
         input_blocks: int | None = None,
     ) -> None:
         super().__init__()
@@ -78,15 +78,16 @@ class QuantLayer(nn.Module):
         self.input_shared = (
             False  # True: the input is quantized where it is produced, for all readers
         )
-        self.dynamic = dynamic  # the input's grid is its own range, found at run time
+        # None, or what one run-time grid of the input covers (its own range): tensor / token
+        self.dynamic = dynamic
         self.input_blocks = input_blocks  # MatMulNBits (accuracy_level 4): int8 input blocks
 
     def quantize_input(self, x: torch.Tensor) -> torch.Tensor:
         bits = self.precision.a_bits
         if self.input_blocks is not None:
             return fake_quant_input_blocks(x, self.input_blocks)
-        if bits is not None and self.dynamic:
-            return fake_quant_dynamic(x)
+        if bits is not None and self.dynamic is not None:
+            return fake_quant_dynamic(x, self.dynamic)
         if bits is None or self.a_scale is None or self.a_zero_point is None:
             return x
         if _on_grid(x, (self.a_scale, self.a_zero_point, bits)):
@@ -101,7 +102,7 @@ class QuantLayer(nn.Module):
 
     def extra_repr(self) -> str:
         act = f", a_scale={self.a_scale:.4g}, a_zp={self.a_zero_point}" if self.a_scale else ""
-        act = ", dynamic" if self.dynamic else act
+        act = f", dynamic per {self.dynamic}" if self.dynamic else act
         out = (
             f", out_scale={self.out_scale:.4g}, out_zp={self.out_zero_point}"
             if self.out_scale

@@ -10,8 +10,9 @@
   quantizer, so the simulated accumulation is the integer one.
 Lower bit widths use the same formulas on a smaller grid (an int8 container holding a 4-bit grid
 computes exactly this).
-- Dynamic activations (`fake_quant_dynamic`): the uint8 grid of each input's own range,
-  computed at run time as ORT's ``DynamicQuantizeLinear`` / ``DynamicQuantizeMatMul`` do.
+- Dynamic activations (`fake_quant_dynamic`): the uint8 grid of each input's (or each
+  token's) own range, computed at run time as ORT's ``DynamicQuantizeLinear`` /
+  ``DynamicQuantizeMatMul`` (or haq's per-token pattern) do.
 """
 
 from __future__ import annotations
@@ -143,17 +144,22 @@ def fake_quant_act(x: torch.Tensor, scale: float, zero_point: int, bits: int) ->
     return q.clamp_(qmin - zero_point, qmax - zero_point).mul_(scale)
 
 
-def fake_quant_dynamic(x: torch.Tensor) -> torch.Tensor:
-    """Quantize-dequantize each input of the batch on the uint8 grid of its own range (with 0),
-    as ORT's ``DynamicQuantizeMatMul`` does for one input at batch 1: scale ``(hi - lo) / 255``
-    (1 when the range is empty), zero point ``round(-lo / scale)`` clamped to 0..255."""
-    flat = x.detach().reshape(x.shape[0], -1)
-    lo = flat.amin(dim=1).clamp(max=0.0)
-    hi = flat.amax(dim=1).clamp(min=0.0)
+def fake_quant_dynamic(x: torch.Tensor, grid: str = "tensor") -> torch.Tensor:
+    """Quantize-dequantize on uint8 grids of the input's own range (with 0), found at run time:
+    one grid per input of the batch (``grid="tensor"``, as ORT's ``DynamicQuantizeMatMul``
+    does at batch 1) or per row of the last axis (``"token"``, as `haq.export.dynamic_int8`
+    exports it). Scale ``(hi - lo) / 255`` (1 when the range is empty), zero point
+    ``round(-lo / scale)`` clamped to 0..255."""
+    if grid == "token":
+        lo = x.detach().amin(dim=-1, keepdim=True)
+        hi = x.detach().amax(dim=-1, keepdim=True)
+    else:
+        flat = x.detach().reshape(x.shape[0], -1)
+        shape = (-1,) + (1,) * (x.dim() - 1)
+        lo, hi = flat.amin(dim=1).reshape(shape), flat.amax(dim=1).reshape(shape)
+    lo, hi = lo.clamp(max=0.0), hi.clamp(min=0.0)
     scale = torch.where(hi == lo, torch.ones_like(hi), (hi - lo) / 255.0)
     zp = torch.round((-lo / scale).clamp(0.0, 255.0))
-    shape = (-1,) + (1,) * (x.dim() - 1)
-    scale, zp = scale.reshape(shape), zp.reshape(shape)
     q = torch.round(x / scale)
     return torch.maximum(torch.minimum(q, 255.0 - zp), -zp) * scale
 

@@ -5,14 +5,14 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from haq.config import BitConfig, Precision
+from haq.config import ACTIVATION_MODES, GRANULARITIES, BitConfig, Precision
 from haq.errors import HaqError
 from haq.ptq import canonical_ptq
 from haq.quant.observers import OBSERVERS
 from haq.quant.quantizers import MATMULNBITS_BITS
 
-GRANULARITIES = ("channel", "tensor", "group")
-ACTIVATION_MODES = ("static", "dynamic")
+#: Dynamic activation mode -> what one input's grid covers (`fake_quant_dynamic`).
+DYNAMIC_GRIDS = {"dynamic": "tensor", "dynamic-token": "token"}
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,10 @@ class QuantSettings:
     activations: ``static`` (default): one calibrated grid per layer input; ``dynamic``: each
         input quantized on the uint8 grid of its own range at run time (8 bits, Linear layers
         only, no calibration): ORT's dynamic int8 (``DynamicQuantizeMatMul``), the CPU kernel
-        for transformers, whose activations no static grid fits.
+        for transformers, whose activations no static grid fits; ``dynamic-token``: the same
+        with one grid per token (row), so an outlier token no longer coarsens every other
+        token's grid (`haq.export.dynamic_int8`: MatMulInteger with per-row scales; the text
+        models' default).
     weight_only_granularity: weight scales of weight-only layers (``w4a32``), when they differ
         from ``granularity``: ``group`` for text models, whose weight-only Linears run as
         MatMulNBits while their int8 ones need per-channel scales.
@@ -105,7 +108,13 @@ class QuantSettings:
 
     @property
     def dynamic(self) -> bool:
-        return self.activations == "dynamic"
+        return self.activations in DYNAMIC_GRIDS
+
+    @property
+    def dynamic_grid(self) -> str | None:
+        """What one dynamic grid covers: ``tensor`` (a whole input), ``token`` (one row of
+        it), or None (static grids)."""
+        return DYNAMIC_GRIDS.get(self.activations)
 
     def weight_granularity(self, precision: Precision) -> str:
         """The weight scale granularity a layer at ``precision`` uses."""
@@ -155,6 +164,6 @@ class QuantSettings:
 
 
 def text_settings(settings: QuantSettings) -> QuantSettings:
-    """``settings`` for a text model on ONNX Runtime's CPU kernels: dynamic int8 Linears
-    (``DynamicQuantizeMatMul``) and group-wise weight-only ones (``MatMulNBits``)."""
-    return replace(settings, activations="dynamic", weight_only_granularity="group")
+    """``settings`` for a text model on ONNX Runtime's CPU kernels: dynamic int8 Linears with
+    a grid per token and group-wise weight-only ones (``MatMulNBits``)."""
+    return replace(settings, activations="dynamic-token", weight_only_granularity="group")

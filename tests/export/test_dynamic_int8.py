@@ -1,5 +1,6 @@
 """Linear layers under dynamic activations export as the pattern ORT fuses into
-DynamicQuantizeMatMul, and ORT computes what haq simulates."""
+DynamicQuantizeMatMul (one grid per input) or as MatMulInteger on per-token grids, and ORT
+computes what haq simulates."""
 
 from __future__ import annotations
 
@@ -31,13 +32,20 @@ class _TokenNet(nn.Module):
         return self.head(self.down(nn.functional.gelu(self.up(x))).mean(dim=1))
 
 
-@pytest.fixture(scope="module")
-def net() -> tuple[Quantizer, torch.Tensor]:
+def _net(activations: str) -> tuple[Quantizer, torch.Tensor]:
     torch.manual_seed(0)
     x = torch.randn(6, 10, 32)
     x[2] *= 8.0  # inputs of very different ranges: each gets its own grid
-    settings = QuantSettings(activations="dynamic", weight_only_granularity="group", group_size=16)
+    x[4, 3] *= 30.0  # and an outlier token
+    settings = QuantSettings(
+        activations=activations, weight_only_granularity="group", group_size=16
+    )
     return Quantizer(_TokenNet().eval(), x[:1], settings), x
+
+
+@pytest.fixture(scope="module")
+def net() -> tuple[Quantizer, torch.Tensor]:
+    return _net("dynamic")
 
 
 def _ort(data: bytes, x: torch.Tensor) -> np.ndarray:
@@ -52,18 +60,27 @@ def _ort(data: bytes, x: torch.Tensor) -> np.ndarray:
 BITS = ["w7a8", "w8a8"] if has_vnni() else ["w7a8"]
 
 
+# activation mode -> (export kind, the op ORT runs each layer's product with)
+MODES = {"dynamic": ("dynamic-int8", "DynamicQuantizeMatMul"),
+         "dynamic-token": ("dynamic-int8-token", "MatMulInteger")}  # fmt: skip
+
+
 @pytest.mark.parametrize("bits", BITS)
-def test_dynamic_int8_fuses_and_matches_the_simulation(
-    net: tuple[Quantizer, torch.Tensor], bits: str
+@pytest.mark.parametrize("activations", MODES)
+def test_dynamic_int8_runs_its_kernel_and_matches_the_simulation(
+    activations: str, bits: str
 ) -> None:
-    q, x = net
+    q, x = _net(activations)
+    kind, op = MODES[activations]
     config = BitConfig.uniform(bits, q.layer_names)
     data, report = export_onnx(q, config)
-    assert report.layers == {"up": "dynamic-int8", "down": "dynamic-int8", "head": "dynamic-int8"}
+    assert report.layers == dict.fromkeys(q.layer_names, kind)
     ops = executed_ops(data)
-    by_layer = {r.layer: r.op_type for r in ops.itertuples() if isinstance(r.layer, str)}
-    assert by_layer == dict.fromkeys(q.layer_names, "DynamicQuantizeMatMul")
-    assert not set(ops.op_type) & {"MatMulInteger", "DynamicQuantizeLinear", "Cast"}
+    by_layer = {r.layer: r.op_type for r in ops.itertuples() if r.op_type in
+                ("DynamicQuantizeMatMul", "MatMulInteger", "MatMul", "Gemm", "FusedMatMul")}  # fmt: skip
+    assert by_layer == dict.fromkeys(q.layer_names, op)
+    if activations == "dynamic":
+        assert not set(ops.op_type) & {"MatMulInteger", "DynamicQuantizeLinear", "Cast"}
     sim = predict(q.apply(config), x, len(x)).numpy()
     np.testing.assert_allclose(_ort(data, x), sim, rtol=0, atol=2e-5 * np.abs(sim).max())
     float_out = predict(q.float_model, x, len(x)).numpy()

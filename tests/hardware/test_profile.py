@@ -94,6 +94,7 @@ def test_dynamic_activations_pick_their_own_kernel(tmp_path: Path) -> None:
     assert p.kernel_for("linear", "w8a8") != "dynamic-int8"  # static grids: the int8 kernel
     assert p.kernel_for("conv", "w8a8", activations="dynamic") is None
     assert p.kernel_for("linear", "fp32", activations="dynamic") == "fp32"  # float: either
+    assert p.kernel_for("linear", "w8a8", activations="dynamic-token") is None  # its own rule
 
 
 def _without(key: str) -> dict[str, Any]:

@@ -147,3 +147,23 @@ def test_fake_quant_dynamic_is_dynamic_quantize_linear_per_input(shift: float) -
     for i in range(len(x)):  # ORT at batch 1: each input's own grid
         ref = sess.run(None, {"x": x[i].numpy()})[0]
         np.testing.assert_array_equal(sim[i].numpy(), ref)
+
+
+@pytest.mark.parametrize("shift", [0.0, 3.0, -3.0])
+def test_fake_quant_dynamic_per_token_is_dynamic_quantize_linear_per_row(shift: float) -> None:
+    from haq.quant.quantizers import fake_quant_dynamic
+
+    sess = _dynamic_qdq_session()
+    x = torch.randn(2, 6, 32) + shift
+    x[0, 2] *= 50.0  # an outlier token coarsens its own grid only
+    x[1, 4] = 0.0  # an empty row: every value 0
+    sim = fake_quant_dynamic(x, "token")
+    for i in range(len(x)):
+        for t in range(x.shape[1]):
+            ref = sess.run(None, {"x": x[i, t : t + 1].numpy()})[0]
+            np.testing.assert_array_equal(sim[i, t : t + 1].numpy(), ref)
+    per_tensor = fake_quant_dynamic(x, "tensor")
+    rest = [t for t in range(6) if t != 2]
+    err = {g: float((y[0, rest] - x[0, rest]).abs().max()) for g, y in
+           (("token", sim), ("tensor", per_tensor))}  # fmt: skip
+    assert err["token"] < err["tensor"] / 10

@@ -13,7 +13,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
@@ -31,7 +31,8 @@ from haq.hardware.ort.aggregation import (
 from haq.hardware.ort.attribution import Attributor, median_p10_p90, profile_nodes
 from haq.hardware.ort.machines import machine_record, recorded_machine, stamp_legacy
 from haq.hardware.ort.target import (
-    DYNAMIC_CLASS,
+    DYNAMIC_CLASSES,
+    DYNAMIC_MODES,
     GROUP_SIZE,
     KERNEL_CLASSES,
     MATMULNBITS_CLASSES,
@@ -40,6 +41,7 @@ from haq.hardware.ort.target import (
     TARGET,
     TARGETS,
     TEXT_CLASSES,
+    TOKEN_CLASS,
     boundaries,
     class_config,
     write_profile_yaml,
@@ -182,15 +184,16 @@ def plan_configs(
     """(config label, per-layer classes) for one model: uniform, alternating, MatMulNBits.
     Where every layer is a Linear (text models), dynamic int8 and MatMulNBits pair with the
     others too: their transitions are measured on the model's own token tensors, not
-    interpolated from a CNN classifier's flattened vector."""
+    interpolated from a CNN classifier's flattened vector. The two dynamic classes never
+    pair: they are two activation modes, and a config has one."""
     all_linear = set(kinds) == {"linear"}
-    pairable = PAIR_CLASSES + ((DYNAMIC_CLASS, *MATMULNBITS_CLASSES) if all_linear else ())
+    pairable = PAIR_CLASSES + ((*DYNAMIC_CLASSES, *MATMULNBITS_CLASSES) if all_linear else ())
     pair = [c for c in pairable if c in classes]
     out = [(f"uniform:{c}", tuple([c] * len(names))) for c in pair]
     if transitions:
         for a in pair:
             for b in pair:
-                if a != b:
+                if a != b and not {a, b} <= set(DYNAMIC_CLASSES):
                     out.append(
                         (f"alt:{a}/{b}", tuple(a if i % 2 == 0 else b for i in range(len(names))))
                     )
@@ -209,6 +212,7 @@ class _Model:
     group: Quantizer | None = None
     macs: int = 0
     text: bool = False
+    token: Quantizer | None = None  # text models: per-token dynamic activations
 
 
 def model_label(name: str, tokens: int | None) -> str:
@@ -239,9 +243,10 @@ def _load(label: str, weights: str, calib_images: int) -> _Model:
     example = loaded.example_input()
     if loaded.preprocess.is_text:  # dynamic int8 needs no calibration
         text = text_settings(QuantSettings())
-        q = Quantizer(loaded.model, example, text)
-        # weight-only Linears are group-wise under text settings: one quantizer exports all
-        return _Model(label, q.layers, q, q, sum(s.macs for s in q.layers), text=True)
+        q, token = (Quantizer(loaded.model, example, replace(text, activations=DYNAMIC_MODES[c]))
+                    for c in DYNAMIC_CLASSES)  # fmt: skip
+        # weight-only Linears are group-wise under text settings: one quantizer exports them
+        return _Model(label, q.layers, q, q, sum(s.macs for s in q.layers), text=True, token=token)
     gen = torch.Generator().manual_seed(0)
     calib = torch.randn((calib_images, *loaded.preprocess.input_size), generator=gen)
     q = Quantizer(loaded.model, example, calibration_images=calib)
@@ -257,6 +262,8 @@ def _export(model: _Model, label: str, kernels: Sequence[str]) -> tuple[bytes, s
     from haq.export.onnx_export import export_onnx
 
     q = model.group if label.startswith("fp32+matmulnbits") else model.channel
+    if TOKEN_CLASS in kernels:
+        q = model.token
     if q is None:
         raise HaqError(f"{model.name} has no Linear layer for {label}")
     data, _ = export_onnx(q, class_config([s.name for s in model.specs], kernels))
@@ -375,7 +382,7 @@ def profile_target(
             names = [s.name for s in model.specs]
             kinds = [s.kind for s in model.specs]
             own = [c for c in classes
-                   if (c in TEXT_CLASSES if model.text else c != DYNAMIC_CLASS)]  # fmt: skip
+                   if (c in TEXT_CLASSES if model.text else c not in DYNAMIC_CLASSES)]  # fmt: skip
             planned = plan_configs(names, kinds, own, transitions)
             say(f"{target}: planning {m}: exporting {len(planned)} configs to see which "
                 "are measured")  # fmt: skip

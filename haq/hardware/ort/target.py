@@ -15,6 +15,7 @@ Kernel classes (what a (w, a) pair really runs as; `RULES` maps precisions onto 
 ``matmulnbitsN``   Linear weight-only, block-wise N = 2, 4, 8 bits (MatMulNBits, block 32;
                    text models: their settings' group size, 128)
 ``dynamic-int8``   Linear under dynamic activations (DynamicQuantizeMatMul; text models)
+``dynamic-int8-token``  the same with a grid per token (MatMulInteger + per-row scales)
 =================  ==================================================================
 
 Text models (a tokenizer in their preprocess) are profiled per token count, as ``name@T``,
@@ -47,9 +48,13 @@ TARGETS = (TARGET,)
 PAIR_CLASSES = ("fp32", "int8", "int8-weights", "qdq16")
 MATMULNBITS_CLASSES = ("matmulnbits2", "matmulnbits4", "matmulnbits8")
 DYNAMIC_CLASS = "dynamic-int8"
-KERNEL_CLASSES = PAIR_CLASSES + MATMULNBITS_CLASSES + (DYNAMIC_CLASS,)
+TOKEN_CLASS = "dynamic-int8-token"
+DYNAMIC_CLASSES = (DYNAMIC_CLASS, TOKEN_CLASS)
+#: The activation mode (`QuantSettings.activations`) each dynamic class is measured under.
+DYNAMIC_MODES = {DYNAMIC_CLASS: "dynamic", TOKEN_CLASS: "dynamic-token"}
+KERNEL_CLASSES = PAIR_CLASSES + MATMULNBITS_CLASSES + DYNAMIC_CLASSES
 #: What a text model's Linears can run as (static int8 on token MatMuls does not export).
-TEXT_CLASSES = ("fp32", DYNAMIC_CLASS, *MATMULNBITS_CLASSES)
+TEXT_CLASSES = ("fp32", *DYNAMIC_CLASSES, *MATMULNBITS_CLASSES)
 #: The precision each class is measured with (``matmulnbits*`` under group-wise settings).
 CLASS_PRECISION = {
     "fp32": "fp32",
@@ -60,6 +65,7 @@ CLASS_PRECISION = {
     "matmulnbits4": "w4a32",
     "matmulnbits8": "w8a32",
     DYNAMIC_CLASS: "w8a8",  # under dynamic activations
+    TOKEN_CLASS: "w8a8",  # under per-token dynamic activations
 }
 GROUP_SIZE = 32  # MatMulNBits block size measured
 #: What really executes each class (for the profile YAML).
@@ -73,12 +79,16 @@ KERNEL_DESCRIPTIONS = {
     "matmulnbits8": "com.microsoft.MatMulNBits, 8-bit blocks of 32, accuracy_level 4",
     DYNAMIC_CLASS: "com.microsoft.DynamicQuantizeMatMul: each input's own uint8 range x int8 "
     "per-channel weights (dynamic activations, text models)",
+    TOKEN_CLASS: "MatMulInteger: each token's own uint8 range (per-row scale and zero point from "
+    "ReduceMin/ReduceMax and elementwise ops) x int8 per-channel weights (dynamic-token "
+    "activations, text models)",
 }
 _ALL = ("conv", "dwconv", "gconv", "linear")
 #: (op kind, w bits, a bits, weight granularity) -> kernel class; the first match wins.
 RULES: tuple[KernelRule, ...] = (
     KernelRule(_ALL, None, None, "fp32"),
     KernelRule(("linear",), (2, 8), (8, 8), DYNAMIC_CLASS, None, "dynamic"),
+    KernelRule(("linear",), (2, 8), (8, 8), TOKEN_CLASS, None, "dynamic-token"),
     KernelRule(("linear",), (2, 2), None, "matmulnbits2", "group"),
     KernelRule(("linear",), (4, 4), None, "matmulnbits4", "group"),
     KernelRule(("linear",), (8, 8), None, "matmulnbits8", "group"),
@@ -94,7 +104,7 @@ RULES: tuple[KernelRule, ...] = (
 )
 #: Where a transition key has no row, look it up with these classes substituted (both consume
 #: and produce float tensors at a boundary).
-TRANSITION_FALLBACK = dict.fromkeys((*MATMULNBITS_CLASSES, DYNAMIC_CLASS), "fp32")
+TRANSITION_FALLBACK = dict.fromkeys((*MATMULNBITS_CLASSES, *DYNAMIC_CLASSES), "fp32")
 
 TRANSITION_KEY = ["from_kernel", "to_kernel", "channels", "h", "w", "batch", "threads"]
 LAYER_KEY = SIGNATURE_COLUMNS + ["precision", "threads"]
@@ -119,7 +129,7 @@ def kernel_class(
 def applicable(kind: str, cls: str) -> bool:
     """Whether a layer of ``kind`` can run kernel class ``cls`` (MatMulNBits, dynamic int8:
     Linear only)."""
-    return kind == "linear" or cls not in (*MATMULNBITS_CLASSES, DYNAMIC_CLASS)
+    return kind == "linear" or cls not in (*MATMULNBITS_CLASSES, *DYNAMIC_CLASSES)
 
 
 # --------------------------------------------------------------------------- boundaries
