@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from haq.errors import HaqError
 
-PTQ_METHODS = ("cle", "adaround", "bias-correction")  # also the order they are applied in
+PTQ_METHODS = ("cle", "adaround", "gptq", "bias-correction")  # also the order they are applied in
+#: Methods that each choose the integer weights: at most one per set.
+ROUNDING_METHODS = ("adaround", "gptq")
 
 
 def canonical_ptq(spec: str) -> str:
@@ -20,6 +22,9 @@ def canonical_ptq(spec: str) -> str:
             f"unknown PTQ method {sorted(unknown)[0]!r}; use none or methods joined by '+' "
             f"from {', '.join(PTQ_METHODS)} (e.g. cle+adaround)"
         )
+    if len(steps & set(ROUNDING_METHODS)) > 1:
+        raise HaqError(f"--ptq {spec!r}: adaround and gptq both choose the integer weights; "
+                       "use one of them")  # fmt: skip
     return "+".join(m for m in PTQ_METHODS if m in steps) or "none"
 
 

@@ -86,8 +86,8 @@ def add_ptq_args(p: argparse.ArgumentParser, per_candidate: bool = False) -> Non
               "(hybrid: on front configs; samplers: a sampled parameter)") if per_candidate else ""  # fmt: skip
     p.add_argument("--ptq", default="none", metavar="METHODS",
                    help="post-training refinements: none (default), or methods joined by '+' from "
-                        "cle, adaround, bias-correction (e.g. adaround, cle+adaround); adaround and "
-                        "bias-correction use the calibration images." + choice)  # fmt: skip
+                        "cle, adaround or gptq, bias-correction (e.g. adaround, cle+adaround, gptq); "
+                        "adaround, gptq and bias-correction use the calibration images." + choice)  # fmt: skip
     p.add_argument("--adaround-iterations", type=int, default=1000, metavar="N",
                    help="AdaRound optimisation steps per (layer, bits) rounding (default 1000)")  # fmt: skip
 

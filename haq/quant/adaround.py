@@ -43,7 +43,7 @@ def _h(v: torch.Tensor) -> torch.Tensor:
     return torch.clamp(torch.sigmoid(v) * (ZETA - GAMMA) + GAMMA, 0.0, 1.0)
 
 
-def _output_error(d: torch.Tensor, moments: torch.Tensor) -> torch.Tensor:
+def output_error(d: torch.Tensor, moments: torch.Tensor) -> torch.Tensor:
     """sum_o d_o H_g(o) d_o^T for rows ``d`` (out, K) and per-group moments (groups, K, K)."""
     groups = moments.shape[0]
     dg = d.reshape(groups, -1, d.shape[1])
@@ -69,7 +69,7 @@ def adaround(
     floor = torch.floor(rows / s)
     rest = rows / s - floor
     nearest = torch.clamp(torch.round(rows / s), qmin, qmax)
-    nearest_error = float(_output_error(rows - nearest * s, h_moments))
+    nearest_error = float(output_error(rows - nearest * s, h_moments))
 
     # h(V) = rest at the start: V = -log((zeta - gamma) / (rest - gamma) - 1)
     v = -torch.log((ZETA - GAMMA) / (rest - GAMMA) - 1.0)
@@ -79,7 +79,7 @@ def adaround(
     with torch.enable_grad():
         for it in range(iterations):
             soft = torch.clamp(floor + _h(v), qmin, qmax) * s
-            loss = _output_error(rows - soft, h_moments)
+            loss = output_error(rows - soft, h_moments)
             if it >= warm:
                 frac = (it - warm) / max(iterations - warm, 1)
                 beta = BETA_START + (BETA_END - BETA_START) * frac
@@ -89,7 +89,7 @@ def adaround(
             opt.step()
     with torch.no_grad():
         learned = torch.clamp(floor + (_h(v) >= 0.5).float(), qmin, qmax)
-        error = float(_output_error(rows - learned * s, h_moments))
+        error = float(output_error(rows - learned * s, h_moments))
     if not error < nearest_error:
         learned, error = nearest, nearest_error
     return Rounding(learned.reshape(w.shape).to(w.dtype), error, nearest_error)

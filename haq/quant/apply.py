@@ -13,6 +13,7 @@ the same model and calibration images.
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterable
 from dataclasses import replace
 
 import torch
@@ -84,7 +85,7 @@ class Quantizer:
             self.base, self.layer_names, images, batch_size, self.relu_after
         )
         self.calibration.percentile = self.settings.percentile
-        if self.settings.adaround:
+        if self.settings.learned_rounding:
             self.rounding = LearnedRounding(self.base, self.layer_names, images, self.settings)
         return self.calibration
 
@@ -130,23 +131,26 @@ class Quantizer:
             sibling.calibrate(self._images)
         else:
             sibling._images = self._images
-            if settings.adaround:
+            if settings.learned_rounding:
                 sibling.rounding = LearnedRounding(sibling.base, sibling.layer_names,
                                                    self._images, settings)  # fmt: skip
         return sibling
 
     def learn_roundings(self, config: BitConfig | str) -> int:
-        """Under AdaRound, learn (with progress) the roundings ``config`` needs that no cache
-        holds yet, so that evaluating it afterwards costs only the evaluation."""
+        """Under a learned rounding (AdaRound, GPTQ), learn (with progress) the roundings
+        ``config`` needs that no cache holds yet, so that evaluating it afterwards costs only
+        the evaluation."""
         own = self.for_config(config)
         if own is not self:
             return own.learn_roundings(config)
         if self.rounding is None:
             return 0
-        resolved = self.resolve(config)
-        return self.rounding.prepare(
-            (n, p.w_bits) for n, p in resolved.items() if p.w_bits is not None
-        )
+        return self.rounding.prepare(self.rounding_keys(self.resolve(config).items()))
+
+    def rounding_keys(self, layers: Iterable[tuple[str, Precision]]) -> list[tuple[str, int, str]]:
+        """(layer, weight bits, weight granularity) of the quantized weights among these."""
+        return [(n, p.w_bits, self.settings.weight_granularity(p)) for n, p in layers
+                if p.w_bits is not None]  # fmt: skip
 
     # Weights ------------------------------------------------------------------------------
     def _weight(self, name: str, bits: int, granularity: str | None = None) -> _WeightEntry:
@@ -158,14 +162,14 @@ class Quantizer:
         if key not in self._weights:
             module = self.base.get_submodule(name)
             w = module.weight.detach()
-            if s.adaround and self.rounding is None:
+            method = s.learned_rounding
+            if method and self.rounding is None:
                 raise HaqError(
-                    "AdaRound learns roundings on calibration data; pass --calib-data DIR "
-                    "(or 'distilled'), or drop adaround from --ptq"
+                    f"{method} learns roundings on calibration data; pass --calib-data DIR "
+                    f"(or 'distilled'), or drop {method} from --ptq"
                 )
-            learned = granularity == s.granularity and self.rounding is not None
-            if learned and self.rounding.applies(bits):
-                w_int = self.rounding.w_int(name, bits)
+            if self.rounding is not None and self.rounding.applies(bits):
+                w_int = self.rounding.w_int(name, bits, granularity)
                 w_scale = weight_scales(w, bits, granularity, s.group_size)
             else:
                 w_int, w_scale = quantize_weight(w, bits, granularity, s.group_size)

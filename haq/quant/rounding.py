@@ -1,10 +1,11 @@
-"""Learned roundings of one model, computed once per (layer, bits) and cached on disk.
+"""Learned roundings of one model, computed once per (layer, bits, granularity) and cached on disk.
 
 A search tries hundreds of configs that share layer precisions; each (layer, weight bits)
-rounding is learned once (`haq.quant.adaround`) and reused by every config holding it, by
-every Ray actor, and by later searches: roundings live under the per-user cache keyed by the
-BN-folded (and equalized) weights, the calibration images and the rounding settings. Input
-moments are gathered only when a rounding is missing.
+rounding is learned once (`haq.quant.adaround` or `haq.quant.gptq`, the settings' learned
+rounding) and reused by every config holding it, by every Ray actor, and by later searches:
+roundings live under the per-user cache keyed by the method, the BN-folded (and equalized)
+weights, the calibration images and the rounding settings. Input moments are gathered only
+when a rounding is missing.
 """
 
 from __future__ import annotations
@@ -23,10 +24,11 @@ from haq.io import atomic_write_bytes
 from haq.models.fingerprint import state_hash
 from haq.paths import cache_dir
 from haq.quant.adaround import Rounding, adaround
+from haq.quant.gptq import DAMP, gptq
 from haq.quant.input_moments import input_moments
 from haq.quant.settings import QuantSettings
 
-VERSION = 1  # bump when the rounding algorithm changes what it returns
+VERSION = 1  # bump when a rounding algorithm changes what it returns
 MAX_BITS = 8  # wider grids round to nearest: their rounding error is below any noise
 PROGRESS_EVERY = 5.0  # seconds between progress lines
 
@@ -36,7 +38,7 @@ def _say(msg: str) -> None:
 
 
 class LearnedRounding:
-    """AdaRound integer weights of one model's layers, from memory, disk or computed."""
+    """Learned integer weights of one model's layers (AdaRound or GPTQ), from disk or computed."""
 
     def __init__(
         self,
@@ -51,8 +53,11 @@ class LearnedRounding:
         self.images = images
         self.settings = settings
         self.say = say
+        method = settings.learned_rounding
+        assert method is not None, "the settings learn no rounding"
+        self.method = method
         self.key = self._key()
-        self.dir = cache_dir() / "adaround" / self.key
+        self.dir = cache_dir() / method / self.key
         self._moments: dict[str, torch.Tensor] | None = None
         self.seconds = 0.0  # time spent learning roundings in this process (not loading them)
         self.learned = 0  # roundings learned in this process
@@ -64,71 +69,77 @@ class LearnedRounding:
         h = hashlib.sha256()
         h.update(state_hash(self.model).encode())
         h.update(self.images.detach().contiguous().numpy().tobytes())
-        h.update(f"{s.granularity}|{s.group_size}|{s.adaround_iterations}|v{VERSION}".encode())
+        knob = s.adaround_iterations if self.method == "adaround" else DAMP
+        h.update(f"{s.granularity}|{s.group_size}|{knob}|v{VERSION}".encode())
         return h.hexdigest()[:20]
 
     def applies(self, bits: int) -> bool:
         return bits <= MAX_BITS
 
-    def _path(self, layer: str, bits: int) -> Path:
-        return self.dir / f"{layer}-w{bits}.pt"
+    def _path(self, layer: str, bits: int, granularity: str | None) -> Path:
+        own = granularity in (None, self.settings.granularity)  # earlier caches: no suffix
+        return self.dir / (f"{layer}-w{bits}.pt" if own else f"{layer}-w{bits}-{granularity}.pt")
 
-    def w_int(self, layer: str, bits: int) -> torch.Tensor:
-        """Learned integer weights of ``layer`` at ``bits`` (float dtype holding integers)."""
-        path = self._path(layer, bits)
+    def w_int(self, layer: str, bits: int, granularity: str | None = None) -> torch.Tensor:
+        """Learned integer weights of ``layer`` at ``bits`` on the grid of ``granularity``
+        (default: the settings'), float dtype holding integers."""
+        path = self._path(layer, bits, granularity)
         if path.exists():
             return torch.load(path, weights_only=True)["w_int"].float()
-        return self._learn(layer, bits).w_int
+        return self._learn(layer, bits, granularity or self.settings.granularity).w_int
 
-    def missing(self, pairs: Iterable[tuple[str, int]]) -> list[tuple[str, int]]:
-        return [(n, b) for n, b in pairs if not self._path(n, b).exists()]
+    def missing(self, wanted: Iterable[tuple[str, int, str]]) -> list[tuple[str, int, str]]:
+        return [(n, b, g) for n, b, g in wanted if not self._path(n, b, g).exists()]
 
-    def prepare(self, pairs: Iterable[tuple[str, int]]) -> int:
-        """Learn every missing rounding of these (layer, bits), with progress; returns how
-        many were learned."""
-        wanted = [(n, b) for n, b in dict.fromkeys(pairs) if self.applies(b)]
+    def prepare(self, wanted: Iterable[tuple[str, int, str]]) -> int:
+        """Learn every missing rounding of these (layer, bits, granularity), with progress;
+        returns how many were learned."""
+        wanted = [(n, b, g) for n, b, g in dict.fromkeys(wanted) if self.applies(b)]
         todo = self.missing(wanted)
+        m = self.method
         if not todo:
             if self.say and wanted:
-                self.say(f"adaround: all {len(wanted)} roundings cached in {self.dir}")
+                self.say(f"{m}: all {len(wanted)} roundings cached in {self.dir}")
             return 0
         start = last = time.perf_counter()
         if self.say:
-            self.say(f"adaround: learning {len(todo)} roundings ({self.settings.adaround_iterations} "
-                     f"iterations each; cached in {self.dir})")  # fmt: skip
+            each = (
+                f"{self.settings.adaround_iterations} iterations each; " if m == "adaround" else ""
+            )
+            self.say(f"{m}: learning {len(todo)} roundings ({each}cached in {self.dir})")
         self._preparing = True
         try:
-            for i, (layer, b) in enumerate(todo, 1):
-                self.w_int(layer, b)
+            for i, (layer, b, g) in enumerate(todo, 1):
+                self.w_int(layer, b, g)
                 now = time.perf_counter()
                 if self.say and (now - last > PROGRESS_EVERY or i == len(todo)):
                     eta = (now - start) / i * (len(todo) - i)
-                    self.say(
-                        f"adaround: {i}/{len(todo)} roundings, {now - start:.0f}s, ETA {eta:.0f}s"
-                    )
+                    self.say(f"{m}: {i}/{len(todo)} roundings, {now - start:.0f}s, ETA {eta:.0f}s")
                     last = now
         finally:
             self._preparing = False
         return len(todo)
 
-    def _learn(self, layer: str, bits: int) -> Rounding:
+    def _learn(self, layer: str, bits: int, granularity: str) -> Rounding:
         start = time.perf_counter()
         if self._moments is None:
             self._moments = input_moments(self.model, self.layers, self.images)
         s = self.settings
         weight = self.model.get_submodule(layer).weight.detach()
-        r = adaround(weight, self._moments[layer], bits, s.granularity, s.group_size,
-                     s.adaround_iterations)  # fmt: skip
+        moments = self._moments[layer]
+        if self.method == "gptq":
+            r = gptq(weight, moments, bits, granularity, s.group_size)
+        else:
+            r = adaround(weight, moments, bits, granularity, s.group_size, s.adaround_iterations)
         buf = io.BytesIO()
         torch.save({"w_int": r.w_int.to(torch.int8), "error": r.error,
                     "nearest_error": r.nearest_error}, buf)  # fmt: skip
-        atomic_write_bytes(self._path(layer, bits), buf.getvalue())
+        atomic_write_bytes(self._path(layer, bits, granularity), buf.getvalue())
         now = time.perf_counter()
         self.seconds += now - start
         self.learned += 1
         if self.say and not self._preparing and now - self._said > PROGRESS_EVERY:
-            self.say(
-                f"adaround: {self.learned} roundings learned so far ({self.seconds:.0f}s; cached in {self.dir})"
-            )
+            self.say(f"{self.method}: {self.learned} roundings learned so far "
+                     f"({self.seconds:.0f}s; cached in {self.dir})")  # fmt: skip
             self._said = now
         return r

@@ -7,7 +7,7 @@ from typing import Any
 
 from haq.config import ACTIVATION_MODES, GRANULARITIES, BitConfig, Precision
 from haq.errors import HaqError
-from haq.ptq import canonical_ptq
+from haq.ptq import ROUNDING_METHODS, canonical_ptq
 from haq.quant.observers import OBSERVERS
 from haq.quant.quantizers import MATMULNBITS_BITS
 
@@ -23,11 +23,13 @@ class QuantSettings:
         ``group`` of ``group_size`` along the reduction axis.
     observer: activation range from ``minmax``, ``percentile`` (``percentile``) or ``mse``.
     ptq: post-training refinements, ``none`` or methods joined by ``+`` (applied as
-        cle -> adaround -> bias-correction):
+        cle -> adaround or gptq -> bias-correction):
         ``cle`` cross-layer equalization of conv/linear pairs (`haq.quant.equalize`);
         ``adaround`` learned up/down rounding per (layer, bits) on calibration data
-        (`haq.quant.adaround`, cached on disk); ``bias-correction`` removes the mean output
-        shift the weight error causes (per-channel input means of the calibration data).
+        (`haq.quant.adaround`); ``gptq`` column-by-column rounding with the error spread onto
+        the columns left (`haq.quant.gptq`; both cached on disk, `haq.quant.rounding`);
+        ``bias-correction`` removes the mean output shift the weight error causes
+        (per-channel input means of the calibration data).
     adaround_iterations: optimisation steps per (layer, bits) rounding.
     activations: ``static`` (default): one calibrated grid per layer input; ``dynamic``: each
         input quantized on the uint8 grid of its own range at run time (8 bits, Linear layers
@@ -93,8 +95,10 @@ class QuantSettings:
         return "cle" in self.ptq_steps
 
     @property
-    def adaround(self) -> bool:
-        return "adaround" in self.ptq_steps
+    def learned_rounding(self) -> str | None:
+        """The method choosing the integer weights on calibration data (adaround, gptq), or
+        None for round-to-nearest."""
+        return next((m for m in self.ptq_steps if m in ROUNDING_METHODS), None)
 
     @property
     def bias_correction(self) -> bool:
@@ -140,7 +144,7 @@ class QuantSettings:
     @property
     def needs_calibration(self) -> bool:
         """Whether weights alone need calibration images (activations always do)."""
-        return self.adaround or self.bias_correction
+        return self.learned_rounding is not None or self.bias_correction
 
     def to_dict(self) -> dict[str, Any]:
         """The fields; the text-model ones only when set, so the cache keys of every other

@@ -317,14 +317,14 @@ class Search:
         return self._spec(test=True).setup(self.loaded)
 
     def _learn_roundings(self) -> None:
-        """Under AdaRound, learn every (layer, weight bits) rounding of the space once, here,
+        """Under a learned rounding, learn every (layer, weight bits) rounding of the space once, here,
         before any actor starts: actors and later searches load them from the disk cache."""
-        if not self.settings.adaround:
+        if not self.settings.learned_rounding:
             return
-        rounding = self._local().quantizer.rounding
-        assert rounding is not None  # the validation setup always calibrates
-        rounding.prepare((name, p.w_bits) for name, choices in self.space.choices.items()
-                         for p in choices if p.w_bits is not None)  # fmt: skip
+        quantizer = self._local().quantizer
+        assert quantizer.rounding is not None  # the validation setup always calibrates
+        quantizer.rounding.prepare(quantizer.rounding_keys(
+            (name, p) for name, choices in self.space.choices.items() for p in choices))  # fmt: skip
 
     def _sensitivity(self) -> Any:
         """Proxies on the calibration images; nothing is loaded until a driver asks."""
