@@ -31,8 +31,8 @@ def register(sub: Any) -> None:
     p.add_argument("--threads", "-t", default="1,2", help="intra-op thread counts (default 1,2)")
     p.add_argument("--kernels", default=None,
                    help="kernel classes to measure, comma-separated (default: all of "
-                        "fp32,int8,int8-weights,qdq16,matmulnbits,dynamic-int8; text models get "
-                        "fp32, dynamic-int8 and matmulnbits only)")  # fmt: skip
+                        "fp32,int8,int8-weights,qdq16,matmulnbits,dynamic-int8,dynamic-int8-token; "
+                        "text models get fp32, the two dynamic-int8 and matmulnbits only)")  # fmt: skip
     p.add_argument("--tokens", default="16,128",
                    help="text models (minilm, hf:PATH): token counts to measure, comma-separated "
                         "(default 16,128; each is a model of its own in the tables, name@T)")  # fmt: skip

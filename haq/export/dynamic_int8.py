@@ -11,8 +11,10 @@ Per token (``activations="dynamic-token"``): one grid per row of the input. ORT 
 kernel for it (``DynamicQuantizeLinear`` and ``MatMulIntegerToFloat`` take one scale and zero
 point, and the CPU ``MatMulInteger`` takes a scalar input zero point), so the grid is computed
 with plain ops (``ReduceMin``/``ReduceMax`` over the last axis, the same scale and zero-point
-arithmetic as ``DynamicQuantizeLinear``), the rows go uint8 with their zero point added, and
-``MatMulInteger`` runs them against the int8 weights with no zero point; the zero point comes
+arithmetic as ``DynamicQuantizeLinear``, on the per-row values only), one blocked
+``QuantizeLinear`` (opset 21, one block per row: ORT's vectorised kernel, bit-identical to the
+elementwise ops and a third of their time on a 128 x 1536 input) makes the rows uint8 with
+their zero points, and ``MatMulInteger`` runs them against the int8 weights with no zero point; the zero point comes
 back out as ``zp_row * sum_k W[k, n]`` (a constant per output column) before the per-row and
 per-column scales. ORT's common-subexpression pass quantizes an input read by several Linears
 (q, k, v) once.
@@ -52,7 +54,7 @@ def replace_with_dynamic_int8(g: _Graph, idx: int, node: Any, name: str, m: Quan
         colsum = g.add_init(
             f"{name}.weight_colsum", w_int8.sum(0, dtype=np.int64).astype(np.float32)
         )
-        nodes, accumulator = _per_token(g, a, t, w_q, colsum, name)
+        nodes, accumulator = _per_token(g, a, t, w_q, colsum, name, w_int8.shape[0])
         row_scale: list[str] = [f"{t}_scale"]
         kind = "dynamic-int8-token"
     else:
@@ -84,11 +86,11 @@ def replace_with_dynamic_int8(g: _Graph, idx: int, node: Any, name: str, m: Quan
 
 
 def _per_token(
-    g: _Graph, a: str, t: str, w_q: str, colsum: str, name: str
+    g: _Graph, a: str, t: str, w_q: str, colsum: str, name: str, k: int
 ) -> tuple[list[Any], str]:
-    """Nodes quantizing each row of ``a`` on the uint8 grid of its own range (with 0) and the
-    float accumulator ``sum_k (a_q[k] - zp) W[k, n]`` they end in; ``{t}_scale`` holds the
-    rows' scales."""
+    """Nodes quantizing each row (``k`` values) of ``a`` on the uint8 grid of its own range
+    (with 0) and the float accumulator ``sum_k (a_q[k] - zp) W[k, n]`` they end in;
+    ``{t}_scale`` holds the rows' scales."""
     from onnx import TensorProto, helper
 
     zero = g.add_init(f"{t}.zero", np.array(0.0, np.float32))
@@ -114,11 +116,9 @@ def _per_token(
         op("Div", [f"{t}_neg_lo", f"{t}_scale"], "zp_float"),
         op("Clip", [f"{t}_zp_float", zero, top], "zp_clipped"),
         op("Round", [f"{t}_zp_clipped"], "zero_point"),
-        op("Div", [a, f"{t}_scale"], "scaled"),
-        op("Round", [f"{t}_scaled"], "rounded"),
-        op("Add", [f"{t}_rounded", f"{t}_zero_point"], "shifted"),
-        op("Clip", [f"{t}_shifted", zero, top], "clipped"),
-        op("Cast", [f"{t}_clipped"], "q", to=TensorProto.UINT8),
+        op("Cast", [f"{t}_zero_point"], "zero_point_u8", to=TensorProto.UINT8),
+        # saturate(round(a / scale) + zp) per row: the elementwise ops' result, one pass
+        op("QuantizeLinear", [a, f"{t}_scale", f"{t}_zero_point_u8"], "q", axis=-1, block_size=k),
         helper.make_node("MatMulInteger", [f"{t}_q", w_q], [f"{name}.int32"], name=name),
         helper.make_node("Cast", [f"{name}.int32"], [f"{name}.int32_float"], name=f"{name}.Cast",
                          to=TensorProto.FLOAT),
