@@ -106,8 +106,8 @@ def test_config_may_name_its_refinement() -> None:
     assert pickle.loads(pickle.dumps(refined)).ptq == "cle+adaround"
     assert refined.resolve(["a", "b"]).ptq == "cle+adaround"
     assert refined.summary().endswith("(cle+adaround)")
-    with pytest.raises(HaqError, match="unknown PTQ method 'gptq'"):
-        BitConfig.from_dict({"default": "w8a8", "ptq": "gptq"})
+    with pytest.raises(HaqError, match="unknown PTQ method 'brecq'"):
+        BitConfig.from_dict({"default": "w8a8", "ptq": "brecq"})
 
 
 def test_hash_of_a_config_without_refinement_is_unchanged() -> None:

@@ -76,7 +76,8 @@ def test_bad_inputs_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
         ["--ptq", "adaroud"],
         ["--ptq", "adaround", "--adaround-iterations", "0"],
         ["--ptq", "none,,adaround"],  # an empty refinement choice
-        ["--ptq", "none,gptq"],
+        ["--ptq", "none,brecq"],  # an unknown method among the choices
+        ["--ptq", "adaround+gptq"],  # two learned roundings at once
     ]
     for extra in cases:
         code = main(
