@@ -80,7 +80,7 @@ KERNEL_DESCRIPTIONS = {
     DYNAMIC_CLASS: "com.microsoft.DynamicQuantizeMatMul: each input's own uint8 range x int8 "
     "per-channel weights (dynamic activations, text models)",
     TOKEN_CLASS: "MatMulInteger: each token's own uint8 range (per-row scale and zero point from "
-    "ReduceMin/ReduceMax and elementwise ops) x int8 per-channel weights (dynamic-token "
+    "ReduceMin/ReduceMax, one blocked QuantizeLinear) x int8 per-channel weights (dynamic-token "
     "activations, text models)",
 }
 _ALL = ("conv", "dwconv", "gconv", "linear")
