@@ -69,7 +69,7 @@ def add_validation_args(p: argparse.ArgumentParser) -> None:
 def add_quant_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--granularity", choices=["channel", "tensor", "group"], default="channel",
                    help="weight scales per output channel (default), tensor, or group")  # fmt: skip
-    p.add_argument("--group-size", type=int, default=128)
+    add_group_args(p)
     p.add_argument("--observer", choices=["minmax", "percentile", "mse"], default="minmax")
     p.add_argument("--activations", choices=["static", "dynamic", "dynamic-token"], default=None,
                    help="activation grids: static (calibrated; default for CNNs), dynamic (each "
@@ -78,6 +78,15 @@ def add_quant_args(p: argparse.ArgumentParser) -> None:
     add_ptq_args(p)
     p.add_argument("--bias-correction", action="store_true",
                    help="same as adding bias-correction to --ptq")  # fmt: skip
+
+
+def add_group_args(p: argparse.ArgumentParser) -> None:
+    """How group-wise weight-only layers (a text model's MatMulNBits) quantize their weights."""
+    p.add_argument("--group-size", type=int, default=128,
+                   help="weights per scale of group-wise layers (MatMulNBits: 16, 32, 64, 128, ...)")  # fmt: skip
+    p.add_argument("--weight-only-mapping", choices=["symmetric", "asymmetric"], default="symmetric",
+                   help="group-wise weight-only layers: a grid symmetric about 0 (default) or each "
+                        "group's [min, max] with a zero point (MatMulNBits zero_points)")  # fmt: skip
 
 
 def add_ptq_args(p: argparse.ArgumentParser, per_candidate: bool = False) -> None:
@@ -116,4 +125,4 @@ def settings_from_args(
         settings = text_settings(settings)
     if args.activations is not None:
         settings = replace(settings, activations=args.activations)
-    return settings
+    return replace(settings, weight_only_mapping=args.weight_only_mapping)

@@ -8,7 +8,7 @@ import shlex
 import sys
 from typing import Any
 
-from haq.cli.args import add_model_args, add_ptq_args, add_validation_args
+from haq.cli.args import add_group_args, add_model_args, add_ptq_args, add_validation_args
 from haq.cli.space import add_space_args
 from haq.errors import HaqError
 
@@ -20,6 +20,7 @@ def register(sub: Any) -> None:
     add_model_args(p, required=False)
     add_space_args(p)
     add_ptq_args(p, per_candidate=True)
+    add_group_args(p)
     p.add_argument(
         "--data", "-d", default=None, help="test images, used only to re-score the final front"
     )
@@ -167,7 +168,7 @@ def run(args: argparse.Namespace) -> int:
         out=args.resume or args.out, resume=args.resume is not None, progress=not args.quiet,
         command=shlex.join(["haq", *sys.argv[1:]]), report=args.report, ptq=args.ptq,
         adaround_iterations=args.adaround_iterations, measure_front=args.measure_front,
-        profile=args.profile,
+        profile=args.profile, group_size=args.group_size, weight_only_mapping=args.weight_only_mapping,
     )  # fmt: skip
     if opts.resume:
         restore_options(opts, keep_budget=args.budget is None)

@@ -34,6 +34,7 @@ def cost_model_for(
     kernel_map: Mapping[str, str] | None = None,
     weight_only_group: int | None = None,
     activations: str = "static",
+    weight_only_zero_points: bool = False,
 ) -> MatrixCostModel:
     """The cost model of ``target`` bound to ``layers``.
 
@@ -45,7 +46,7 @@ def cost_model_for(
         profile = profile.remap(kernel_map)
     if "layers" in profile.tables:
         return LookupCostModel(profile, layers, threads, batch, granularity,
-                               weight_only_group=weight_only_group,
-                               activations=activations)  # fmt: skip
+                               weight_only_group=weight_only_group, activations=activations,
+                               weight_only_zero_points=weight_only_zero_points)  # fmt: skip
     return AnalyticCostModel(profile, layers, threads, batch, granularity, weight_only_group,
-                             activations)  # fmt: skip
+                             activations, weight_only_zero_points)  # fmt: skip

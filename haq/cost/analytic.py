@@ -136,7 +136,8 @@ class AnalyticCostModel(MatrixCostModel):
         granularity: str | None = "channel",
         weight_only_group: int | None = None,
         activations: str = "static",
+        weight_only_zero_points: bool = False,
     ) -> None:
         super().__init__(profile, layers, threads, batch, granularity, weight_only_group,
-                         activations)  # fmt: skip
+                         activations, weight_only_zero_points)  # fmt: skip
         fill_roofline(self, only_missing=False)

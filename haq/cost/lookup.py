@@ -69,9 +69,10 @@ class LookupCostModel(MatrixCostModel):
         learned: LearnedCostModel | str | None = "auto",
         weight_only_group: int | None = None,
         activations: str = "static",
+        weight_only_zero_points: bool = False,
     ) -> None:
         super().__init__(profile, layers, threads, batch, granularity, weight_only_group,
-                         activations)  # fmt: skip
+                         activations, weight_only_zero_points)  # fmt: skip
         if "layers" not in profile.tables:
             raise HaqError(f"target {profile.id} has no latency table; use the analytic cost model")
         self.learned = LearnedCostModel.find(profile.id) if learned == "auto" else learned

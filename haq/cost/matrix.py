@@ -39,6 +39,7 @@ class MatrixCostModel:
         granularity: str | None = "channel",
         weight_only_group: int | None = None,
         activations: str = "static",
+        weight_only_zero_points: bool = False,
     ) -> None:
         if not layers:
             raise HaqError("the model has no Conv2d/Linear layers to cost")
@@ -80,7 +81,7 @@ class MatrixCostModel:
         self._bounds = np.arange(max(n - 1, 0))
         self._kcache: dict[tuple[str, Precision], int] = {}
         self._labels: dict[tuple[int, ...], str] = {}
-        self.size_bops = SizeBopsModel(self.layers, weight_only_group)
+        self.size_bops = SizeBopsModel(self.layers, weight_only_group, weight_only_zero_points)
 
     # Which cells matter --------------------------------------------------------------------
     def reachable(self) -> list[tuple[int, int]]:

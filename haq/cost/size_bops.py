@@ -2,7 +2,8 @@
 
 Size counts each layer's weights at their bit width (float: 32 bits) plus a float32 bias per
 output channel and one float32 scale per output channel for quantized weights (per group of
-``weight_only_group`` weights along the input for weight-only layers stored so); layers outside
+``weight_only_group`` weights along the input for weight-only layers stored so, plus a zero
+point of the weights' width per group with ``zero_points``); layers outside
 the table (BatchNorm folded away, pooling) are not counted. BOPs weight each MAC by
 ``w_bits * a_bits``, as HAWQ and AIMET do.
 """
@@ -21,7 +22,12 @@ class SizeBopsModel:
 
     name = "size-bops"
 
-    def __init__(self, layers: list[LayerSpec], weight_only_group: int | None = None) -> None:
+    def __init__(
+        self,
+        layers: list[LayerSpec],
+        weight_only_group: int | None = None,
+        zero_points: bool = False,
+    ) -> None:
         self.names = [s.name for s in layers]
         self.macs = np.array([s.macs for s in layers], dtype=np.int64)
         self.out_ch = np.array([s.out_channels for s in layers], dtype=np.int64)
@@ -31,7 +37,9 @@ class SizeBopsModel:
         self.weights = np.maximum(self.weights, 0)
         self._grouped = weight_only_group is not None
         k = -(-self.weights // np.maximum(self.out_ch, 1))  # weights per output channel
-        self.group_scales = self.out_ch * -(-k // (weight_only_group or 1))
+        self.k_groups = -(-k // (weight_only_group or 1))  # groups per output channel
+        self.group_scales = self.out_ch * self.k_groups
+        self.zero_points = zero_points and self._grouped
 
     def bits(self, config: BitConfig) -> tuple[np.ndarray, np.ndarray]:
         """Weight and activation bits per layer (32 = float), in layer-table order."""
@@ -52,7 +60,13 @@ class SizeBopsModel:
         if self._grouped and a_bits is not None:
             per_layer = np.where(a_bits >= FLOAT_BITS, self.group_scales, self.out_ch)
         scales = np.where(w_bits < FLOAT_BITS, per_layer * 4, 0)
-        return int((self.weights * w_bits).sum() // 8 + (self.out_ch * 4).sum() + scales.sum())
+        zps = 0
+        if self.zero_points and a_bits is not None:  # packed at the weights' width, per row
+            row_bytes = -(-self.k_groups * w_bits // 8)
+            zps = int(np.where((a_bits >= FLOAT_BITS) & (w_bits < FLOAT_BITS),
+                               self.out_ch * row_bytes, 0).sum())  # fmt: skip
+        weights = (self.weights * w_bits).sum() // 8
+        return int(weights + (self.out_ch * 4).sum() + scales.sum() + zps)
 
     def score(self, config: BitConfig) -> CostEstimate:
         w, a = self.bits(config)

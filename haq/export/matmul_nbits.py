@@ -11,6 +11,10 @@ MatMulNBits (onnxruntime 1.32 contrib op, domain ``com.microsoft``, version 1) c
 - scales: float ``(N, k_blocks)`` (a flat ``N * k_blocks`` vector works too).
 - zero_points omitted: ``2^(bits-1)``. haq's symmetric integers ``q in [-qmax, qmax]`` are
   stored as ``q + 2^(bits-1)``, so the kernel dequantizes exactly ``q * scale``.
+- zero_points given (asymmetric weights): uint8, each row's ``k_blocks`` values packed as B's
+  are (``8 / bits`` a byte, first in the lowest bits), every row starting on a new byte. haq's
+  centred integers of a group are stored as ``q + zp`` with ``zp = max(0, -min q)``: any zero
+  point that keeps ``q + zp`` on the grid dequantizes to the same ``q * scale``.
 - optional ``bias`` (input 5, shape ``(N,)``), added after the product.
 - ``accuracy_level`` 4 lets the kernel quantize A to int8 per block (the fast path the speed-up
   figures were measured with; about 0.3-1% relative output error the simulation does not
@@ -61,37 +65,73 @@ def _plain_gemm(node: Any) -> bool:
     return trans_a == 0 and alpha == 1.0 and beta == 1.0
 
 
-def check_block_size(block_size: int, name: str) -> None:
+def check_block_size(block_size: int, where: str) -> None:
     """MatMulNBits needs a power of two >= 16; raise a one-line `HaqError` otherwise."""
     if block_size < 16 or block_size & (block_size - 1):
         raise HaqError(
-            f"layer {name}: MatMulNBits needs a group size that is a power of two >= 16, not "
+            f"{where}: MatMulNBits needs a group size that is a power of two >= 16, not "
             f"{block_size}; quantize with --group-size 16, 32, 64 or 128"
         )
 
 
-def pack_weights(q: np.ndarray, bits: int, block_size: int) -> np.ndarray:
-    """Signed integers ``q`` (N, K) -> MatMulNBits' packed uint8 B (N, k_blocks, blob_size).
+def zero_points(q: np.ndarray, bits: int, block_size: int) -> np.ndarray | None:
+    """Per-block zero points (N, k_blocks) that put centred integers ``q`` (N, K) on the
+    unsigned ``bits`` grid, or None where the default ``2^(bits-1)`` does (symmetric)."""
+    half = 2 ** (bits - 1)
+    if not q.size or (q.min() >= -half and q.max() <= half - 1):
+        return None
+    n, k = q.shape
+    k_blocks = -(-k // block_size)
+    padded = np.zeros((n, k_blocks * block_size), dtype=np.int64)
+    padded[:, :k] = q
+    lowest = padded.reshape(n, k_blocks, block_size).min(axis=2)
+    zp = np.maximum(-lowest, 0)
+    highest = padded.reshape(n, k_blocks, block_size).max(axis=2)
+    if (highest + zp).max() > 2**bits - 1:
+        raise ValueError(f"a block's integers span more than {bits} bits")
+    return zp
 
-    Each value is stored as ``q + 2^(bits-1)`` (the default zero point), packed along K with
-    the first value in the lowest bits of a byte; a partial last block is padded with zeros.
+
+def _pack_along_last(u: np.ndarray, bits: int) -> np.ndarray:
+    """Unsigned ``bits``-bit values (..., L), L a multiple of ``8 / bits`` -> bytes
+    (..., L * bits / 8), the first value in the lowest bits."""
+    per_byte = 8 // bits
+    v = u.reshape(*u.shape[:-1], -1, per_byte)
+    packed = np.zeros(v.shape[:-1], dtype=np.uint8)
+    for j in range(per_byte):
+        packed |= (v[..., j].astype(np.uint8) << (bits * j)).astype(np.uint8)
+    return packed
+
+
+def pack_zero_points(zp: np.ndarray, bits: int) -> np.ndarray:
+    """Zero points (N, k_blocks) -> MatMulNBits' uint8 (N, ceil(k_blocks * bits / 8))."""
+    n, k_blocks = zp.shape
+    per_byte = 8 // bits
+    u = np.zeros((n, -(-k_blocks // per_byte) * per_byte), dtype=np.int64)
+    u[:, :k_blocks] = zp
+    return _pack_along_last(u, bits)
+
+
+def pack_weights(
+    q: np.ndarray, bits: int, block_size: int, zp: np.ndarray | None = None
+) -> np.ndarray:
+    """Centred integers ``q`` (N, K) -> MatMulNBits' packed uint8 B (N, k_blocks, blob_size).
+
+    Each value is stored as ``q + zero point`` (the block's ``zp``, default ``2^(bits-1)``),
+    packed along K with the first value in the lowest bits of a byte; a partial last block is
+    padded with the zero point.
     """
     if bits not in MATMULNBITS_BITS:
         raise ValueError(f"MatMulNBits packs 2, 4 or 8 bits, not {bits}")
     n, k = q.shape
     k_blocks = -(-k // block_size)
-    zp = 2 ** (bits - 1)
-    qmax = zp - 1
-    if q.size and (q.min() < -qmax - 1 or q.max() > qmax):
-        raise ValueError(f"integers outside the signed {bits}-bit range")
-    u = np.full((n, k_blocks * block_size), zp, dtype=np.uint8)
-    u[:, :k] = (np.asarray(q, dtype=np.int64) + zp).astype(np.uint8)
-    per_byte = 8 // bits
-    v = u.reshape(n, k_blocks, block_size // per_byte, per_byte)
-    packed = np.zeros(v.shape[:3], dtype=np.uint8)
-    for j in range(per_byte):
-        packed |= (v[..., j] << (bits * j)).astype(np.uint8)
-    return packed
+    if zp is None:
+        zp = np.full((n, k_blocks), 2 ** (bits - 1), dtype=np.int64)
+    u = np.repeat(zp, block_size, axis=1).astype(np.int64)
+    u[:, :k] += np.asarray(q, dtype=np.int64)
+    if u.size and (u.min() < 0 or u.max() > 2**bits - 1):
+        raise ValueError(f"integers outside the {bits}-bit grid of their zero points")
+    return _pack_along_last(u.reshape(n, k_blocks, block_size), bits)
 
 
 def replace_with_matmul_nbits(
@@ -115,10 +155,12 @@ def replace_with_matmul_nbits(
         raise HaqError(f"MatMulNBits accuracy_level must be 0..4, not {accuracy_level}")
     bits = m.precision.w_bits
     block_size = m.group_size
-    check_block_size(block_size, name)
+    check_block_size(block_size, f"layer {name}")
     q = m.w_int.detach().reshape(m.w_int.shape[0], -1).numpy()
     n, k = q.shape
-    packed = pack_weights(np.rint(q).astype(np.int64), bits, block_size)
+    q = np.rint(q).astype(np.int64)
+    zp = zero_points(q, bits, block_size)
+    packed = pack_weights(q, bits, block_size, zp)
     scales = m.w_scale.detach().reshape(n, -1).numpy().astype(np.float32)
     if scales.shape[1] != packed.shape[1]:
         raise HaqError(
@@ -127,15 +169,18 @@ def replace_with_matmul_nbits(
         )
     b = g.add_init(f"{name}.weight_nbits", packed)
     s = g.add_init(f"{name}.weight_scale", scales)
-    inputs = [node.input[0], b, s]
+    zp_name = (
+        "" if zp is None else g.add_init(f"{name}.weight_zero_point", pack_zero_points(zp, bits))
+    )
+    inputs = [node.input[0], b, s, zp_name]
     output, absorbed = g.absorb_bias_add(node, name)
     if m.bias is not None and absorbed:
         assert m.bias is not None
         bias = m.bias.detach().numpy().astype(np.float32).reshape(n)
-        inputs += ["", "", g.add_init(f"{name}.bias_sim", bias)]  # no zero_points, no g_idx
+        inputs += ["", g.add_init(f"{name}.bias_sim", bias)]  # no g_idx
     new = helper.make_node(
         OP_TYPE,
-        inputs,
+        inputs if inputs[-1] else inputs[:3],
         [output],
         name=name,
         domain=DOMAIN,

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import torch
 
-from haq.quant.quantizers import per_weight_scale, weight_qrange, weight_scales
+from haq.quant.quantizers import per_weight, weight_grid
 
 ZETA, GAMMA = 1.1, -0.1
 LAMBDA = 0.01
@@ -58,13 +58,14 @@ def adaround(
     group_size: int = 128,
     iterations: int = 1000,
     seed: int = 0,
+    symmetric: bool = True,
 ) -> Rounding:
-    """Learned integer weights for ``w`` (conv (out, in/g, kh, kw) or linear (out, in))."""
+    """Learned integer weights for ``w`` (conv (out, in/g, kh, kw) or linear (out, in)) on
+    round-to-nearest's grid (symmetric, or with zero points)."""
     torch.manual_seed(seed)
-    qmin, qmax = weight_qrange(bits)
-    scale = weight_scales(w, bits, granularity, group_size)
+    s, qmin, qmax = (per_weight(w, t, granularity, group_size)
+                     for t in weight_grid(w, bits, granularity, group_size, symmetric))  # fmt: skip
     rows = w.detach().float().reshape(w.shape[0], -1)
-    s = per_weight_scale(w, scale, granularity, group_size)
     h_moments = moments.float()
     floor = torch.floor(rows / s)
     rest = rows / s - floor

@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Iterable
 from dataclasses import replace
+from typing import Any
 
 import torch
 from torch import nn
@@ -72,7 +73,7 @@ class Quantizer:
         self.layer_names = [spec.name for spec in self.layers]
         self._producer = input_producers(base, example_input, self.layer_names)
         self._shared = {id(t): t for t in list(base.parameters()) + list(base.buffers())}
-        self._weights: dict[tuple[str, int], _WeightEntry] = {}
+        self._weights: dict[tuple[Any, ...], _WeightEntry] = {}
         self.calibration = calibration
         self.rounding: LearnedRounding | None = None  # set by calibrate() under AdaRound
         if calibration_images is not None:
@@ -147,18 +148,26 @@ class Quantizer:
             return 0
         return self.rounding.prepare(self.rounding_keys(self.resolve(config).items()))
 
-    def rounding_keys(self, layers: Iterable[tuple[str, Precision]]) -> list[tuple[str, int, str]]:
-        """(layer, weight bits, weight granularity) of the quantized weights among these."""
-        return [(n, p.w_bits, self.settings.weight_granularity(p)) for n, p in layers
+    def rounding_keys(
+        self, layers: Iterable[tuple[str, Precision]]
+    ) -> list[tuple[str, int, str, bool]]:
+        """(layer, weight bits, weight granularity, symmetric) of the quantized weights among
+        these."""
+        s = self.settings
+        return [(n, p.w_bits, s.weight_granularity(p), s.weight_symmetric(p)) for n, p in layers
                 if p.w_bits is not None]  # fmt: skip
 
     # Weights ------------------------------------------------------------------------------
-    def _weight(self, name: str, bits: int, granularity: str | None = None) -> _WeightEntry:
+    def _weight(
+        self, name: str, bits: int, granularity: str | None = None, symmetric: bool = True
+    ) -> _WeightEntry:
         """(fake-quant weight, integer weight, scales, bias correction) for one layer and bits
-        (at the settings' granularity unless told another)."""
+        (at the settings' granularity unless told another; symmetric unless told not)."""
         s = self.settings
         granularity = granularity or s.granularity
-        key = (name, bits) if granularity == s.granularity else (name, bits, granularity)
+        key: tuple[Any, ...] = (name, bits)
+        if granularity != s.granularity or not symmetric:
+            key = (name, bits, granularity) + (() if symmetric else ("asymmetric",))
         if key not in self._weights:
             module = self.base.get_submodule(name)
             w = module.weight.detach()
@@ -169,10 +178,10 @@ class Quantizer:
                     f"(or 'distilled'), or drop {method} from --ptq"
                 )
             if self.rounding is not None and self.rounding.applies(bits):
-                w_int = self.rounding.w_int(name, bits, granularity)
-                w_scale = weight_scales(w, bits, granularity, s.group_size)
+                w_int = self.rounding.w_int(name, bits, granularity, symmetric)
+                w_scale = weight_scales(w, bits, granularity, s.group_size, symmetric)
             else:
-                w_int, w_scale = quantize_weight(w, bits, granularity, s.group_size)
+                w_int, w_scale = quantize_weight(w, bits, granularity, s.group_size, symmetric)
             w_fq = dequantize_weight(w_int, w_scale, granularity, s.group_size).to(w.dtype)
             shift = self._bias_shift(name, module, w_fq - w) if s.bias_correction else None
             self._weights[key] = (w_fq, w_int, w_scale, shift)
@@ -267,7 +276,9 @@ class Quantizer:
         weight, w_int, w_scale, bias = module.weight, None, None, module.bias
         granularity = s.weight_granularity(precision)
         if precision.w_bits is not None:
-            weight, w_int, w_scale, shift = self._weight(name, precision.w_bits, granularity)
+            symmetric = s.weight_symmetric(precision)
+            weight, w_int, w_scale, shift = self._weight(name, precision.w_bits, granularity,
+                                                         symmetric)  # fmt: skip
             if shift is not None:
                 bias = (bias if bias is not None else torch.zeros_like(shift)) - shift
         act = out_act = None

@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 
 from haq.quant.adaround import Rounding, output_error
-from haq.quant.quantizers import per_weight_scale, weight_qrange, weight_scales
+from haq.quant.quantizers import per_weight, weight_grid
 
 DAMP = 0.01
 BLOCK = 128
@@ -31,19 +31,21 @@ def gptq(
     granularity: str = "channel",
     group_size: int = 128,
     damp: float = DAMP,
+    symmetric: bool = True,
 ) -> Rounding:
     """Integer weights for ``w`` (conv (out, in/g, kh, kw) or linear (out, in)) on
-    round-to-nearest's grid, from per-group input moments (groups, K, K)."""
-    qmin, qmax = weight_qrange(bits)
-    scale = weight_scales(w, bits, granularity, group_size)
+    round-to-nearest's grid (symmetric, or with zero points), from per-group input moments
+    (groups, K, K)."""
+    s, qmin, qmax = (per_weight(w, t, granularity, group_size).double()
+                     for t in weight_grid(w, bits, granularity, group_size, symmetric))  # fmt: skip
     rows = w.detach().double().reshape(w.shape[0], -1)
-    s = per_weight_scale(w, scale, granularity, group_size).double()
     groups = moments.shape[0]
     per = rows.shape[0] // groups
     q = torch.empty_like(rows)
     for g in range(groups):  # a grouped conv's groups see their own inputs
         part = slice(g * per, (g + 1) * per)
-        q[part] = _columns(rows[part].clone(), s[part], moments[g].double(), qmin, qmax, damp)
+        q[part] = _columns(rows[part].clone(), s[part], moments[g].double(), qmin[part],
+                           qmax[part], damp)  # fmt: skip
     nearest = torch.clamp(torch.round(rows / s), qmin, qmax)
     m = moments.float()
     error = float(output_error((rows - q * s).float(), m))
@@ -54,9 +56,15 @@ def gptq(
 
 
 def _columns(
-    w: torch.Tensor, s: torch.Tensor, h: torch.Tensor, qmin: int, qmax: int, damp: float
+    w: torch.Tensor,
+    s: torch.Tensor,
+    h: torch.Tensor,
+    qmin: torch.Tensor,
+    qmax: torch.Tensor,
+    damp: float,
 ) -> torch.Tensor:
-    """GPTQ's integers for rows ``w`` (out, K) with per-weight scales ``s`` and moments ``h``."""
+    """GPTQ's integers for rows ``w`` (out, K) with per-weight scales ``s``, integer bounds
+    ``qmin``/``qmax`` and moments ``h``."""
     h = h.clone()
     dead = torch.diag(h) == 0  # inputs that are always zero: their weights do not matter
     h[dead, dead] = 1.0
@@ -70,7 +78,7 @@ def _columns(
         errors = torch.zeros((w.shape[0], end - start), dtype=w.dtype)
         for i in range(start, end):
             col = w[:, i]
-            qi = torch.clamp(torch.round(col / s[:, i]), qmin, qmax)
+            qi = torch.clamp(torch.round(col / s[:, i]), qmin[:, i], qmax[:, i])
             q[:, i] = qi
             err = (col - qi * s[:, i]) / u[i, i]
             w[:, i + 1 : end] -= err[:, None] * u[i, i + 1 : end][None, :]

@@ -31,7 +31,7 @@ from haq.data import TensorData
 from haq.errors import HaqError
 from haq.quant.apply import Quantizer
 from haq.quant.modules import QuantLayer
-from haq.quant.quantizers import per_weight_scale, weight_qrange
+from haq.quant.quantizers import per_weight, weight_qrange
 
 PROGRESS_EVERY = 5.0
 
@@ -50,7 +50,7 @@ def lsq_weight(w: torch.Tensor, scale: torch.Tensor, bits: int, granularity: str
     """Fake-quantized ``w`` on the symmetric grid of ``scale`` with LSQ's gradients."""
     qmin, qmax = weight_qrange(bits)
     per_scale = w.numel() / scale.numel()
-    s = per_weight_scale(
+    s = per_weight(
         w, _grad_scaled(scale, 1.0 / math.sqrt(per_scale * qmax)), granularity, group_size
     )
     rows = w.reshape(w.shape[0], -1)
@@ -85,7 +85,7 @@ class QATLayer(nn.Module):
         """(fake-quant weight, integer weight, scale, bias) after training."""
         qmin, qmax = weight_qrange(self.bits)
         scale = self.scale.detach().clamp_min(torch.finfo(torch.float32).tiny)
-        s = per_weight_scale(self.weight, scale, self.layer.granularity, self.layer.group_size)
+        s = per_weight(self.weight, scale, self.layer.granularity, self.layer.group_size)
         rows = self.weight.detach().reshape(self.weight.shape[0], -1)
         w_int = torch.clamp(torch.round(rows / s), qmin, qmax)
         return (

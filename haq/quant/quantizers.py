@@ -2,7 +2,11 @@
 
 - Weights: symmetric, signed, narrow range ``[-(2^(b-1)-1), 2^(b-1)-1]`` (int8: -127..127, as
   ORT's quantizer writes symmetric int8 weights), scale ``absmax / qmax`` per output channel,
-  per tensor, or per group of ``group_size`` along the reduction axis.
+  per tensor, or per group of ``group_size`` along the reduction axis. Asymmetric weights
+  (``symmetric=False``, MatMulNBits' zero points) put ``2^b`` levels on ``[min, max]`` of each
+  scale's weights (widened to hold 0), scale ``(max - min) / (2^b - 1)``, zero point
+  ``round(-min / scale)``; the integers are kept centred (``q - zero point``, in
+  ``[-zp, 2^b - 1 - zp]``), so ``q * scale`` dequantizes both kinds.
 - Activations: asymmetric, unsigned ``[0, 2^b-1]``, per tensor; the range is widened to hold 0
   and the zero point is ``round(qmin - lo / scale)``, as ORT's ``compute_scale_zp`` does.
 - Rounding is half-to-even of ``x / scale`` (``QuantizeLinear``); a scale below float32's tiny
@@ -41,21 +45,49 @@ def _weight_rows(w: torch.Tensor) -> torch.Tensor:
     return w.reshape(w.shape[0], -1)
 
 
-def weight_scales(
-    w: torch.Tensor, bits: int, granularity: str = "channel", group_size: int = 128
-) -> torch.Tensor:
-    """Scales shaped to broadcast over ``_weight_rows(w)``, or (out, n_groups, 1) for groups."""
-    _, qmax = weight_qrange(bits)
+def weight_grid(
+    w: torch.Tensor,
+    bits: int,
+    granularity: str = "channel",
+    group_size: int = 128,
+    symmetric: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(scales, lowest, highest centred integer), each shaped to broadcast over
+    ``_weight_rows(w)``, or (out, n_groups, 1) for groups."""
     rows = _weight_rows(w.detach().float())
     if granularity == "tensor":
-        absmax = rows.abs().amax().reshape(1, 1)
+        per = rows.reshape(1, 1, -1)
     elif granularity == "channel":
-        absmax = rows.abs().amax(dim=1, keepdim=True)
+        per = rows.unsqueeze(1)
     elif granularity == "group":
-        absmax = _grouped(rows, group_size).abs().amax(dim=2, keepdim=True)
+        per = _grouped(rows, group_size)
     else:
         raise ValueError(f"unknown weight granularity {granularity!r}")
-    return _safe_scale(absmax / qmax)
+    if symmetric:
+        qmin, qmax = weight_qrange(bits)
+        scale = _safe_scale(per.abs().amax(dim=2, keepdim=True) / qmax)
+        lo, hi = torch.full_like(scale, qmin), torch.full_like(scale, qmax)
+    else:
+        levels = 2**bits - 1
+        mn = per.amin(dim=2, keepdim=True).clamp(max=0.0)
+        mx = per.amax(dim=2, keepdim=True).clamp(min=0.0)
+        scale = _safe_scale((mx - mn) / levels)
+        zp = torch.round(-mn / scale).clamp(0, levels)
+        lo, hi = -zp, levels - zp
+    if granularity != "group":
+        scale, lo, hi = (t.reshape(t.shape[0], 1) for t in (scale, lo, hi))
+    return scale, lo, hi
+
+
+def weight_scales(
+    w: torch.Tensor,
+    bits: int,
+    granularity: str = "channel",
+    group_size: int = 128,
+    symmetric: bool = True,
+) -> torch.Tensor:
+    """Scales shaped to broadcast over ``_weight_rows(w)``, or (out, n_groups, 1) for groups."""
+    return weight_grid(w, bits, granularity, group_size, symmetric)[0]
 
 
 def _grouped(rows: torch.Tensor, group_size: int) -> torch.Tensor:
@@ -67,18 +99,22 @@ def _grouped(rows: torch.Tensor, group_size: int) -> torch.Tensor:
 
 
 def quantize_weight(
-    w: torch.Tensor, bits: int, granularity: str = "channel", group_size: int = 128
+    w: torch.Tensor,
+    bits: int,
+    granularity: str = "channel",
+    group_size: int = 128,
+    symmetric: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Integer weights (same shape as ``w``, float dtype holding integers) and their scales."""
-    qmin, qmax = weight_qrange(bits)
-    scale = weight_scales(w, bits, granularity, group_size)
+    """Integer weights (same shape as ``w``, float dtype holding integers, centred) and their
+    scales."""
+    scale, lo, hi = weight_grid(w, bits, granularity, group_size, symmetric)
     rows = _weight_rows(w.detach().float())
     if granularity == "group":
         k = rows.shape[1]
-        q = torch.clamp(torch.round(_grouped(rows, group_size) / scale), qmin, qmax)
+        q = torch.clamp(torch.round(_grouped(rows, group_size) / scale), lo, hi)
         q = q.reshape(rows.shape[0], -1)[:, :k]
     else:
-        q = torch.clamp(torch.round(rows / scale), qmin, qmax)
+        q = torch.clamp(torch.round(rows / scale), lo, hi)
     return q.reshape(w.shape), scale
 
 
@@ -94,10 +130,11 @@ def dequantize_weight(
     return deq.reshape(q.shape)
 
 
-def per_weight_scale(
+def per_weight(
     w: torch.Tensor, scale: torch.Tensor, granularity: str, group_size: int
 ) -> torch.Tensor:
-    """Each weight's own scale, shaped like ``_weight_rows(w)`` (for elementwise rounding)."""
+    """Each weight's own value of a per-scale tensor (its scale, or its grid's integer bounds),
+    shaped like ``_weight_rows(w)`` (for elementwise rounding)."""
     out, k = w.shape[0], _weight_rows(w).shape[1]
     if granularity == "group":
         n_groups = scale.shape[1]
@@ -106,9 +143,13 @@ def per_weight_scale(
 
 
 def fake_quant_weight(
-    w: torch.Tensor, bits: int, granularity: str = "channel", group_size: int = 128
+    w: torch.Tensor,
+    bits: int,
+    granularity: str = "channel",
+    group_size: int = 128,
+    symmetric: bool = True,
 ) -> torch.Tensor:
-    q, scale = quantize_weight(w, bits, granularity, group_size)
+    q, scale = quantize_weight(w, bits, granularity, group_size, symmetric)
     return dequantize_weight(q, scale, granularity, group_size).to(w.dtype)
 
 

@@ -31,6 +31,8 @@ from haq.quant.settings import QuantSettings
 VERSION = 1  # bump when a rounding algorithm changes what it returns
 MAX_BITS = 8  # wider grids round to nearest: their rounding error is below any noise
 PROGRESS_EVERY = 5.0  # seconds between progress lines
+#: One rounding: (layer, weight bits, weight granularity, symmetric grid).
+RoundingKey = tuple[str, int, str, bool]
 
 
 def _say(msg: str) -> None:
@@ -76,25 +78,29 @@ class LearnedRounding:
     def applies(self, bits: int) -> bool:
         return bits <= MAX_BITS
 
-    def _path(self, layer: str, bits: int, granularity: str | None) -> Path:
+    def _path(self, layer: str, bits: int, granularity: str | None, symmetric: bool) -> Path:
         own = granularity in (None, self.settings.granularity)  # earlier caches: no suffix
-        return self.dir / (f"{layer}-w{bits}.pt" if own else f"{layer}-w{bits}-{granularity}.pt")
+        name = f"{layer}-w{bits}" + ("" if own else f"-{granularity}")
+        return self.dir / (name + ("" if symmetric else "-asym") + ".pt")
 
-    def w_int(self, layer: str, bits: int, granularity: str | None = None) -> torch.Tensor:
+    def w_int(
+        self, layer: str, bits: int, granularity: str | None = None, symmetric: bool = True
+    ) -> torch.Tensor:
         """Learned integer weights of ``layer`` at ``bits`` on the grid of ``granularity``
-        (default: the settings'), float dtype holding integers."""
-        path = self._path(layer, bits, granularity)
+        (default: the settings'), symmetric or with zero points (centred integers), float
+        dtype holding integers."""
+        path = self._path(layer, bits, granularity, symmetric)
         if path.exists():
             return torch.load(path, weights_only=True)["w_int"].float()
-        return self._learn(layer, bits, granularity or self.settings.granularity).w_int
+        return self._learn(layer, bits, granularity or self.settings.granularity, symmetric).w_int
 
-    def missing(self, wanted: Iterable[tuple[str, int, str]]) -> list[tuple[str, int, str]]:
-        return [(n, b, g) for n, b, g in wanted if not self._path(n, b, g).exists()]
+    def missing(self, wanted: Iterable[RoundingKey]) -> list[RoundingKey]:
+        return [key for key in wanted if not self._path(*key).exists()]
 
-    def prepare(self, wanted: Iterable[tuple[str, int, str]]) -> int:
-        """Learn every missing rounding of these (layer, bits, granularity), with progress;
-        returns how many were learned."""
-        wanted = [(n, b, g) for n, b, g in dict.fromkeys(wanted) if self.applies(b)]
+    def prepare(self, wanted: Iterable[RoundingKey]) -> int:
+        """Learn every missing rounding of these (layer, bits, granularity, symmetric), with
+        progress; returns how many were learned."""
+        wanted = [key for key in dict.fromkeys(wanted) if self.applies(key[1])]
         todo = self.missing(wanted)
         m = self.method
         if not todo:
@@ -109,8 +115,8 @@ class LearnedRounding:
             self.say(f"{m}: learning {len(todo)} roundings ({each}cached in {self.dir})")
         self._preparing = True
         try:
-            for i, (layer, b, g) in enumerate(todo, 1):
-                self.w_int(layer, b, g)
+            for i, key in enumerate(todo, 1):
+                self.w_int(*key)
                 now = time.perf_counter()
                 if self.say and (now - last > PROGRESS_EVERY or i == len(todo)):
                     eta = (now - start) / i * (len(todo) - i)
@@ -120,7 +126,7 @@ class LearnedRounding:
             self._preparing = False
         return len(todo)
 
-    def _learn(self, layer: str, bits: int, granularity: str) -> Rounding:
+    def _learn(self, layer: str, bits: int, granularity: str, symmetric: bool) -> Rounding:
         start = time.perf_counter()
         if self._moments is None:
             self._moments = input_moments(self.model, self.layers, self.images)
@@ -128,13 +134,14 @@ class LearnedRounding:
         weight = self.model.get_submodule(layer).weight.detach()
         moments = self._moments[layer]
         if self.method == "gptq":
-            r = gptq(weight, moments, bits, granularity, s.group_size)
+            r = gptq(weight, moments, bits, granularity, s.group_size, symmetric=symmetric)
         else:
-            r = adaround(weight, moments, bits, granularity, s.group_size, s.adaround_iterations)
+            r = adaround(weight, moments, bits, granularity, s.group_size, s.adaround_iterations,
+                         symmetric=symmetric)  # fmt: skip
         buf = io.BytesIO()
-        torch.save({"w_int": r.w_int.to(torch.int8), "error": r.error,
+        torch.save({"w_int": r.w_int.to(torch.int16), "error": r.error,
                     "nearest_error": r.nearest_error}, buf)  # fmt: skip
-        atomic_write_bytes(self._path(layer, bits, granularity), buf.getvalue())
+        atomic_write_bytes(self._path(layer, bits, granularity, symmetric), buf.getvalue())
         now = time.perf_counter()
         self.seconds += now - start
         self.learned += 1

@@ -11,6 +11,9 @@ from haq.ptq import ROUNDING_METHODS, canonical_ptq
 from haq.quant.observers import OBSERVERS
 from haq.quant.quantizers import MATMULNBITS_BITS
 
+#: How weight-only group-wise layers map weights to integers: a grid symmetric about 0, or
+#: ``[min, max]`` of each group with a zero point (MatMulNBits' ``zero_points``).
+WEIGHT_MAPPINGS = ("symmetric", "asymmetric")
 #: Dynamic activation mode -> what one input's grid covers (`fake_quant_dynamic`).
 DYNAMIC_GRIDS = {"dynamic": "tensor", "dynamic-token": "token"}
 
@@ -41,6 +44,10 @@ class QuantSettings:
     weight_only_granularity: weight scales of weight-only layers (``w4a32``), when they differ
         from ``granularity``: ``group`` for text models, whose weight-only Linears run as
         MatMulNBits while their int8 ones need per-channel scales.
+    weight_only_mapping: ``symmetric`` (default) or ``asymmetric``: group-wise weight-only
+        layers (MatMulNBits) get ``2^bits`` levels on each group's ``[min, max]`` (with 0) and
+        a zero point per group, which uses the one level symmetric grids leave out and fits
+        skewed groups; other layers stay symmetric (their int8 kernels take none).
     matmulnbits_accuracy_level: the ``accuracy_level`` group-wise weight-only Linears (2, 4
         or 8 bits) export with: 4 (default, fast) has ORT quantize their input to int8 per
         block of ``group_size``, which the simulation does too; 0 keeps it float.
@@ -60,6 +67,7 @@ class QuantSettings:
     requantize_outputs: bool = True
     activations: str = "static"
     weight_only_granularity: str | None = None
+    weight_only_mapping: str = "symmetric"
     matmulnbits_accuracy_level: int = 4
 
     def __post_init__(self) -> None:
@@ -76,6 +84,13 @@ class QuantSettings:
         if self.activations not in ACTIVATION_MODES:
             raise HaqError(f"unknown activation quantization {self.activations!r}; use one of "
                            f"{', '.join(ACTIVATION_MODES)}")  # fmt: skip
+        if self.weight_only_mapping not in WEIGHT_MAPPINGS:
+            raise HaqError(f"unknown weight-only mapping {self.weight_only_mapping!r}; use one "
+                           f"of {', '.join(WEIGHT_MAPPINGS)}")  # fmt: skip
+        if self.weight_only_mapping == "asymmetric" and self.weight_only_group is None:
+            raise HaqError("asymmetric weights apply to group-wise weight-only layers "
+                           "(MatMulNBits: a text model's, or --granularity group); drop "
+                           "--weight-only-mapping asymmetric")  # fmt: skip
         if self.matmulnbits_accuracy_level not in (0, 1, 2, 3, 4):
             raise HaqError(f"MatMulNBits accuracy_level must be 0..4, not "
                            f"{self.matmulnbits_accuracy_level}")  # fmt: skip
@@ -126,6 +141,11 @@ class QuantSettings:
             return self.weight_only_granularity
         return self.granularity
 
+    def weight_symmetric(self, precision: Precision) -> bool:
+        """Whether a layer at ``precision`` has a symmetric weight grid (no zero points)."""
+        grouped = self.weight_granularity(precision) == "group"
+        return not (self.weight_only_mapping == "asymmetric" and precision.weight_only and grouped)
+
     def kernel_args(self, precision: Precision) -> tuple[str, str]:
         """(weight granularity, activation mode) of a layer at ``precision``: what a target's
         kernel rules (`HardwareProfile.can_run`) need besides the bits."""
@@ -134,7 +154,8 @@ class QuantSettings:
     @property
     def cost_options(self) -> dict[str, Any]:
         """What a cost model needs of these settings besides ``granularity`` (`cost_model_for`)."""
-        return {"weight_only_group": self.weight_only_group, "activations": self.activations}
+        return {"weight_only_group": self.weight_only_group, "activations": self.activations,
+                "weight_only_zero_points": self.weight_only_mapping == "asymmetric"}  # fmt: skip
 
     def calibrates(self, config: BitConfig) -> bool:
         """Whether applying ``config`` needs calibration images (static activation grids, or
@@ -150,7 +171,8 @@ class QuantSettings:
         """The fields; the text-model ones only when set, so the cache keys of every other
         setting stay what they were before those fields existed."""
         d = asdict(self)
-        for key, default in (("activations", "static"), ("weight_only_granularity", None)):
+        for key, default in (("activations", "static"), ("weight_only_granularity", None),
+                             ("weight_only_mapping", "symmetric")):  # fmt: skip
             if d[key] == default:
                 del d[key]
         if "group" not in (self.granularity, self.weight_only_granularity):

@@ -78,11 +78,13 @@ class SearchOptions:
     measure_front: bool = False  # time the front on the target's runtime at the end (haq measure)
     profile: str = "auto"  # layers the tables lack: auto / never / ask (haq.search.profiling)
     tokens: int | None = None  # a text model's tokens per input (None: the entry's, 128)
+    group_size: int = 128  # weights per scale of group-wise (weight-only) layers
+    weight_only_mapping: str = "symmetric"  # or asymmetric: zero points (QuantSettings)
 
 
 RESUMED_KEYS = ("model", "weights", "target", "data", "calib_data", "space", "driver", "driver_options",
                 "objectives", "val_limit", "val_split", "calib_limit", "seed", "threads", "pins", "ties",
-                "ptq", "adaround_iterations", "tokens")  # fmt: skip
+                "ptq", "adaround_iterations", "tokens", "group_size", "weight_only_mapping")  # fmt: skip
 
 
 def restore_options(opts: SearchOptions, keep_budget: bool = True,
@@ -147,7 +149,8 @@ class Search:
         from haq.quant.settings import QuantSettings
 
         self.ptq = ptq_choices(opts.ptq)  # the first is every candidate's unless a driver picks
-        self.settings = QuantSettings(ptq=self.ptq[0], adaround_iterations=opts.adaround_iterations)
+        self.settings = QuantSettings(ptq=self.ptq[0], adaround_iterations=opts.adaround_iterations,
+                                      group_size=opts.group_size)  # fmt: skip
         self.driver_info = get_driver(opts.driver)
         self.driver = self.driver_info.make(opts.driver_options)
         self.results = ResultsDir(opts.out or _default_out(opts))
@@ -167,6 +170,7 @@ class Search:
         self.text = self.loaded.preprocess.is_text
         if self.text:
             self._text_defaults()
+        self.settings = replace(self.settings, weight_only_mapping=opts.weight_only_mapping)
         self.layers = discover_layers(self.loaded.model, self.loaded.example_input())
         self.model_hash = state_hash(self.loaded.model)
         self.cost_model, can_run = self._cost_model()
@@ -207,9 +211,11 @@ class Search:
     def _text_defaults(self) -> None:
         """A text model runs ORT's CPU Linear kernels (`text_settings`); without calibration
         sentences of their own, half the text set validates (and calibrates) and half tests."""
+        from haq.export.matmul_nbits import check_block_size
         from haq.quant.settings import text_settings
 
         self.settings = text_settings(self.settings)
+        check_block_size(self.settings.group_size, "weight-only Linears")
         o = self.opts
         o.space = space_for(o.space, text=True)
         if o.val_split is None and o.calib_data is None and not o.resume:
@@ -229,7 +235,9 @@ class Search:
 
         self.target_info: dict[str, Any] | None = None
         if self.opts.target is None:
-            return SizeBopsModel(self.layers, self.settings.weight_only_group), None
+            o = self.settings.cost_options
+            return SizeBopsModel(self.layers, o["weight_only_group"],
+                                 o["weight_only_zero_points"]), None  # fmt: skip
         from haq.cost import cost_model_for
         from haq.hardware.profile import get_target
 

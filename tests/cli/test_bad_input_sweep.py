@@ -59,9 +59,12 @@ CASES: dict[str, Case] = {
     "search-out-in-read-only-parent": Case(f"{S} --out {{tmp}}/ro/new", "cannot write in", "ro-parent", "read-only"),
     "search-out-read-only-empty-dir": Case(f"{S} --out {{tmp}}/ro", "cannot write in", "ro-parent", "read-only"),
     "search-resume-read-only-run": Case("search --workers 0 -q --resume {tmp}/copy", "cannot write in", "ro-copy", "read-only"),
+    "search-asymmetric-on-a-cnn": Case(f"{S} --weight-only-mapping asymmetric --out {{tmp}}/o", "asymmetric weights apply to group-wise"),
+    "search-text-group-size-not-power-of-two": Case(f"{S} --model minilm --tokens 8 --group-size 24 --out {{tmp}}/o", "power of two >= 16"),
     "search-resume-disk-full": Case("search --workers 0 -q --resume {tmp}/copy", "cannot write the study", "copy", "disk-full"),
     # haq eval
     "eval-unknown-precision": Case("eval --model digits_cnn --bits int3", "neither a precision"),
+    "eval-asymmetric-without-groups": Case("eval --model digits_cnn --bits w4a32 --weight-only-mapping asymmetric", "asymmetric weights apply to group-wise"),
     "eval-more-classes-than-model": Case("eval --model digits_cnn --data {in}/eleven", "11 classes"),
     # haq export
     "export-config-file-missing": Case("export --model digits_cnn --bits {in}/nope.yaml -o {tmp}/m.onnx", "not found"),

@@ -33,3 +33,16 @@ def test_group_wise_weight_only_layers_count_a_scale_per_group() -> None:
     assert per_channel.score(BitConfig({"f": "w4a32"})).size_bytes == 600 * 4 // 8 + bias + 2 * 4
     # int8 layers (dynamic activations) keep per-channel scales
     assert grouped.score(BitConfig({"f": "w8a8"})).size_bytes == 600 + bias + 2 * 4
+
+
+def test_asymmetric_weight_only_layers_add_packed_zero_points() -> None:
+    """MatMulNBits stores a zero point per group at the weights' width, each row packed to
+    whole bytes: 3 groups x 4 bits -> 2 bytes a row."""
+    fc = LayerSpec("f", "linear", 0, 300, 2, (1, 1), (1, 1), 1, (4, 1), (4, 1), 2400, 602)
+    sym = SizeBopsModel([fc], weight_only_group=128)
+    asym = SizeBopsModel([fc], weight_only_group=128, zero_points=True)
+    for spec, row_bytes in (("w4a32", 2), ("w8a32", 3), ("w2a32", 1)):
+        config = BitConfig({"f": spec})
+        extra = asym.score(config).size_bytes - sym.score(config).size_bytes
+        assert extra == 2 * row_bytes
+    assert asym.score(BitConfig({"f": "w8a8"})) == sym.score(BitConfig({"f": "w8a8"}))

@@ -14,7 +14,12 @@ from torch import nn
 from haq import BitConfig
 from haq.errors import HaqError
 from haq.evaluate import predict
-from haq.export.matmul_nbits import pack_weights, replace_with_matmul_nbits
+from haq.export.matmul_nbits import (
+    pack_weights,
+    pack_zero_points,
+    replace_with_matmul_nbits,
+    zero_points,
+)
 from haq.export.onnx_export import _Graph, export_float_graph, export_onnx
 from haq.quant import Quantizer
 from haq.quant.settings import QuantSettings
@@ -107,9 +112,58 @@ def test_default_accuracy_level_int8_inputs_are_simulated(mlp, spec: str) -> Non
     assert _rel_err(float_inputs, sim) > 1e-3  # the int8 input rounding is visible
 
 
-def _mlp_quantizer(x: torch.Tensor, level: int) -> Quantizer:
-    settings = QuantSettings(granularity="group", group_size=32, matmulnbits_accuracy_level=level)
+def _mlp_quantizer(x: torch.Tensor, level: int, mapping: str = "symmetric") -> Quantizer:
+    settings = QuantSettings(granularity="group", group_size=32, matmulnbits_accuracy_level=level,
+                             weight_only_mapping=mapping)  # fmt: skip
     return Quantizer(_mlp(), x[:1], settings)
+
+
+def test_zero_points_layout() -> None:
+    q = np.array([[0, 15] + [3] * 14 + [-2, 1] + [0] * 14])  # two blocks of 16: 0..15, -2..1
+    zp = zero_points(q, 4, 16)
+    assert zp is not None and zp.tolist() == [[0, 2]]
+    assert pack_zero_points(zp, 4).tolist() == [[0 | (2 << 4)]]
+    packed = pack_weights(q, 4, 16, zp)
+    assert packed[0, 0, 0] == 0 | (15 << 4) and packed[0, 1, 0] == 0 | (3 << 4)
+    assert zero_points(np.array([[-8, 7]]), 4, 16) is None  # fits the default zero point 8
+    three = np.array([[5, 0, 0], [0, 0, 0]])  # 3 blocks of 16 at 2 bits: 6 bits a row
+    zp2 = zero_points(np.repeat(three - 2, 16, axis=1), 2, 16)
+    assert zp2 is not None and pack_zero_points(zp2, 2).shape == (2, 1)
+
+
+@pytest.mark.parametrize("spec", ["w4a32", "w8a32", "w2a32"])
+@pytest.mark.parametrize("level", [0, 4])
+def test_asymmetric_weights_match_simulation(spec: str, level: int) -> None:
+    """Zero points per group: 2^bits levels on each group's [min, max] (with 0); ORT's
+    MatMulNBits with zero_points computes what the simulation does, at both accuracy levels,
+    and the grid is finer than the symmetric one on the same weights."""
+    x = torch.randn(8, 1, 8, 8, generator=torch.Generator().manual_seed(1))
+    q = _mlp_quantizer(x, level, "asymmetric")
+    data, report = export_onnx(q, spec)
+    assert set(report.layers.values()) == {"matmulnbits"}
+    nodes = [n for n in onnx.load_from_string(data).graph.node if n.op_type == "MatMulNBits"]
+    assert all(len(n.input) >= 4 and n.input[3] for n in nodes)  # zero points given
+    sim = predict(q.apply(spec), x).numpy()
+    assert _rel_err(_ort(data, x), sim) < 1e-4
+    sym = _mlp_quantizer(x, level)
+    assert sym.settings.weight_symmetric(q.resolve(spec)["1"])
+    assert not q.settings.weight_symmetric(q.resolve(spec)["1"])
+    w = q.base.get_submodule("1").weight
+    err = {name: float((qz.apply(spec).get_submodule("1").weight - w).pow(2).mean())
+           for name, qz in (("asym", q), ("sym", sym))}  # fmt: skip
+    assert err["asym"] < err["sym"]
+
+
+def test_asymmetric_needs_group_wise_weight_only_layers() -> None:
+    with pytest.raises(HaqError, match="asymmetric weights apply to group-wise") as err:
+        QuantSettings(weight_only_mapping="asymmetric")
+    assert "\n" not in str(err.value)
+    s = QuantSettings(weight_only_granularity="group", weight_only_mapping="asymmetric")
+    from haq.config import Precision
+
+    assert s.weight_symmetric(Precision.parse("w8a8"))  # int8 kernels take no zero point
+    assert s.to_dict()["weight_only_mapping"] == "asymmetric"
+    assert "weight_only_mapping" not in QuantSettings().to_dict()  # cache keys unchanged
 
 
 def test_three_bits_and_mixed_stay_on_fallback(mlp) -> None:

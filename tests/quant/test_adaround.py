@@ -12,7 +12,7 @@ from haq import HaqError
 from haq.quant import Quantizer, QuantSettings
 from haq.quant.adaround import adaround
 from haq.quant.input_moments import input_moments
-from haq.quant.quantizers import per_weight_scale, weight_qrange, weight_scales
+from haq.quant.quantizers import per_weight, weight_qrange, weight_scales
 
 
 def _net() -> nn.Module:
@@ -62,7 +62,7 @@ def test_adaround_beats_nearest_and_stays_on_floor_or_ceil() -> None:
     r = adaround(w, moments, bits=3, iterations=300)
     assert r.error < 0.9 * r.nearest_error
     scale = weight_scales(w, 3)
-    ratio = w.reshape(w.shape[0], -1) / per_weight_scale(w, scale, "channel", 128)
+    ratio = w.reshape(w.shape[0], -1) / per_weight(w, scale, "channel", 128)
     q = r.w_int.reshape(ratio.shape)
     lo, hi = weight_qrange(3)
     assert torch.equal(q, q.round()) and q.min() >= lo and q.max() <= hi
@@ -111,3 +111,21 @@ def test_ptq_spelling_is_canonical_and_checked() -> None:
     assert QuantSettings(ptq="bias-correction+adaround").bias_correction
     with pytest.raises(HaqError, match="unknown PTQ method 'adaroud'"):
         QuantSettings(ptq="adaroud")
+
+
+def test_adaround_on_an_asymmetric_group_grid() -> None:
+    """With zero points AdaRound learns on the same grid as round-to-nearest's: each weight
+    rounds down or up within its group's [lowest, highest] integer."""
+    from haq.quant.quantizers import weight_grid
+
+    net, x = _net(), _images(64)
+    w = net[2].weight
+    moments = input_moments(net, ["2"], x)["2"]
+    r = adaround(w, moments, bits=3, granularity="group", group_size=9, iterations=300,
+                 symmetric=False)  # fmt: skip
+    assert r.error < 0.9 * r.nearest_error
+    s, lo, hi = (per_weight(w, t, "group", 9) for t in weight_grid(w, 3, "group", 9, False))
+    ratio = w.reshape(w.shape[0], -1) / s
+    q = r.w_int.reshape(ratio.shape)
+    assert bool((q >= lo).all()) and bool((q <= hi).all())
+    assert bool(((q == ratio.floor()) | (q == ratio.floor() + 1) | (q == lo) | (q == hi)).all())

@@ -8,6 +8,7 @@ import itertools
 from dataclasses import replace
 
 import numpy as np
+import onnx
 import pytest
 import torch
 from torch import nn
@@ -17,23 +18,36 @@ from haq.quant import Quantizer, QuantSettings
 from haq.quant.adaround import output_error
 from haq.quant.gptq import gptq
 from haq.quant.input_moments import input_moments
-from haq.quant.quantizers import per_weight_scale, quantize_weight, weight_qrange, weight_scales
+from haq.quant.quantizers import (
+    per_weight,
+    quantize_weight,
+    weight_grid,
+    weight_qrange,
+    weight_scales,
+)
 from tests.quant.test_adaround import _images, _net
 
 
-@pytest.mark.parametrize(("layer", "granularity"), [("0", "channel"), ("2", "channel"),
-                                                     ("8", "channel"), ("0", "group")])  # fmt: skip
-def test_gptq_beats_nearest_on_the_same_grid(layer: str, granularity: str) -> None:
+@pytest.mark.parametrize(("layer", "granularity", "symmetric"),
+                         [("0", "channel", True), ("2", "channel", True), ("8", "channel", True),
+                          ("0", "group", True), ("0", "group", False), ("8", "group", False)])  # fmt: skip
+def test_gptq_beats_nearest_on_the_same_grid(layer: str, granularity: str, symmetric: bool) -> None:
     net, x = _net(), _images(64)
     w = net.get_submodule(layer).weight.detach()
     moments = input_moments(net, [layer], x)[layer]
-    r = gptq(w, moments, bits=3, granularity=granularity, group_size=9)
+    r = gptq(w, moments, bits=3, granularity=granularity, group_size=9, symmetric=symmetric)
     assert r.error < 0.9 * r.nearest_error
     rows = w.reshape(w.shape[0], -1)
-    s = per_weight_scale(w, weight_scales(w, 3, granularity, 9), granularity, 9)
+    scale, lo, hi = (per_weight(w, t, granularity, 9)
+                     for t in weight_grid(w, 3, granularity, 9, symmetric))  # fmt: skip
+    s = per_weight(w, weight_scales(w, 3, granularity, 9, symmetric), granularity, 9)
+    assert torch.equal(s, scale)
     q = r.w_int.reshape(rows.shape)
-    lo, hi = weight_qrange(3)
-    assert torch.equal(q, q.round()) and q.min() >= lo and q.max() <= hi
+    assert torch.equal(q, q.round()) and bool((q >= lo).all()) and bool((q <= hi).all())
+    if symmetric:
+        assert torch.equal(lo, torch.full_like(lo, weight_qrange(3)[0]))
+    else:  # a zero point per group: 8 levels, ends where the group's min and max are
+        assert torch.equal(hi - lo, torch.full_like(lo, 7))
     d = rows - q * s
     assert float(output_error(d, moments)) == pytest.approx(r.error, rel=1e-4)
 
@@ -73,20 +87,24 @@ def _token_inputs(n: int, seed: int) -> torch.Tensor:
     return torch.randn(n, 12, 8, generator=g) @ basis + 0.1 * torch.randn(n, 12, 64, generator=g)
 
 
-def test_quantizer_gptq_on_group_wise_weight_only_token_layers() -> None:
+@pytest.mark.parametrize("mapping", ["symmetric", "asymmetric"])
+def test_quantizer_gptq_on_group_wise_weight_only_token_layers(
+    mapping: str, tmp_path, monkeypatch
+) -> None:
     """A text model's weight-only Linears are group-wise while its int8 ones are per channel:
-    GPTQ learns on the group grid, once, and ORT runs the learned integers (MatMulNBits)."""
+    GPTQ learns on the group grid (symmetric, or with zero points), once, and ORT runs the
+    learned integers (MatMulNBits)."""
     from haq.evaluate import predict
     from haq.export.onnx_export import export_onnx
     from haq.runtime.ort import make_session
 
+    monkeypatch.setenv("HAQ_CACHE_DIR", str(tmp_path))  # each mapping learns its own
     torch.manual_seed(0)
     net = _Tokens().eval()
     calib, held = _token_inputs(64, 0), _token_inputs(32, 1)
     ref = net(held).detach()
-    settings = QuantSettings(
-        weight_only_granularity="group", group_size=32, activations="dynamic-token"
-    )
+    settings = QuantSettings(weight_only_granularity="group", group_size=32,
+                             activations="dynamic-token", weight_only_mapping=mapping)  # fmt: skip
     err, quantizers = {}, {}
     for ptq in ("none", "gptq"):
         q = Quantizer(net, calib[:1], replace(settings, ptq=ptq), calibration_images=calib)
@@ -94,14 +112,19 @@ def test_quantizer_gptq_on_group_wise_weight_only_token_layers() -> None:
         err[ptq] = float((q.apply("w4a32")(held) - ref).pow(2).mean())
     assert err["gptq"] < 0.8 * err["none"]
     q = quantizers["gptq"]
-    rtn, _ = quantize_weight(q.base.up.weight, 4, "group", 32)
+    rtn, _ = quantize_weight(q.base.up.weight, 4, "group", 32, mapping == "symmetric")
     assert not torch.equal(q.apply("w4a32").up.w_int, rtn)  # learned, not nearest
     again = Quantizer(net, calib[:1], q.settings, calibration_images=calib)
     assert again.learn_roundings("w4a32") == 0  # cached per (layer, bits, granularity)
     assert again.learn_roundings(BitConfig({"up": "w4a8", "down": "w8a8"})) == 2  # per channel
+    files = sorted(p.name for p in again.rounding.dir.iterdir())
+    suffix = "-group-asym.pt" if mapping == "asymmetric" else "-group.pt"
+    assert files == ["down-w4" + suffix, "down-w8.pt", "up-w4" + suffix, "up-w4.pt"]
     config = BitConfig.uniform("w4a32", q.layer_names)
     data, report = export_onnx(q, config)
     assert set(report.layers.values()) == {"matmulnbits"}
+    nodes = [n for n in onnx.load_from_string(data).graph.node if n.op_type == "MatMulNBits"]
+    assert all((len(n.input) > 3 and n.input[3] != "") == (mapping == "asymmetric") for n in nodes)
     sess = make_session(data, threads=1)
     ort = np.concatenate([sess.run(None, {"input": held[i : i + 1].numpy()})[0] for i in range(4)])
     sim = predict(q.apply(config), held[:4], 4).numpy()

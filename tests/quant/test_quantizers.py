@@ -167,3 +167,34 @@ def test_fake_quant_dynamic_per_token_is_dynamic_quantize_linear_per_row(shift: 
     err = {g: float((y[0, rest] - x[0, rest]).abs().max()) for g, y in
            (("token", sim), ("tensor", per_tensor))}  # fmt: skip
     assert err["token"] < err["tensor"] / 10
+
+
+def test_asymmetric_weights_match_ort_uint8_per_group() -> None:
+    """Asymmetric weights are ORT's asymmetric uint8 quantization of each group (range
+    widened to 0, zero point round(-min / scale)), stored centred: q - zero point."""
+    from onnxruntime.quantization.quant_utils import quantize_data
+
+    torch.manual_seed(3)
+    w = torch.randn(6, 64) + torch.linspace(-1.5, 1.5, 6)[:, None]  # skewed rows
+    q, scale = quantize_weight(w, 8, "group", group_size=32, symmetric=False)
+    for o in range(6):
+        for g in range(2):
+            data = w[o, 32 * g : 32 * (g + 1)].numpy()
+            zp_ref, scale_ref, q_ref = quantize_data(data, TensorProto.UINT8, symmetric=False)
+            assert np.float32(scale[o, g, 0]) == pytest.approx(np.float32(scale_ref), rel=1e-6)
+            got = q[o, 32 * g : 32 * (g + 1)].numpy() + float(zp_ref)
+            np.testing.assert_array_equal(got, q_ref)
+
+
+@pytest.mark.parametrize("bits", [2, 4, 8])
+def test_asymmetric_grid_uses_every_level_and_beats_symmetric_on_skewed_groups(bits: int) -> None:
+    torch.manual_seed(4)
+    w = torch.rand(8, 128) * 2 - 0.3  # mostly positive: a symmetric grid wastes its lower half
+    q, scale = quantize_weight(w, bits, "group", group_size=32, symmetric=False)
+    per = q.reshape(8, 4, 32).amax(dim=2) - q.reshape(8, 4, 32).amin(dim=2)
+    assert int(per.max()) == 2**bits - 1  # min and max of a group land on the grid's ends
+    err = {
+        sym: float((fake_quant_weight(w, bits, "group", 32, sym) - w).pow(2).mean())
+        for sym in (True, False)
+    }
+    assert err[False] < 0.6 * err[True]

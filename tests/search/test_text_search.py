@@ -48,3 +48,28 @@ def test_search_refuses_a_token_count_below_one(
                  "--out", str(tmp_path / "x"), "--workers", "0"])  # fmt: skip
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "positive number of tokens" in err[0]
+
+
+def test_group_size_and_zero_points_reach_the_search(tmp_path: Path) -> None:
+    """--group-size and --weight-only-mapping set the weight-only Linears' grid: the search's
+    settings, its size objective (a zero point per group) and what a resume restores."""
+    from haq import BitConfig
+    from haq.search.runner import Search, SearchOptions, restored_options
+
+    def setup(**kw: object) -> Search:
+        opts = SearchOptions(model="minilm", tokens=8, budget=2, workers=0, progress=False,
+                             out=str(tmp_path / str(len(list(tmp_path.iterdir())))), **kw)  # fmt: skip
+        return Search(opts)
+
+    plain = setup()
+    asym = setup(group_size=32, weight_only_mapping="asymmetric")
+    assert asym.settings.group_size == 32 and asym.settings.weight_only_mapping == "asymmetric"
+    config = BitConfig.uniform("w4a32", [s.name for s in plain.layers])
+    size = {s: s.cost_model.score(config).size_bytes for s in (plain, asym)}
+    weights = sum(s.in_channels * s.out_channels for s in plain.layers)
+    # 4 times the float32 scales (g128 -> g32) plus a 4-bit zero point per group of 32
+    extra = (weights // 32 - weights // 128) * 4 + weights // 32 // 2
+    assert size[asym] - size[plain] == extra
+    asym._write_run({}, resumed=False)  # what a started search leaves for --resume
+    restored = restored_options(asym.results.path)
+    assert (restored.group_size, restored.weight_only_mapping) == (32, "asymmetric")
