@@ -79,6 +79,7 @@ from haq.hardware.ort.target import (
     MATMULNBITS_CLASSES,
     OBSERVATIONS,
     TARGET,
+    TEXT_GROUP_SIZE,
     TRANSITION_FALLBACK,
     TRANSITION_KEY,
     boundary_keys,
@@ -504,5 +505,5 @@ def table_meta(observations: Sequence[dict[str, Any]], info: dict[str, Any]) -> 
             "to layers and boundaries; see haq/hardware/ort/"
         ),
         "random_weights": "latency does not depend on weight values; --weights none by default",
-        "matmulnbits_block_size": GROUP_SIZE,
+        "matmulnbits_block_size": {"classifiers": GROUP_SIZE, "text": TEXT_GROUP_SIZE},
     }

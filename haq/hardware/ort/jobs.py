@@ -41,6 +41,7 @@ from haq.hardware.ort.target import (
     TARGET,
     TARGETS,
     TEXT_CLASSES,
+    TEXT_GROUP_SIZE,
     TOKEN_CLASS,
     boundaries,
     class_config,
@@ -242,7 +243,7 @@ def _load(label: str, weights: str, calib_images: int) -> _Model:
         loaded = load_model(name, weights, tokens)
     example = loaded.example_input()
     if loaded.preprocess.is_text:  # dynamic int8 needs no calibration
-        text = text_settings(QuantSettings())
+        text = text_settings(QuantSettings(group_size=TEXT_GROUP_SIZE))
         q, token = (Quantizer(loaded.model, example, replace(text, activations=DYNAMIC_MODES[c]))
                     for c in DYNAMIC_CLASSES)  # fmt: skip
         # weight-only Linears are group-wise under text settings: one quantizer exports them

@@ -67,16 +67,17 @@ CLASS_PRECISION = {
     DYNAMIC_CLASS: "w8a8",  # under dynamic activations
     TOKEN_CLASS: "w8a8",  # under per-token dynamic activations
 }
-GROUP_SIZE = 32  # MatMulNBits block size measured
+GROUP_SIZE = 32  # MatMulNBits block size measured (classifier heads)
+TEXT_GROUP_SIZE = 128  # the same for text models: their default --group-size
 #: What really executes each class (for the profile YAML).
 KERNEL_DESCRIPTIONS = {
     "fp32": "float Conv (NCHWc layout, bias/ReLU/residual Add fused) or Gemm",
     "int8": "QLinearConv / QGemm: uint8 activations x int8 per-channel weights (VNNI)",
     "int8-weights": "int8 weights DequantizeLinear on every run + float Conv/Gemm (no NCHWc)",
     "qdq16": "uint16 activation Q/DQ + int8 weight dequantize + float op",
-    "matmulnbits2": "com.microsoft.MatMulNBits, 2-bit blocks of 32, accuracy_level 4",
-    "matmulnbits4": "com.microsoft.MatMulNBits, 4-bit blocks of 32, accuracy_level 4",
-    "matmulnbits8": "com.microsoft.MatMulNBits, 8-bit blocks of 32, accuracy_level 4",
+    "matmulnbits2": "com.microsoft.MatMulNBits, 2-bit blocks of 32 (text models: 128), accuracy_level 4",
+    "matmulnbits4": "com.microsoft.MatMulNBits, 4-bit blocks of 32 (text models: 128), accuracy_level 4",
+    "matmulnbits8": "com.microsoft.MatMulNBits, 8-bit blocks of 32 (text models: 128), accuracy_level 4",
     DYNAMIC_CLASS: "com.microsoft.DynamicQuantizeMatMul: each input's own uint8 range x int8 "
     "per-channel weights (dynamic activations, text models)",
     TOKEN_CLASS: "MatMulInteger: each token's own uint8 range (per-row scale and zero point from "
