@@ -43,3 +43,17 @@ def save(name: str, payload: dict[str, Any]) -> Path:
     atomic_write_text(path, json.dumps({"machine": machine(), **payload}, indent=2))
     print(f"wrote {path.relative_to(ROOT)}")
     return path
+
+
+def ort_worst_cosine(onnx_bytes: bytes, x: Any, sim: Any) -> float:
+    """The worst per-input cosine of ONNX Runtime's outputs (1 thread, batch 1) against the
+    simulation's ``sim`` for inputs ``x`` (torch tensors)."""
+    import numpy as np
+    import torch
+
+    from haq.runtime.ort import make_session
+
+    sess = make_session(onnx_bytes, threads=1)
+    ort = torch.from_numpy(np.concatenate([sess.run(None, {"input": x[i : i + 1].numpy()})[0]
+                                           for i in range(len(x))]))  # fmt: skip
+    return float(torch.nn.functional.cosine_similarity(ort, sim, dim=1).min())

@@ -16,7 +16,6 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import numpy as np
 import torch
 
 from haq import BitConfig
@@ -27,9 +26,8 @@ from haq.export.onnx_export import export_onnx
 from haq.models import load_model
 from haq.quant import Quantizer, QuantSettings
 from haq.quant.settings import text_settings
-from haq.runtime.ort import make_session
 
-from common import save
+from common import ort_worst_cosine, save
 
 TOKENS = (16, 128)
 CONFIGS = {"w4 g128": ("w4a32", 128), "w4 g32": ("w4a32", 32), "w8 g128": ("w8a32", 128)}
@@ -38,10 +36,7 @@ CALIB, SENTENCES, ORT_SENTENCES = 128, 1000, 50
 
 def _ort_worst(q: Quantizer, config: BitConfig, x: torch.Tensor, sim: torch.Tensor) -> float:
     data, _ = export_onnx(q, config)
-    sess = make_session(data, threads=1)
-    ort = torch.from_numpy(np.concatenate([sess.run(None, {"input": x[i : i + 1].numpy()})[0]
-                                           for i in range(len(x))]))  # fmt: skip
-    return float(torch.nn.functional.cosine_similarity(ort, sim, dim=1).min())
+    return ort_worst_cosine(data, x, sim)
 
 
 def rows(tokens: int) -> dict[str, Any]:
