@@ -174,6 +174,8 @@ class Search:
         self.layers = discover_layers(self.loaded.model, self.loaded.example_input())
         self.model_hash = state_hash(self.loaded.model)
         self.cost_model, can_run = self._cost_model()
+        if self.text:
+            self._warn_unprofiled_group_size()
         self.data = opts.data or self.loaded.entry.default_data
         if not self.data:  # no images given and none built in
             self.data = data_free_defaults(opts)
@@ -208,6 +210,17 @@ class Search:
             require_plotly()  # a missing extra fails now, not after the search
 
     # Set-up checks ------------------------------------------------------------------------
+    def _warn_unprofiled_group_size(self) -> None:
+        """cpu-avx512's text rows time MatMulNBits at one block size; say when the search's
+        group size is priced from another (its latency is not what the tables measured)."""
+        from haq.hardware.ort.target import TARGET, TEXT_GROUP_SIZE
+
+        size = self.settings.group_size
+        if self.opts.target == TARGET and size != TEXT_GROUP_SIZE:
+            emit("warning", f"{TARGET} timed text models' MatMulNBits at blocks of "
+                 f"{TEXT_GROUP_SIZE}; --group-size {size} is priced from those rows (groups of 32 "
+                 "measured 1.2x slower than 128: experiments/text_weight_grids.py)")  # fmt: skip
+
     def _text_defaults(self) -> None:
         """A text model runs ORT's CPU Linear kernels (`text_settings`); without calibration
         sentences of their own, half the text set validates (and calibrates) and half tests."""

@@ -73,3 +73,17 @@ def test_group_size_and_zero_points_reach_the_search(tmp_path: Path) -> None:
     asym._write_run({}, resumed=False)  # what a started search leaves for --resume
     restored = restored_options(asym.results.path)
     assert (restored.group_size, restored.weight_only_mapping) == (32, "asymmetric")
+
+
+def test_a_group_size_the_tables_did_not_time_is_said(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """cpu-avx512 timed minilm's MatMulNBits at blocks of 128: a search at another group size
+    says its latency comes from those rows; at 128 it says nothing."""
+    from haq.search.runner import Search, SearchOptions
+
+    for size in (128, 32):
+        Search(SearchOptions(model="minilm", tokens=16, target="cpu-avx512", group_size=size,
+                             workers=0, profile="never", out=str(tmp_path / str(size))))  # fmt: skip
+        err = capsys.readouterr().err
+        assert ("--group-size 32 is priced from those rows" in err) == (size == 32), err
