@@ -6,7 +6,7 @@ import argparse
 import json
 from typing import Any
 
-from haq.cli.args import add_tokens_arg
+from haq.cli.args import add_group_args, add_tokens_arg
 from haq.errors import HaqError
 
 
@@ -26,6 +26,7 @@ def register(sub: Any) -> None:
     p.add_argument("--batch", type=int, default=None, help="batch size (default: the target's)")
     p.add_argument("--granularity", choices=["channel", "tensor", "group"], default="channel",
                    help="weight scale granularity the deployment uses (default channel)")  # fmt: skip
+    add_group_args(p)
     p.add_argument("--kernel-map", action="append", default=[], metavar="FROM=TO",
                    help="run kernel class FROM as TO, e.g. fp32=bf16 (repeatable)")  # fmt: skip
     p.add_argument(
@@ -59,11 +60,17 @@ def run(args: argparse.Namespace) -> int:
     with quiet_random_weights(args.weights):
         loaded = load_model(args.model, args.weights, args.tokens)
     layers = discover_layers(loaded.model, loaded.example_input())
+    from dataclasses import replace
+
+    from haq.quant.settings import QuantSettings, text_settings
+
+    settings = QuantSettings(granularity=args.granularity, group_size=args.group_size)
     text = {}
     if loaded.preprocess.is_text:  # its Linears' kernels: dynamic int8, MatMulNBits
-        from haq.quant.settings import QuantSettings, text_settings
-
-        text = text_settings(QuantSettings(granularity=args.granularity)).cost_options
+        settings = text_settings(settings)
+        text = replace(settings, weight_only_mapping=args.weight_only_mapping).cost_options
+    else:  # refuses what the model's layers cannot take
+        replace(settings, weight_only_mapping=args.weight_only_mapping)
     model = cost_model_for(args.target, layers, threads=args.threads, batch=args.batch,
                            granularity=args.granularity, kernel_map=kernel_map, **text)  # fmt: skip
     detail = model.breakdown(config)

