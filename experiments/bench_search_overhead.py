@@ -31,7 +31,8 @@ from haq.evaluate.evaluator import EvalResult
 from haq.evaluate.metrics import Metrics
 from haq.evaluate.pool import Executor, Outcome
 from haq.search.loop import SearchLoop
-from haq.search.runner import Search, SearchOptions
+from haq.search.options import SearchOptions
+from haq.search.runner import Search
 from haq.search.storage import StudyStore
 
 from common import RESULTS, save

@@ -34,7 +34,8 @@ def main() -> None:
     warnings.filterwarnings("ignore")
     from haq import BitConfig
     from haq.search.drivers import get_driver
-    from haq.search.runner import Search, SearchOptions
+    from haq.search.options import SearchOptions
+    from haq.search.runner import Search
     from haq.search.storage import StudyStore
 
     runs = ROOT / "experiments" / "runs" / "compare"

@@ -105,7 +105,8 @@ def measure(tokens: int, run_dir: Path, mixed: int, seed: int) -> dict[str, Any]
     from haq.quant import Quantizer
     from haq.runtime.ort import make_session, random_feeds
     from haq.runtime.timing import latency_stats, time_interleaved
-    from haq.search.runner import Search, restored_options
+    from haq.search.options import restored_options
+    from haq.search.runner import Search
 
     search = Search(restored_options(run_dir))
     test = search.test_setup()

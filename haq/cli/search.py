@@ -142,7 +142,8 @@ def run(args: argparse.Namespace) -> int:
 
     from haq.search.budgets import Budgets
     from haq.search.drivers import DEFAULT_DRIVER, parse_driver_options
-    from haq.search.runner import Search, SearchOptions, restore_options
+    from haq.search.options import SearchOptions, restore_options
+    from haq.search.runner import Search
 
     workers = (
         args.workers

@@ -9,7 +9,8 @@ import types
 from typing import Any
 
 from haq.search.api import SearchResult, search
-from haq.search.runner import Search, SearchOptions
+from haq.search.options import SearchOptions
+from haq.search.runner import Search
 from haq.search.space import SearchSpace
 
 __all__ = ["Search", "SearchOptions", "SearchResult", "SearchSpace", "search"]

@@ -12,8 +12,9 @@ from haq.config import BitConfig
 from haq.errors import HaqError
 from haq.search.budgets import Budgets
 from haq.search.objectives import METRIC_KEYS
+from haq.search.options import SearchOptions
 from haq.search.results import ResultsDir
-from haq.search.runner import Search, SearchOptions
+from haq.search.runner import Search
 
 
 class SearchResult:

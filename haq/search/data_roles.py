@@ -13,7 +13,7 @@ from haq.errors import HaqError
 from haq.progress import emit
 
 if TYPE_CHECKING:
-    from haq.search.runner import SearchOptions
+    from haq.search.options import SearchOptions
 
 
 def calib_source(opts: SearchOptions, data: str) -> str:

@@ -56,7 +56,8 @@ def finetune_points(run_dir: str | Path, opts: FinetuneOptions) -> dict[str, dic
     from haq.quant.qat import finetune
     from haq.runtime.ort import ort_logits
     from haq.search.api import SearchResult
-    from haq.search.runner import Search, restored_options
+    from haq.search.options import restored_options
+    from haq.search.runner import Search
 
     result = SearchResult(run_dir)
     configs = result.configs

@@ -124,7 +124,8 @@ def measure_front(
     if not entries:
         raise HaqError(f"the front of {run_dir} is empty: nothing to measure")
     if quantizer is None:
-        from haq.search.runner import Search, restored_options
+        from haq.search.options import restored_options
+        from haq.search.runner import Search
 
         quantizer = Search(restored_options(run_dir)).deploy_quantizer()
     say = (lambda m: emit("note", m)) if opts.progress else (lambda m: None)

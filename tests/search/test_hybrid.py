@@ -12,7 +12,8 @@ from haq.config import BitConfig
 from haq.search.drivers import get_driver
 from haq.search.drivers.hybrid import coarse_to_fine
 from haq.search.drivers.surrogate import CURVATURE, DropFit
-from haq.search.runner import Search, SearchOptions
+from haq.search.options import SearchOptions
+from haq.search.runner import Search
 from haq.search.trials import TrialRecord
 
 

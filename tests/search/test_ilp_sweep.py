@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from haq.search.drivers import get_driver
-from haq.search.runner import Search, SearchOptions
+from haq.search.options import SearchOptions
+from haq.search.runner import Search
 
 
 @pytest.mark.parametrize("name", ["hawq-ilp", "ompq"])

@@ -7,7 +7,8 @@ from pathlib import Path
 import optuna
 
 import haq
-from haq.search.runner import Search, SearchOptions, restore_options
+from haq.search.options import SearchOptions, restore_options
+from haq.search.runner import Search
 from haq.search.storage import StudyStore
 from haq.search.trials import COMPLETE, FAILED, PRUNED, TrialRecord
 

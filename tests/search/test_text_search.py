@@ -54,7 +54,8 @@ def test_group_size_and_zero_points_reach_the_search(tmp_path: Path) -> None:
     """--group-size and --weight-only-mapping set the weight-only Linears' grid: the search's
     settings, its size objective (a zero point per group) and what a resume restores."""
     from haq import BitConfig
-    from haq.search.runner import Search, SearchOptions, restored_options
+    from haq.search.options import SearchOptions, restored_options
+    from haq.search.runner import Search
 
     def setup(**kw: object) -> Search:
         opts = SearchOptions(model="minilm", tokens=8, budget=2, workers=0, progress=False,
@@ -80,7 +81,8 @@ def test_a_group_size_the_tables_did_not_time_is_said(
 ) -> None:
     """cpu-avx512 timed minilm's MatMulNBits at blocks of 128: a search at another group size
     says its latency comes from those rows; at 128 it says nothing."""
-    from haq.search.runner import Search, SearchOptions
+    from haq.search.options import SearchOptions
+    from haq.search.runner import Search
 
     for size in (128, 32):
         Search(SearchOptions(model="minilm", tokens=16, target="cpu-avx512", group_size=size,
