@@ -65,12 +65,12 @@ def run(args: argparse.Namespace) -> int:
     from haq.quant.settings import QuantSettings, text_settings
 
     settings = QuantSettings(granularity=args.granularity, group_size=args.group_size)
-    text = {}
-    if loaded.preprocess.is_text:  # its Linears' kernels: dynamic int8, MatMulNBits
+    is_text = loaded.preprocess.is_text
+    if is_text:  # its Linears' kernels: dynamic int8, MatMulNBits
         settings = text_settings(settings)
-        text = replace(settings, weight_only_mapping=args.weight_only_mapping).cost_options
-    else:  # refuses what the model's layers cannot take
-        replace(settings, weight_only_mapping=args.weight_only_mapping)
+    # refuses asymmetric weights where no layer is group-wise weight-only
+    settings = replace(settings, weight_only_mapping=args.weight_only_mapping)
+    text = settings.cost_options if is_text else {}
     model = cost_model_for(args.target, layers, threads=args.threads, batch=args.batch,
                            granularity=args.granularity, kernel_map=kernel_map, **text)  # fmt: skip
     detail = model.breakdown(config)

@@ -84,10 +84,9 @@ def zero_points(q: np.ndarray, bits: int, block_size: int) -> np.ndarray | None:
     k_blocks = -(-k // block_size)
     padded = np.zeros((n, k_blocks * block_size), dtype=np.int64)
     padded[:, :k] = q
-    lowest = padded.reshape(n, k_blocks, block_size).min(axis=2)
-    zp = np.maximum(-lowest, 0)
-    highest = padded.reshape(n, k_blocks, block_size).max(axis=2)
-    if (highest + zp).max() > 2**bits - 1:
+    blocks = padded.reshape(n, k_blocks, block_size)
+    zp = np.maximum(-blocks.min(axis=2), 0)
+    if (blocks.max(axis=2) + zp).max() > 2**bits - 1:
         raise ValueError(f"a block's integers span more than {bits} bits")
     return zp
 

@@ -35,7 +35,7 @@ from haq.quant.modules import (
     quantize_output_hook,
 )
 from haq.quant.quantizers import dequantize_weight, quantize_bias, quantize_weight, weight_scales
-from haq.quant.rounding import LearnedRounding
+from haq.quant.rounding import LearnedRounding, RoundingKey
 from haq.quant.settings import QuantSettings
 
 _WeightEntry = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]
@@ -148,9 +148,7 @@ class Quantizer:
             return 0
         return self.rounding.prepare(self.rounding_keys(self.resolve(config).items()))
 
-    def rounding_keys(
-        self, layers: Iterable[tuple[str, Precision]]
-    ) -> list[tuple[str, int, str, bool]]:
+    def rounding_keys(self, layers: Iterable[tuple[str, Precision]]) -> list[RoundingKey]:
         """(layer, weight bits, weight granularity, symmetric) of the quantized weights among
         these."""
         s = self.settings

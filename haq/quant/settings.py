@@ -142,9 +142,9 @@ class QuantSettings:
         return self.granularity
 
     def weight_symmetric(self, precision: Precision) -> bool:
-        """Whether a layer at ``precision`` has a symmetric weight grid (no zero points)."""
-        grouped = self.weight_granularity(precision) == "group"
-        return not (self.weight_only_mapping == "asymmetric" and precision.weight_only and grouped)
+        """Whether a layer at ``precision`` has a symmetric weight grid (no zero points):
+        asymmetric settings have group-wise weight-only layers (checked at construction)."""
+        return not (self.weight_only_mapping == "asymmetric" and precision.weight_only)
 
     def kernel_args(self, precision: Precision) -> tuple[str, str]:
         """(weight granularity, activation mode) of a layer at ``precision``: what a target's
