@@ -21,6 +21,8 @@ computes exactly this).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 
@@ -98,6 +100,19 @@ def _grouped(rows: torch.Tensor, group_size: int) -> torch.Tensor:
     return rows.reshape(out, -1, group_size)
 
 
+def _by_scale(
+    rows: torch.Tensor,
+    granularity: str,
+    group_size: int,
+    fn: Callable[[torch.Tensor], torch.Tensor],
+) -> torch.Tensor:
+    """``fn`` of ``rows`` seen as their scales are shaped (groups of ``group_size`` for
+    ``group``: `weight_grid`'s layout), back in the shape of ``rows``."""
+    if granularity != "group":
+        return fn(rows)
+    return fn(_grouped(rows, group_size)).reshape(rows.shape[0], -1)[:, : rows.shape[1]]
+
+
 def quantize_weight(
     w: torch.Tensor,
     bits: int,
@@ -109,24 +124,15 @@ def quantize_weight(
     scales."""
     scale, lo, hi = weight_grid(w, bits, granularity, group_size, symmetric)
     rows = _weight_rows(w.detach().float())
-    if granularity == "group":
-        k = rows.shape[1]
-        q = torch.clamp(torch.round(_grouped(rows, group_size) / scale), lo, hi)
-        q = q.reshape(rows.shape[0], -1)[:, :k]
-    else:
-        q = torch.clamp(torch.round(rows / scale), lo, hi)
+    q = _by_scale(rows, granularity, group_size,
+                  lambda r: torch.clamp(torch.round(r / scale), lo, hi))  # fmt: skip
     return q.reshape(w.shape), scale
 
 
 def dequantize_weight(
     q: torch.Tensor, scale: torch.Tensor, granularity: str, group_size: int
 ) -> torch.Tensor:
-    rows = _weight_rows(q)
-    if granularity == "group":
-        k = rows.shape[1]
-        deq = (_grouped(rows, group_size) * scale).reshape(rows.shape[0], -1)[:, :k]
-    else:
-        deq = rows * scale
+    deq = _by_scale(_weight_rows(q), granularity, group_size, lambda r: r * scale)
     return deq.reshape(q.shape)
 
 
