@@ -32,6 +32,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -130,7 +131,8 @@ def _run(model: str, target: str, driver: str, seed: int, budget: int, test_limi
 
 
 def _search(out: Path, model: str, target: str, driver: str, seed: int, budget: int,
-            test_limit: int, shared: Path, threads: int) -> None:  # fmt: skip
+            test_limit: int, shared: Path, threads: int, extra: Sequence[str] = ()) -> None:  # fmt: skip
+    """One `haq search` into ``out`` (resumed if started), ``extra`` appended to a new one."""
     cache = ["--eval-cache", str(EVAL_CACHE)]
     if (out / "run.json").is_file():
         cmd = ["haq", "search", "--resume", str(out), "--workers", "0", *cache]
@@ -138,7 +140,7 @@ def _search(out: Path, model: str, target: str, driver: str, seed: int, budget: 
         cmd = ["haq", "search", "--model", model, "--weights", str(shared / "models" / CHECKPOINTS[model]),
                "--data", str(shared / "data/cifar10-jpeg/test"), "--calib-data", str(shared / "data/cifar10-jpeg/train"),
                "--target", target, "--driver", driver, "--seed", str(seed), "--budget", str(budget),
-               "--workers", "0", "--test-limit", str(test_limit), *cache, "--out", str(out)]  # fmt: skip
+               "--workers", "0", "--test-limit", str(test_limit), *cache, "--out", str(out), *extra]  # fmt: skip
     print("$", " ".join(cmd), file=sys.stderr, flush=True)
     # a cache dir of its own: drops measured by an earlier run (amp-greedy's phase 1) must be
     # paid for again by each run; the evaluation cache only saves wall time

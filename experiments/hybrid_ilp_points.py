@@ -2,8 +2,8 @@
 
 The default thins its ILP sweep to min(20, budget // 3) points, so the 50-evaluation prefix
 of compare_drivers' runs holds 20 of them. Here hybrid runs with ``--driver-opt
-ilp_points=10`` (100 evaluations, seeds 0-2, the same data and validation images as
-compare_drivers) on resnet20 x gpu-t4 and x npu-bitfusion-edge, and its hypervolume ratios
+ilp_points=10`` (100 evaluations, seeds 0-2, the same data, validation images and
+evaluation cache as compare_drivers) on resnet20 x gpu-t4 and x npu-bitfusion-edge, and its hypervolume ratios
 at 30 / 50 / 100 evaluations (the issue's, and capped at the float model's accuracy) are set
 beside the archived default runs, against the archived reference fronts. Runs are kept
 under experiments/runs/ilp_points/ and skipped when finished.
@@ -13,8 +13,6 @@ under experiments/runs/ilp_points/ and skipped when finished.
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -22,33 +20,22 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from compare_drivers import CHECKPOINTS, _archived, _capped, _hv, _points, _w8_latency
+from compare_drivers import _archived, _capped, _hv, _points, _search, _w8_latency
 
 from common import ROOT, require_shared, save
 
 MODEL = "cifar_resnet20"
 TARGETS = ("gpu-t4", "npu-bitfusion-edge")
 SEEDS = (0, 1, 2)
-POINTS, BUDGET, PREFIXES = 10, 100, (30, 50, 100)
+POINTS, BUDGET, PREFIXES, TEST_LIMIT = 10, 100, (30, 50, 100), 1000
 RUNS = ROOT / "experiments" / "runs" / "ilp_points"
 
 
 def _run(target: str, seed: int, shared: Path) -> None:
     out = RUNS / f"{target}-s{seed}-p{POINTS}"
-    if (out / "pareto.json").is_file():
-        return
-    cache = ["--eval-cache", str(RUNS / "evaluations.sqlite")]
-    if (out / "run.json").is_file():
-        cmd = ["haq", "search", "--resume", str(out), "--workers", "0", *cache]
-    else:
-        cmd = ["haq", "search", "--model", MODEL, "--weights", str(shared / "models" / CHECKPOINTS[MODEL]),
-               "--data", str(shared / "data/cifar10-jpeg/test"), "--calib-data", str(shared / "data/cifar10-jpeg/train"),
-               "--target", target, "--driver", "hybrid", "--driver-opt", f"ilp_points={POINTS}",
-               "--seed", str(seed), "--budget", str(BUDGET), "--workers", "0", *cache, "--out", str(out)]  # fmt: skip
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
-           "HAQ_CACHE_DIR": str(RUNS / f"cache-{out.name}")}  # fmt: skip
-    print("$", " ".join(cmd), file=sys.stderr, flush=True)
-    subprocess.run(cmd, stdout=subprocess.DEVNULL, env=env, check=True)
+    if not (out / "pareto.json").is_file():
+        _search(out, MODEL, target, "hybrid", seed, BUDGET, TEST_LIMIT, shared, 1,
+                extra=["--driver-opt", f"ilp_points={POINTS}"])  # fmt: skip
 
 
 def _ratios(points: np.ndarray, ref: float, ref_capped: float) -> dict[str, list[float]]:
