@@ -233,6 +233,18 @@ def _w8_latency(model: str, target: str) -> float:
     return latency
 
 
+def _phase_ends(runs: list[tuple[list[str], np.ndarray]], ref_capped: float,
+                within: int = PREFIXES[0]) -> dict[str, float]:  # fmt: skip
+    """Per trial source (baseline, ilp, evolution, ...): the capped hypervolume ratio right
+    after that source's last trial among the first ``within`` evaluations, mean of the runs."""
+    ends: dict[str, list[float]] = {}
+    for sources, points in runs:
+        for source in dict.fromkeys(sources[:within]):
+            last = max(i for i, x in enumerate(sources[:within]) if x == source)
+            ends.setdefault(source, []).append(_hv(_capped(points[: last + 1])) / ref_capped)
+    return {k: round(float(np.mean(v)), 4) for k, v in ends.items()}
+
+
 def _report(model: str, target: str, drivers: list[str], seeds: list[int], frame: pd.DataFrame,
             float_test: float) -> dict[str, Any]:  # fmt: skip
     w8 = _w8_latency(model, target)
@@ -257,7 +269,9 @@ def _report(model: str, target: str, drivers: list[str], seeds: list[int], frame
     scored = front.dropna(subset=["test_top1"])
     luck = {"points": len(front), "with_test": len(scored),
             "mean_val_drop": round(float(scored["val_drop"].mean()), 2),
-            "mean_test_drop": round(float((float_test - scored["test_top1"]).mean()), 2)}  # fmt: skip
+            "mean_test_drop": round(float((float_test - scored["test_top1"]).mean()), 2),
+            "best_val_above_float": round(float(-front["val_drop"].min()), 2),
+            "hv_share_above_float": round(1.0 - ref_capped / ref_hv, 4)}  # fmt: skip
     for d in drivers:
         per_seed = []
         for s in seeds:
@@ -271,6 +285,9 @@ def _report(model: str, target: str, drivers: list[str], seeds: list[int], frame
             row[f"hv_ratio_at_{n}"] = round(float(np.mean(vals)), 4) if vals else None
             capped = [_hv(_capped(pts[(d, s)][:n])) / ref_capped for s in seeds]
             row[f"capped_hv_ratio_at_{n}"] = round(float(np.mean(capped)), 4)
+        row["capped_hv_ratio_after_phase"] = _phase_ends(
+            [(_trials(runs[(d, s)])["source"].tolist(), pts[(d, s)]) for s in seeds], ref_capped
+        )
         row.update({
             "test_hv_ratio": round(float(np.mean([_hv(tests[(d, s)]) / ref_test for s in seeds])), 4),
             "evaluations": int(np.mean([len(c) for c in per_seed])),
