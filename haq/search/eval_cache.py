@@ -13,12 +13,14 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
+import time
 from pathlib import Path
 
 from haq.config import BitConfig
 from haq.errors import HaqError
 from haq.evaluate.metrics import Metrics
 
+LOCK_TIMEOUT = 30.0  # seconds a search waits for another one's write to the file
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS metrics (context TEXT NOT NULL, config_hash TEXT NOT NULL, "
     "metrics TEXT NOT NULL, PRIMARY KEY (context, config_hash))"
@@ -38,14 +40,28 @@ class EvaluationCache:
         self.context = context
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(self.path, timeout=30.0)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute(_SCHEMA)
-            self._db.commit()
+            self._db = sqlite3.connect(self.path, timeout=LOCK_TIMEOUT)
+            self._set_up()
         except (sqlite3.Error, OSError) as e:
             raise HaqError(
                 f"--eval-cache {self.path} is not a usable SQLite file ({e}); pass a new path"
             ) from None
+
+    def _set_up(self) -> None:
+        """WAL mode and the table. Switching a new file to WAL does not wait for a lock
+        (SQLite answers "database is locked" at once), so searches that open one new cache
+        together retry until the first of them has set it up."""
+        deadline = time.monotonic() + LOCK_TIMEOUT
+        while True:
+            try:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute(_SCHEMA)
+                self._db.commit()
+                return
+            except sqlite3.OperationalError as e:
+                if "locked" not in str(e) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
 
     def for_context(self, context: str) -> EvaluationCache:
         """The same file under another context (e.g. the test images)."""

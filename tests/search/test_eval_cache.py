@@ -3,10 +3,13 @@ evaluation of the search that reads it; other images never share rows."""
 
 from __future__ import annotations
 
+import multiprocessing as mp
 from pathlib import Path
+from typing import Any
 
 import haq
 from haq import BitConfig
+from haq.errors import HaqError
 from haq.evaluate.metrics import Metrics
 from haq.search import SearchResult
 from haq.search.eval_cache import EvaluationCache
@@ -62,3 +65,28 @@ def test_unusable_cache_file_is_one_line(tmp_path: Path, capsys) -> None:  # noq
     err = capsys.readouterr().err.strip()
     assert code == 2 and "--eval-cache" in err and len(err.splitlines()) == 1
     assert not (tmp_path / "run").exists()
+
+
+def _open_after(path: str, barrier: Any, answers: Any) -> None:
+    barrier.wait()
+    try:
+        EvaluationCache(Path(path), "ctx")
+        answers.put("ok")
+    except HaqError as e:
+        answers.put(str(e))
+
+
+def test_searches_opening_a_new_cache_together_all_get_it(tmp_path: Path) -> None:
+    # switching a new file to WAL answers "database is locked" at once, without waiting
+    ctx = mp.get_context("fork")
+    answers = ctx.Queue()
+    for k in range(30):
+        barrier = ctx.Barrier(3)
+        procs = [ctx.Process(target=_open_after, args=(str(tmp_path / f"{k}.sqlite"), barrier, answers))
+                 for _ in range(3)]  # fmt: skip
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join()
+    got = [answers.get() for _ in range(90)]
+    assert got == ["ok"] * 90, [g for g in got if g != "ok"][:1]
