@@ -24,17 +24,15 @@ The simulation (`haq.quant.quantizers.fake_quant_dynamic`) computes the same gri
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
+from haq.export.graph import GraphEditor
 from haq.quant.modules import QuantLayer
 
-if TYPE_CHECKING:
-    from haq.export.onnx_export import _Graph
 
-
-def replace_with_dynamic_int8(g: _Graph, idx: int, node: Any, name: str, m: QuantLayer) -> str:
+def replace_with_dynamic_int8(g: GraphEditor, idx: int, node: Any, name: str, m: QuantLayer) -> str:
     """Replace node ``idx`` (a Linear's MatMul or Gemm) by the dynamic int8 pattern of ``m``'s
     grid computing its simulated output; a MatMul's bias ``Add`` is absorbed (its float bias is
     kept). Returns the export kind (``dynamic-int8`` or ``dynamic-int8-token``)."""
@@ -86,7 +84,7 @@ def replace_with_dynamic_int8(g: _Graph, idx: int, node: Any, name: str, m: Quan
 
 
 def _per_token(
-    g: _Graph, a: str, t: str, w_q: str, colsum: str, name: str, k: int
+    g: GraphEditor, a: str, t: str, w_q: str, colsum: str, name: str, k: int
 ) -> tuple[list[Any], str]:
     """Nodes quantizing each row (``k`` values) of ``a`` on the uint8 grid of its own range
     (with 0) and the float accumulator ``sum_k (a_q[k] - zp) W[k, n]`` they end in;

@@ -23,16 +23,14 @@ MatMulNBits (onnxruntime 1.32 contrib op, domain ``com.microsoft``, version 1) c
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from haq.errors import HaqError
+from haq.export.graph import GraphEditor
 from haq.quant.modules import QuantLayer, QuantLinear
 from haq.quant.quantizers import MATMULNBITS_BITS
-
-if TYPE_CHECKING:
-    from haq.export.onnx_export import _Graph
 
 DOMAIN = "com.microsoft"
 OP_TYPE = "MatMulNBits"
@@ -134,7 +132,7 @@ def pack_weights(
 
 
 def replace_with_matmul_nbits(
-    g: _Graph,
+    g: GraphEditor,
     idx: int,
     node: Any,
     name: str,

@@ -40,6 +40,7 @@ from torch import nn
 from haq.config import BitConfig
 from haq.errors import HaqError
 from haq.export.dynamic_int8 import replace_with_dynamic_int8
+from haq.export.graph import GraphEditor, find_layer_nodes
 from haq.export.matmul_nbits import (
     replace_with_matmul_nbits,
     uses_matmul_nbits,
@@ -49,7 +50,6 @@ from haq.quant import Quantizer
 from haq.quant.modules import QuantLayer
 
 OPSET = 21
-WEIGHT_OPS = ("Conv", "Gemm", "MatMul")
 
 
 @dataclass
@@ -149,187 +149,6 @@ class _quiet:
         self._redirect.__exit__(*exc)
 
 
-class _Graph:
-    """Small editing helper over an onnx GraphProto: initializers, producers, consumers."""
-
-    def __init__(self, model: Any) -> None:
-        self.model = model
-        self.graph = model.graph
-        self.inits = {t.name: t for t in self.graph.initializer}
-        self.outputs = {o.name for o in self.graph.output}
-        self.before: dict[int, list[Any]] = {}  # new nodes to place before node #i
-        self.after: dict[int, list[Any]] = {}
-        self.removed: set[int] = set()
-        self._q_memo: dict[tuple[str, float, int, int], str] = {}
-
-    def consumers(self, tensor: str) -> list[tuple[int, Any]]:
-        return [(i, n) for i, n in enumerate(self.graph.node) if tensor in n.input]
-
-    def add_init(self, name: str, array: np.ndarray) -> str:
-        from onnx import numpy_helper
-
-        self.graph.initializer.append(numpy_helper.from_array(array, name))
-        self.inits[name] = self.graph.initializer[-1]
-        return name
-
-    def init_array(self, name: str) -> np.ndarray:
-        from onnx import numpy_helper
-
-        return numpy_helper.to_array(self.inits[name])
-
-    def qdq(self, tensor: str, scale: float, zp: int, bits: int, idx: int, tag: str) -> str:
-        """Q->DQ of ``tensor`` on an unsigned ``bits`` grid, placed before node ``idx``."""
-        from onnx import helper
-
-        key = (tensor, scale, zp, bits)
-        if key in self._q_memo:
-            return self._q_memo[key]
-        dtype = np.uint8 if bits <= 8 else np.uint16
-        s = self.add_init(f"{tag}_scale", np.array(scale, dtype=np.float32))
-        z = self.add_init(f"{tag}_zero_point", np.array(zp, dtype=dtype))
-        nodes = []
-        src = tensor
-        if bits not in (8, 16):  # keep the narrower grid inside the wider container
-            lo = self.add_init(f"{tag}_clip_min", np.array((0 - zp) * scale, dtype=np.float32))
-            hi = self.add_init(
-                f"{tag}_clip_max", np.array((2**bits - 1 - zp) * scale, dtype=np.float32)
-            )
-            nodes.append(
-                helper.make_node("Clip", [tensor, lo, hi], [f"{tag}_clipped"], name=f"{tag}_Clip")
-            )
-            src = f"{tag}_clipped"
-        nodes.append(
-            helper.make_node(
-                "QuantizeLinear", [src, s, z], [f"{tag}_q"], name=f"{tag}_QuantizeLinear"
-            )
-        )
-        nodes.append(
-            helper.make_node(
-                "DequantizeLinear",
-                [f"{tag}_q", s, z],
-                [f"{tag}_dq"],
-                name=f"{tag}_DequantizeLinear",
-            )
-        )
-        self.before.setdefault(idx, []).extend(nodes)
-        self._q_memo[key] = f"{tag}_dq"
-        return f"{tag}_dq"
-
-    def absorb_bias_add(self, node: Any, name: str) -> tuple[str, bool]:
-        """(the tensor a replacement of Linear ``name``'s ``node`` writes, whether it adds the
-        bias itself). A MatMul (a Linear on token sequences) exports its bias as the ``Add`` of
-        ``<name>.bias`` that is its only reader: that Add is removed and its output taken; a
-        Gemm holds its bias."""
-        output = node.output[0]
-        if node.op_type != "MatMul":
-            return output, True
-        consumers = self.consumers(output)
-        if len(consumers) != 1 or output in self.outputs:
-            return output, False
-        j, c = consumers[0]
-        if c.op_type != "Add" or f"{name}.bias" not in c.input:
-            return output, False
-        self.removed.add(j)
-        return c.output[0], True
-
-    def all_nodes(self) -> list[Any]:
-        nodes = []
-        for i, n in enumerate(self.graph.node):
-            nodes.extend(self.before.get(i, []))
-            if i not in self.removed:
-                nodes.append(n)
-            nodes.extend(self.after.get(i, []))
-        return nodes
-
-    def rewire(self, tensor: str, replacement: str) -> None:
-        """Every reader of ``tensor`` reads ``replacement`` instead, except the nodes that make
-        ``replacement`` from it (its Clip/Q/DQ chain)."""
-        chain = _producers_of(replacement, self.all_nodes(), stop=tensor)
-        if tensor in self.outputs:
-            return
-        for n in self.all_nodes():
-            if id(n) in chain:
-                continue
-            for k, inp in enumerate(n.input):
-                if inp == tensor:
-                    n.input[k] = replacement
-
-    def finish(self) -> None:
-        """Place inserted nodes (topologically sorted), drop removed ones and initializers
-        nothing reads any more."""
-        nodes = _toposort(self.all_nodes(), {i.name for i in self.graph.input} | set(self.inits))
-        del self.graph.node[:]
-        self.graph.node.extend(nodes)
-        used = {i for n in nodes for i in n.input} | self.outputs
-        keep = [t for t in self.graph.initializer if t.name in used]
-        del self.graph.initializer[:]
-        self.graph.initializer.extend(keep)
-
-
-def _producers_of(tensor: str, nodes: list[Any], stop: str) -> set[int]:
-    """ids of the nodes on the path that computes ``tensor`` back to ``stop``."""
-    by_output = {o: n for n in nodes for o in n.output}
-    chain: set[int] = set()
-    todo = [tensor]
-    while todo:
-        n = by_output.get(todo.pop())
-        if n is None or id(n) in chain:
-            continue
-        chain.add(id(n))
-        todo += [i for i in n.input if i != stop]
-    return chain
-
-
-def _toposort(nodes: list[Any], available: set[str]) -> list[Any]:
-    """Kahn's order, keeping the given order wherever the data flow allows."""
-    import heapq
-
-    produced_by = {o: i for i, n in enumerate(nodes) for o in n.output}
-    deps = [
-        {produced_by[x] for x in n.input if x and x in produced_by and x not in available}
-        for n in nodes
-    ]
-    users: dict[int, list[int]] = {}
-    for i, d in enumerate(deps):
-        for j in d:
-            users.setdefault(j, []).append(i)
-    waiting = [len(d) for d in deps]
-    ready = [i for i, w in enumerate(waiting) if w == 0]
-    heapq.heapify(ready)
-    order = []
-    while ready:
-        i = heapq.heappop(ready)
-        order.append(nodes[i])
-        for u in users.get(i, []):
-            waiting[u] -= 1
-            if waiting[u] == 0:
-                heapq.heappush(ready, u)
-    if len(order) != len(nodes):
-        raise RuntimeError("exported graph has a cycle; this is a bug in haq's exporter")
-    return order
-
-
-def _find_layer_nodes(g: _Graph, layers: list[str]) -> dict[str, int]:
-    """Node index of each layer's Conv/Gemm/MatMul, found by its ``<layer>.weight`` input, or,
-    for a Linear on 3-D input (the exporter folds its weight into a transposed constant), the
-    MatMul whose only reader is the ``Add`` of ``<layer>.bias``."""
-    by_weight, by_bias = {}, {}
-    for i, n in enumerate(g.graph.node):
-        if n.op_type in WEIGHT_OPS and len(n.input) > 1:
-            by_weight[n.input[1]] = i
-        if n.op_type == "MatMul":
-            readers = [c for _, c in g.consumers(n.output[0])]
-            if len(readers) == 1 and readers[0].op_type == "Add":
-                for inp in readers[0].input:
-                    by_bias[inp] = i
-    found = {}
-    for name in layers:
-        i = by_weight.get(f"{name}.weight", by_bias.get(f"{name}.bias"))
-        if i is not None:
-            found[name] = i
-    return found
-
-
 def export_onnx(
     quantizer: Quantizer,
     config: BitConfig | str,
@@ -353,8 +172,8 @@ def export_onnx(
     qmodel = quantizer.apply(resolved)
     example = torch.zeros((batch, *quantizer.example_shape))
     model = export_float_graph(quantizer.base, example)
-    g = _Graph(model)
-    nodes = _find_layer_nodes(g, quantizer.layer_names)
+    g = GraphEditor(model)
+    nodes = find_layer_nodes(g, quantizer.layer_names)
     report = ExportReport()
     layer_of_node: dict[str, str] = {}
     for name in quantizer.layer_names:
@@ -390,7 +209,7 @@ def export_onnx(
 
 
 def _export_layer(
-    g: _Graph,
+    g: GraphEditor,
     idx: int,
     node: Any,
     name: str,
@@ -491,7 +310,9 @@ def _export_layer(
     return "int8-weights" if integer_weights else "fake-quant-float"
 
 
-def _requantize_output(g: _Graph, idx: int, node: Any, name: str, scale: float, zp: int) -> None:
+def _requantize_output(
+    g: GraphEditor, idx: int, node: Any, name: str, scale: float, zp: int
+) -> None:
     """uint8 Q/DQ right after the layer; a following ReLU is dropped when the zero point is 0."""
     from onnx import helper
 

@@ -14,13 +14,14 @@ from torch import nn
 from haq import BitConfig
 from haq.errors import HaqError
 from haq.evaluate import predict
+from haq.export.graph import GraphEditor
 from haq.export.matmul_nbits import (
     pack_weights,
     pack_zero_points,
     replace_with_matmul_nbits,
     zero_points,
 )
-from haq.export.onnx_export import _Graph, export_float_graph, export_onnx
+from haq.export.onnx_export import export_float_graph, export_onnx
 from haq.quant import Quantizer
 from haq.quant.settings import QuantSettings
 from haq.runtime.ort import executed_ops, make_session
@@ -216,7 +217,7 @@ def test_matmul_node_with_bias_add_is_replaced() -> None:
         QuantSettings(granularity="group", group_size=16, matmulnbits_accuracy_level=0),
     )
     qmodel = q.apply("w4a32")
-    g = _Graph(export_float_graph(q.base, x))
+    g = GraphEditor(export_float_graph(q.base, x))
     matmuls = [i for i, n in enumerate(g.graph.node) if n.op_type == "MatMul"]
     assert len(matmuls) == 2
     for name, idx in zip(["a", "b"], matmuls, strict=True):
