@@ -1,18 +1,21 @@
-"""Does the hybrid driver's first 50 evaluations gain from fewer proxy-ILP points?
+"""The hybrid driver as it is now (with optional --driver-opt settings) against its archived
+compare_drivers runs, on the same images, evaluation cache and reference fronts.
 
-The default thins its ILP sweep to min(20, budget // 3) points, so the 50-evaluation prefix
-of compare_drivers' runs holds 20 of them. Here hybrid runs with ``--driver-opt
-ilp_points=10`` (100 evaluations, seeds 0-2, the same data, validation images and
-evaluation cache as compare_drivers) on resnet20 x gpu-t4 and x npu-bitfusion-edge, and its hypervolume ratios
-at 30 / 50 / 100 evaluations (the issue's, and capped at the float model's accuracy) are set
-beside the archived default runs, against the archived reference fronts. Runs are kept
-under experiments/runs/ilp_points/ and skipped when finished.
+Runs hybrid on cifar_resnet20 (100 evaluations by default, seeds 0-2, the same data,
+validation images and evaluation cache as compare_drivers) for each target, and sets its
+hypervolume ratios at 30 / 50 / 100 evaluations (the issue's, and capped at the float model's
+accuracy) beside the archived default runs, against the archived reference fronts (plus the
+new runs' points). Runs are kept under experiments/runs/<label>/ and skipped when finished;
+the result is experiments/results/hybrid_<label>.json.
 
-    python experiments/hybrid_ilp_points.py     # ~15 minutes on 2 cores
+    python experiments/hybrid_variant.py --label ilp_points --driver-opt ilp_points=10 \\
+        --targets gpu-t4,npu-bitfusion-edge          # ~15 minutes on 2 cores
+    python experiments/hybrid_variant.py --label moves --targets gpu-t4,npu-bitfusion-edge,cpu-avx512
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -25,17 +28,7 @@ from compare_drivers import _archived, _capped, _hv, _points, _search, _w8_laten
 from common import ROOT, require_shared, save
 
 MODEL = "cifar_resnet20"
-TARGETS = ("gpu-t4", "npu-bitfusion-edge")
-SEEDS = (0, 1, 2)
-POINTS, BUDGET, PREFIXES, TEST_LIMIT = 10, 100, (30, 50, 100), 1000
-RUNS = ROOT / "experiments" / "runs" / "ilp_points"
-
-
-def _run(target: str, seed: int, shared: Path) -> None:
-    out = RUNS / f"{target}-s{seed}-p{POINTS}"
-    if not (out / "pareto.json").is_file():
-        _search(out, MODEL, target, "hybrid", seed, BUDGET, TEST_LIMIT, shared, 1,
-                extra=["--driver-opt", f"ilp_points={POINTS}"])  # fmt: skip
+PREFIXES, TEST_LIMIT = (30, 50, 100), 1000
 
 
 def _ratios(points: np.ndarray, ref: float, ref_capped: float) -> dict[str, list[float]]:
@@ -44,32 +37,51 @@ def _ratios(points: np.ndarray, ref: float, ref_capped: float) -> dict[str, list
 
 
 def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--label", required=True, help="names the runs' folder and the result")
+    ap.add_argument("--driver-opt", action="append", default=[], help="KEY=VALUE for hybrid")
+    ap.add_argument("--targets", default="gpu-t4,npu-bitfusion-edge,cpu-avx512")
+    ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--budget", type=int, default=100)
+    ap.add_argument("--jobs", type=int, default=2)
+    args = ap.parse_args()
     shared = require_shared()
-    RUNS.mkdir(parents=True, exist_ok=True)
-    with ThreadPoolExecutor(2) as pool:
-        list(pool.map(lambda j: _run(*j, shared), [(t, s) for t in TARGETS for s in SEEDS]))
-    result: dict[str, Any] = {"model": MODEL, "ilp_points": POINTS, "budget": BUDGET,
-                              "prefixes": PREFIXES, "targets": {}}  # fmt: skip
-    for target in TARGETS:
+    targets, seeds = args.targets.split(","), [int(s) for s in args.seeds.split(",")]
+    runs = ROOT / "experiments" / "runs" / args.label
+    runs.mkdir(parents=True, exist_ok=True)
+    extra = [a for opt in args.driver_opt for a in ("--driver-opt", opt)]
+
+    def run(target: str, seed: int) -> Path:
+        out = runs / f"{target}-s{seed}"
+        if not (out / "pareto.json").is_file():
+            _search(out, MODEL, target, "hybrid", seed, args.budget, TEST_LIMIT, shared, 1, extra)
+        return out
+
+    with ThreadPoolExecutor(args.jobs) as pool:
+        jobs = [(t, s) for t in targets for s in seeds]
+        outs = dict(zip(jobs, pool.map(lambda j: run(*j), jobs), strict=True))
+    result: dict[str, Any] = {"model": MODEL, "driver_opts": args.driver_opt, "budget": args.budget,
+                              "seeds": seeds, "prefixes": PREFIXES, "targets": {}}  # fmt: skip
+    for target in targets:
         archive = _archived(MODEL, target)
         w8 = _w8_latency(MODEL, target)
-        every = _points(archive, w8)
-        ref, ref_capped = _hv(every), _hv(_capped(every))
         float_val = float(archive["float_val_top1"].iloc[0])
-        rows: dict[str, list[dict[str, list[float]]]] = {"default (20)": [], str(POINTS): []}
-        for seed in SEEDS:
-            run = archive[archive["run"] == f"{MODEL}-{target}-hybrid-s{seed}"]
-            rows["default (20)"].append(_ratios(_points(run, w8), ref, ref_capped))
-            t = pd.read_parquet(RUNS / f"{target}-s{seed}-p{POINTS}" / "trials.parquet")
-            mine = _points(t.assign(float_val_top1=float_val), w8)
-            rows[str(POINTS)].append(_ratios(mine, ref, ref_capped))
+        mine = {s: _points(pd.read_parquet(outs[(target, s)] / "trials.parquet")
+                           .assign(float_val_top1=float_val), w8) for s in seeds}  # fmt: skip
+        every = np.vstack([_points(archive, w8), *mine.values()])
+        ref, ref_capped = _hv(every), _hv(_capped(every))
+        rows: dict[str, list[dict[str, list[float]]]] = {"archived default": [], args.label: []}
+        for seed in seeds:
+            run_ = archive[archive["run"] == f"{MODEL}-{target}-hybrid-s{seed}"]
+            rows["archived default"].append(_ratios(_points(run_, w8), ref, ref_capped))
+            rows[args.label].append(_ratios(mine[seed], ref, ref_capped))
         result["targets"][target] = {
             label: {k: np.round(np.mean([r[k] for r in per_seed], axis=0), 3).tolist()
                     for k in ("issue", "capped")}
             for label, per_seed in rows.items()
         }  # fmt: skip
         print(target, result["targets"][target], file=sys.stderr)
-    save("hybrid_ilp_points", result)
+    save(f"hybrid_{args.label}", result)
 
 
 if __name__ == "__main__":

@@ -1,14 +1,15 @@
-"""The hybrid driver's ILP phases: the first sweep covers the cost range coarse to fine, each
-solution meets its penalty level, and the re-fitted sweep follows the measured drops; its
-evolution credits no area to accuracy above the best baseline's."""
+"""The hybrid driver: the first ILP sweep covers the cost range coarse to fine, each solution
+meets its penalty level, the re-fitted sweep follows the measured drops, and the evolution
+tries a choice no faster than a higher-bit one only once the undominated moves stop paying."""
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from haq.config import BitConfig
 from haq.search.drivers import get_driver
 from haq.search.drivers.hybrid import coarse_to_fine
 from haq.search.drivers.surrogate import CURVATURE, DropFit
@@ -60,19 +61,38 @@ def test_refit_sweep_follows_the_fitted_drops(tmp_path: Path) -> None:
     assert any(p != driver.ref_params for p in swept)  # the free variables are lowered
 
 
-def test_accuracy_above_the_best_baseline_earns_no_area(tmp_path: Path) -> None:
-    search, driver = _driver(tmp_path)
-    i = search.objectives.index("top1")
-    names = search.space.names
-
-    def rec(n: int, source: str, top1: float) -> TrialRecord:
+def _tell_all(search: Search, driver, configs, top1: float) -> None:
+    i, k = search.objectives.index("top1"), search.objectives.index("latency")
+    for n, cfg in enumerate(configs):
         values = [0.0] * len(search.objectives)
-        values[i] = top1
-        return TrialRecord(n, BitConfig.uniform("w8a8", names), None, "complete", "complete",
-                           source=source, values=values)  # fmt: skip
+        values[i], values[k] = top1, search.cost_model.score(cfg).latency_ms
+        driver.tell(TrialRecord(len(driver.records), cfg, None, "complete", "complete",
+                                source="baseline" if n == 0 else "ilp", values=values))  # fmt: skip
 
-    recs = [rec(0, "baseline", 90.0), rec(1, "baseline", 89.0), rec(2, "evolution", 93.0)]
-    fit = DropFit(np.zeros(len(driver.pairs)), anchor=89.0, sigma=0.5, curvature=CURVATURE)
-    values = np.array([r.values for r in recs])
-    capped = driver._ceiled(values, recs, {i: fit})
-    assert capped[:, i].tolist() == [90.0, 89.0, 90.5]  # the lucky one capped at 90 + sigma
+
+def _started(tmp_path: Path, target: str) -> tuple[Search, Any]:
+    opts = SearchOptions(model="digits_cnn", target=target, budget=400,
+                         out=str(tmp_path / target), progress=False)  # fmt: skip
+    search = Search(opts)
+    driver = get_driver("hybrid").make({})
+    driver.start(search.driver_context(), [], None)
+    _tell_all(search, driver, [driver.reference], 90.0)
+    return search, driver
+
+
+def test_equally_fast_lower_bits_wait_until_the_undominated_moves_stop_paying(
+    tmp_path: Path,
+) -> None:
+    # on the T4 w6a8 runs the int8 kernel: as fast as w8a8, so only worth a try later
+    _, driver = _started(tmp_path, "gpu-t4")
+    first = driver._evolve(1, pending=[])
+    assert first and driver._undominated(driver._params(first[0].config))
+    # on this int8-only CPU every choice of 8 bits or fewer runs the int8 kernel; with every
+    # config of the undominated choices evaluated (all equally accurate) the lower-bit ones
+    # (as fast, possibly more accurate) are tried
+    search, driver = _started(tmp_path, "cpu-avx512")
+    assert all(set(driver.choices[v]) < set(o) for v, o in driver.vars if len(o) > 2)
+    plain = list(itertools.product(*(driver.choices[v] for v in driver.var_names)))
+    _tell_all(search, driver, [driver._config(p) for p in plain], 90.0)
+    later = driver._evolve(4, pending=[])
+    assert later and not any(driver._undominated(driver._params(p.config)) for p in later)
