@@ -58,6 +58,7 @@ import pandas as pd
 import torch
 
 from haq.hardware import torch_gpu as tg
+from haq.hardware import torch_gpu_models as tgm
 from haq.hardware.gpu_timing import first_line, tf32_mode, tf32_state
 from haq.hardware.tables import COLUMNS, SHAPE_COLUMNS, signature, write_table
 from haq.models import discover_layers, load_model
@@ -438,7 +439,7 @@ class ModelCache:
                 if isinstance(folded, str):
                     raise RuntimeError(f"BN folding (torch.fx) failed: {folded}")
                 base = folded
-            self.net, label = tg.prepare_model(base, job.precision, device, fold_bn=False)
+            self.net, label = tgm.prepare_model(base, job.precision, device, fold_bn=False)
             self.variant = label.replace("eager", "eager+bn-folded(fx)" if job.fold_bn else "eager")
             self.key = key
         assert self.net is not None
@@ -455,7 +456,7 @@ def run_e2e(
     t0 = time.monotonic()
     try:
         net, variant = cache.get(job, state.device)
-        timing = tg.measure_model(
+        timing = tgm.measure_model(
             net, (job.batch, *shapes[job.model]), job.precision, state.device, settings
         )
         wall = time.monotonic() - t0
@@ -564,7 +565,7 @@ def plan(
     def e2e_jobs(batches: list[int]) -> list[LayerJob | E2EJob]:
         if args.no_e2e:
             return []
-        e2e_precisions = [p for p in tg.E2E_PRECISIONS if p in precisions]
+        e2e_precisions = [p for p in tgm.E2E_PRECISIONS if p in precisions]
         folds = [f == "folded" for f in args.e2e_variants]
         return [
             E2EJob(m, b, p, fold)

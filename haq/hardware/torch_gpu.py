@@ -1,6 +1,6 @@
 """Per-layer kernel latency measurement with torch on a GPU (CPU fallback for testing): the
 ops each precision runs, built from a signature, and the row they give (the timing itself:
-`haq.hardware.gpu_timing`).
+`haq.hardware.gpu_timing`; whole networks: `haq.hardware.torch_gpu_models`).
 
 One latency-table row is one layer signature (`haq.hardware.tables.signature`) at one batch
 and one precision. The harness rebuilds the layer from its signature alone (random data: the
@@ -33,7 +33,6 @@ so the module loads on machines without CUDA.
 
 from __future__ import annotations
 
-import copy
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -43,7 +42,6 @@ import torch
 import torch.nn.functional as F
 
 from haq.hardware.gpu_timing import (
-    Timing,
     TimingSettings,
     first_line,
     is_cuda,
@@ -55,11 +53,10 @@ FLOAT_PRECISIONS = ("fp32", "tf32", "bf16", "fp16")
 INT8_PRECISIONS = ("w8a8", "w8a8-gemm")
 FP8_PRECISIONS = ("fp8", "fp8-gemm")
 PRECISIONS = FLOAT_PRECISIONS + INT8_PRECISIONS + FP8_PRECISIONS
-E2E_PRECISIONS = FLOAT_PRECISIONS
 FP8_MAX = 448.0  # largest finite float8 e4m3fn value
 ACT_SCALE = 0.05  # static per-tensor activation scale (the value does not change the timing)
 
-_FLOAT_DTYPES = {
+FLOAT_DTYPES = {
     "fp32": torch.float32,
     "tf32": torch.float32,
     "bf16": torch.bfloat16,
@@ -181,7 +178,7 @@ def _conv_backend(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None, sig,
 
 
 def _float_op(sig: dict[str, Any], precision: str, device: torch.device) -> Op:
-    dtype = _FLOAT_DTYPES[precision]
+    dtype = FLOAT_DTYPES[precision]
     tf32 = {"fp32": False, "tf32": True}.get(precision)
     b = int(sig["batch"])
     cin, cout, groups = int(sig["in_channels"]), int(sig["out_channels"]), int(sig["groups"])
@@ -470,55 +467,6 @@ def measure(
         "reps": timing.reps,
         "method": timing.method,
     }
-
-
-# ------------------------------------------------------------------------------ whole models
-
-
-def prepare_model(
-    model: torch.nn.Module, precision: str, device: torch.device | str, fold_bn: bool
-) -> tuple[torch.nn.Module, str]:
-    """A copy of ``model`` for an end-to-end run at ``precision`` and a label of what it is.
-
-    ``fold_bn`` folds every Conv-BatchNorm pair with torch.fx (as a deployment would); if the
-    model does not trace, the copy keeps its BatchNorms and the label says so.
-    """
-    device = torch.device(device)
-    dtype = _FLOAT_DTYPES[precision]
-    label = "eager"
-    net = copy.deepcopy(model).eval()
-    if fold_bn:
-        try:
-            from torch.fx.experimental.optimization import fuse
-
-            net = fuse(net)
-            label = "eager+bn-folded(fx)"
-        except Exception as exc:
-            label = f"eager (bn fold failed: {type(exc).__name__})"
-    channels_last = dtype in (torch.bfloat16, torch.float16)
-    net = net.to(device=device, dtype=dtype)
-    if channels_last:
-        net = net.to(memory_format=torch.channels_last)
-    layout = "nhwc" if channels_last else "nchw"
-    return net, f"{label}-{precision}-{layout}"
-
-
-def measure_model(
-    net: torch.nn.Module,
-    input_shape: tuple[int, ...],
-    precision: str,
-    device: torch.device | str,
-    settings: TimingSettings | None = None,
-) -> Timing:
-    """Time one forward of a `prepare_model` network on a random batch of ``input_shape``."""
-    settings = settings or TimingSettings.e2e()
-    device = torch.device(device)
-    dtype = _FLOAT_DTYPES[precision]
-    x = torch.randn(*input_shape, device=device, dtype=dtype)
-    if dtype in (torch.bfloat16, torch.float16) and x.dim() == 4:
-        x = x.contiguous(memory_format=torch.channels_last)
-    tf32 = {"fp32": False, "tf32": True}.get(precision)
-    return time_callable(lambda: net(x), device, settings, tf32=tf32)
 
 
 # ---------------------------------------------------------------------------- capabilities

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from haq.hardware import torch_gpu as tg
+from haq.hardware import torch_gpu_models as tgm
 from haq.hardware.tables import COLUMNS, SIGNATURE_COLUMNS, read_table, write_table
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -125,10 +126,10 @@ def test_fp8_or_clean_skip() -> None:
 def test_e2e_cpu() -> None:
     net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.BatchNorm2d(8),
                               torch.nn.ReLU()).eval()  # fmt: skip
-    prepared, label = tg.prepare_model(net, "fp32", "cpu", fold_bn=True)
+    prepared, label = tgm.prepare_model(net, "fp32", "cpu", fold_bn=True)
     assert "bn-folded" in label
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in prepared.modules())
-    timing = tg.measure_model(prepared, (1, 3, 8, 8), "fp32", "cpu", tg.TimingSettings.e2e(True))
+    timing = tgm.measure_model(prepared, (1, 3, 8, 8), "fp32", "cpu", tg.TimingSettings.e2e(True))
     assert timing.median_us > 0 and timing.method == "perf_counter"
 
 
