@@ -1,7 +1,7 @@
 """The hybrid driver as it is now (with optional --driver-opt settings) against its archived
 compare_drivers runs, on the same images, evaluation cache and reference fronts.
 
-Runs hybrid on cifar_resnet20 (100 evaluations by default, seeds 0-2, the same data,
+Runs hybrid on --model (cifar_resnet20 by default; 100 evaluations, seeds 0-2, the same data,
 validation images and evaluation cache as compare_drivers) for each target, and sets its
 hypervolume ratios at 30 / 50 / 100 evaluations (the issue's, and capped at the float model's
 accuracy) beside the archived default runs, against the archived reference fronts (plus the
@@ -10,7 +10,7 @@ the result is experiments/results/hybrid_<label>.json.
 
     python experiments/hybrid_variant.py --label ilp_points --driver-opt ilp_points=10 \\
         --targets gpu-t4,npu-bitfusion-edge          # ~15 minutes on 2 cores
-    python experiments/hybrid_variant.py --label moves --targets gpu-t4,npu-bitfusion-edge,cpu-avx512
+    python experiments/hybrid_variant.py --label r56 --model cifar_resnet56 --seeds 0 --targets gpu-t4
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ from compare_drivers import _archived, _capped, _hv, _points, _search, _w8_laten
 
 from common import ROOT, require_shared, save
 
-MODEL = "cifar_resnet20"
 PREFIXES, TEST_LIMIT = (30, 50, 100), 1000
 
 
@@ -44,6 +43,7 @@ def main() -> None:
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--budget", type=int, default=100)
     ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--model", default="cifar_resnet20")
     args = ap.parse_args()
     shared = require_shared()
     targets, seeds = args.targets.split(","), [int(s) for s in args.seeds.split(",")]
@@ -52,19 +52,21 @@ def main() -> None:
     extra = [a for opt in args.driver_opt for a in ("--driver-opt", opt)]
 
     def run(target: str, seed: int) -> Path:
-        out = runs / f"{target}-s{seed}"
+        out = runs / f"{args.model}-{target}-s{seed}"
         if not (out / "pareto.json").is_file():
-            _search(out, MODEL, target, "hybrid", seed, args.budget, TEST_LIMIT, shared, 1, extra)
+            _search(
+                out, args.model, target, "hybrid", seed, args.budget, TEST_LIMIT, shared, 1, extra
+            )
         return out
 
     with ThreadPoolExecutor(args.jobs) as pool:
         jobs = [(t, s) for t in targets for s in seeds]
         outs = dict(zip(jobs, pool.map(lambda j: run(*j), jobs), strict=True))
-    result: dict[str, Any] = {"model": MODEL, "driver_opts": args.driver_opt, "budget": args.budget,
+    result: dict[str, Any] = {"model": args.model, "driver_opts": args.driver_opt, "budget": args.budget,
                               "seeds": seeds, "prefixes": PREFIXES, "targets": {}}  # fmt: skip
     for target in targets:
-        archive = _archived(MODEL, target)
-        w8 = _w8_latency(MODEL, target)
+        archive = _archived(args.model, target)
+        w8 = _w8_latency(args.model, target)
         float_val = float(archive["float_val_top1"].iloc[0])
         mine = {s: _points(pd.read_parquet(outs[(target, s)] / "trials.parquet")
                            .assign(float_val_top1=float_val), w8) for s in seeds}  # fmt: skip
@@ -72,7 +74,7 @@ def main() -> None:
         ref, ref_capped = _hv(every), _hv(_capped(every))
         rows: dict[str, list[dict[str, list[float]]]] = {"archived default": [], args.label: []}
         for seed in seeds:
-            run_ = archive[archive["run"] == f"{MODEL}-{target}-hybrid-s{seed}"]
+            run_ = archive[archive["run"] == f"{args.model}-{target}-hybrid-s{seed}"]
             rows["archived default"].append(_ratios(_points(run_, w8), ref, ref_capped))
             rows[args.label].append(_ratios(mine[seed], ref, ref_capped))
         result["targets"][target] = {
