@@ -17,7 +17,7 @@ from pathlib import Path
 
 from torch import nn
 
-from haq.hardware.ort.aggregation import read_observations
+from haq.hardware.ort.files import read_observations
 from haq.hardware.ort.jobs import profile_target
 
 from common import save

@@ -58,7 +58,8 @@ import torch
 
 from haq.cost.lookup import LookupCostModel
 from haq.export.onnx_export import export_onnx, reuse_float_graph
-from haq.hardware.ort.aggregation import Tables, aggregate, read_observations, read_tables
+from haq.hardware.ort.aggregation import Tables, aggregate
+from haq.hardware.ort.files import read_observations, read_tables
 from haq.hardware.ort.target import LAYER_KEY, class_config
 from haq.hardware.profile import HardwareProfile, load_profile
 from haq.hardware.tables import signature

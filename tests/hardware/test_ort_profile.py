@@ -14,7 +14,7 @@ from haq.cli import main
 from haq.config import BitConfig
 from haq.errors import HaqError
 from haq.hardware.ort import jobs
-from haq.hardware.ort.aggregation import read_observations
+from haq.hardware.ort.files import read_observations
 from haq.hardware.ort.jobs import ProfileReport, profile_target
 from haq.hardware.ort.target import (
     DYNAMIC_CLASSES,

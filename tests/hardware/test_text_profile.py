@@ -12,7 +12,7 @@ import pytest
 
 from haq import BitConfig
 from haq.cost import cost_model_for
-from haq.hardware.ort.aggregation import read_observations
+from haq.hardware.ort.files import read_observations
 from haq.hardware.ort.jobs import profile_target
 from haq.hardware.profile import get_target
 from haq.models import discover_layers, load_model

@@ -6,5 +6,6 @@ one-layer models. One job per module:
 - `target`: kernel classes, precision rules, boundaries, the profile YAML it writes;
 - `jobs`: plan, export, time and record each (model, config, threads) job; resumable;
 - `attribution`: one profiled run's node times -> layers and boundaries;
-- `aggregation`: observations -> layer / transition / glue tables (the latency model) and files.
+- `aggregation`: observations -> layer / transition / glue tables (the latency model);
+- `files`: the observations and tables on disk (read, derive and write atomically).
 """

@@ -2,7 +2,7 @@
 
 `profile_target` plans the jobs for ``haq profile`` (uniform and alternating configs per model
 and thread count), skips those already observed (a killed run resumes), and re-derives the
-tables after every job (`haq.hardware.ort.aggregation`).
+tables after every job (`haq.hardware.ort.aggregation`, `haq.hardware.ort.files`).
 """
 
 from __future__ import annotations
@@ -20,15 +20,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from haq.errors import HaqError
-from haq.hardware.ort.aggregation import (
-    Tables,
-    default_dir,
-    read_observations,
-    spec_row,
-    table_meta,
-    write_all,
-)
+from haq.hardware.ort.aggregation import Tables, spec_row
 from haq.hardware.ort.attribution import Attributor, median_p10_p90, profile_nodes
+from haq.hardware.ort.files import default_dir, read_observations, table_meta, write_all
 from haq.hardware.ort.machines import machine_record, recorded_machine, stamp_legacy
 from haq.hardware.ort.target import (
     DYNAMIC_CLASSES,
