@@ -8,7 +8,8 @@
 Neither has a float unit: float layers cannot run on these targets. Each has ``edge`` and
 ``cloud`` presets whose every number names its source (`describe_params`). `TARGETS` maps the
 hardware-profile ids (``npu-bitfusion-edge`` ...) to (simulator, preset);
-`experiments/simulate_npu.py` turns them into latency/energy tables.
+`haq.hardware.simulators.files` turns them into latency/energy tables and profile YAMLs (built
+through `haq.hardware.builders`; `experiments/simulate_npu.py` regenerates the shipped ones).
 """
 
 from __future__ import annotations

@@ -1,0 +1,133 @@
+"""How each shipped target's tables are made: one `TargetBuilder` per target, registered by id.
+
+A builder writes the target's latency table(s) (and, where haq owns it, its profile YAML)
+under an output folder laid out like ``hardware_profiles/`` (``<out>/<id>/layers.csv``,
+``<out>/<id>.yaml``), from haq code alone; the experiments that regenerate the shipped files
+are thin callers that add their own checks and summaries. Its ``provenance`` is the one its
+profile YAML states (measured / simulated / published), which the conformance suite
+(`haq.testing.targets`) checks.
+
+- ``cpu-avx512``: measured in ONNX Runtime on this machine (`haq.hardware.ort.jobs`, what
+  ``haq profile`` runs);
+- ``npu-*``: simulated by the analytic cycle models (`haq.hardware.simulators.files`);
+- ``gpu-t4``: HAWQ-V3's published per-layer latencies (`haq.hardware.published_t4`);
+- ``gpu-h100`` has no builder yet: its harness (`haq.hardware.torch_gpu` plus the job runner in
+  ``experiments/profile_gpu_h100.py``) needs a CUDA device (`UNBUILT` says so).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from haq.errors import HaqError
+from haq.hardware.simulators import TARGETS as SIMULATED
+
+UNBUILT = {
+    "gpu-h100": "measured once on a lent H100 by experiments/profile_gpu_h100.py (torch on CUDA); "
+    "its job runner is not in haq yet",
+}
+
+
+@dataclass(frozen=True)
+class BuiltTarget:
+    """What one build wrote: the files, the layer table and the builder's own detail."""
+
+    target: str
+    provenance: str
+    files: tuple[Path, ...]
+    layers: Any  # pd.DataFrame of the layer table written
+    detail: Any = field(default=None, compare=False)
+
+
+class TargetBuilder(Protocol):
+    target: str
+    provenance: str  # measured | simulated | published: what its profile YAML states
+
+    def build(self, out: Path, models: Sequence[str] | None = None, **options: Any) -> BuiltTarget:
+        """Write the target's tables under ``out`` (laid out like ``hardware_profiles/``)."""
+        ...
+
+
+class SimulatedNpu:
+    """A bit-flexible NPU's table and YAML from its analytic simulator and preset."""
+
+    provenance = "simulated"
+
+    def __init__(self, target: str) -> None:
+        self.target = target
+
+    def build(self, out: Path, models: Sequence[str] | None = None, *, batch: int = 1,
+              date: str | None = None, argv: Sequence[str] = ()) -> BuiltTarget:  # fmt: skip
+        from haq.hardware.simulators.files import MODELS, write_target
+
+        date = date or datetime.now(UTC).isoformat(timespec="seconds")
+        frame, files = write_target(SIMULATED[self.target], Path(out), list(models or MODELS),
+                                    batch, date, argv)  # fmt: skip
+        return BuiltTarget(self.target, self.provenance, tuple(files), frame)
+
+
+class PublishedT4:
+    """The T4's table from HAWQ-V3's published per-layer latencies (``source=`` the CSV)."""
+
+    target = "gpu-t4"
+    provenance = "published"
+
+    def build(self, out: Path, models: Sequence[str] | None = None, *,
+              source: str | Path | None = None) -> BuiltTarget:  # fmt: skip
+        from haq.hardware.published_t4 import build_t4_tables
+
+        if models not in (None, ["resnet18"], ("resnet18",)):
+            raise HaqError("gpu-t4 is built from published resnet18 rows only; drop --models")
+        if source is None:
+            raise HaqError("gpu-t4 needs source=<hawq_v3_t4_resnet18.csv> (HAWQ-V3's numbers)")
+        built = build_t4_tables(Path(out) / self.target, Path(source))
+        return BuiltTarget(self.target, self.provenance, tuple(built.files), built.layers, built)
+
+
+class OrtProfiled:
+    """cpu-avx512's tables measured in ONNX Runtime here (what ``haq profile`` runs)."""
+
+    target = "cpu-avx512"
+    provenance = "measured"
+
+    def build(self, out: Path, models: Sequence[str] | None = None, **options: Any) -> BuiltTarget:
+        from haq.hardware.ort.jobs import profile_target
+
+        if not models:
+            raise HaqError("cpu-avx512 measures the models it is given; pass models=[...]")
+        out = Path(out)
+        report = profile_target(models, target=self.target, directory=out / self.target,
+                                profile_yaml=out / f"{self.target}.yaml", **options)  # fmt: skip
+        d = report.directory
+        files = tuple(p for p in sorted(d.iterdir()) if p.is_file()) + (
+            out / f"{self.target}.yaml",
+        )
+        layers = report.tables.layers if report.tables is not None else None
+        return BuiltTarget(self.target, self.provenance, files, layers, report)
+
+
+def _npu(target: str) -> Callable[[], TargetBuilder]:
+    return lambda: SimulatedNpu(target)
+
+
+BUILDERS: dict[str, Callable[[], TargetBuilder]] = {
+    "cpu-avx512": OrtProfiled,
+    "gpu-t4": PublishedT4,
+    **{
+        t: _npu(t)
+        for t in ("npu-bitfusion-edge", "npu-bitfusion-cloud", "npu-bismo-edge", "npu-bismo-cloud")
+    },  # fmt: skip
+}
+
+
+def get_builder(target: str) -> TargetBuilder:
+    """The builder of ``target``; a one-line error naming the known ones (or why not)."""
+    if target in UNBUILT:
+        raise HaqError(f"target {target} has no builder in haq: {UNBUILT[target]}")
+    if target not in BUILDERS:
+        raise HaqError(f"no builder for target {target!r}; known: {', '.join(sorted(BUILDERS))}")
+    return BUILDERS[target]()
