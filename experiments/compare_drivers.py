@@ -218,6 +218,13 @@ def _capped(points: np.ndarray) -> np.ndarray:
     return out
 
 
+def _ratios(points: np.ndarray, ref: float, ref_capped: float,
+            prefixes: Sequence[int]) -> dict[str, list[float]]:  # fmt: skip
+    """Hypervolume over the reference after each prefix, as the issue measures it and capped."""
+    return {"issue": [_hv(points[:n]) / ref for n in prefixes],
+            "capped": [_hv(_capped(points[:n])) / ref_capped for n in prefixes]}  # fmt: skip
+
+
 def _w8_latency(model: str, target: str) -> float:
     from haq import BitConfig
     from haq.cost import cost_model_for

@@ -29,6 +29,7 @@ from compare_drivers import (
     _capped,
     _hv,
     _points,
+    _ratios,
     _w8_latency,
 )
 
@@ -58,13 +59,12 @@ def main() -> None:
                     for label, f in (("before", old), ("after", now))}  # fmt: skip
             every = np.vstack([_points(now, w8), *runs["before"]])
             ref, ref_capped = _hv(every), _hv(_capped(every))
-            out["pairs"][f"{model}:{target}"] = {
-                label: {"issue": [round(float(np.mean([_hv(p[:n]) / ref for p in pts])), 3) for n in PREFIXES],
-                        "capped": [round(float(np.mean([_hv(_capped(p[:n])) / ref_capped for p in pts])), 3)
-                                   for n in PREFIXES]}
-                for label, pts in runs.items()
-            }  # fmt: skip
-            print(model, target, out["pairs"][f"{model}:{target}"], file=sys.stderr)
+            pair = out["pairs"][f"{model}:{target}"] = {}
+            for label, pts in runs.items():
+                ratios = [_ratios(p, ref, ref_capped, PREFIXES) for p in pts]
+                pair[label] = {k: np.round(np.mean([r[k] for r in ratios], axis=0), 3).tolist()
+                               for k in ("issue", "capped")}  # fmt: skip
+            print(model, target, pair, file=sys.stderr)
     save("hybrid_before_after", out)
 
 

@@ -23,16 +23,15 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from compare_drivers import _archived, _capped, _hv, _points, _search, _w8_latency
+from compare_drivers import _archived, _capped, _hv, _points, _ratios, _search, _w8_latency
 
 from common import ROOT, require_shared, save
 
 PREFIXES, TEST_LIMIT = (30, 50, 100), 1000
 
 
-def _ratios(points: np.ndarray, ref: float, ref_capped: float) -> dict[str, list[float]]:
-    return {"issue": [round(_hv(points[:n]) / ref, 4) for n in PREFIXES],
-            "capped": [round(_hv(_capped(points[:n])) / ref_capped, 4) for n in PREFIXES]}  # fmt: skip
+def _rounded(ratios: dict[str, list[float]]) -> dict[str, list[float]]:
+    return {k: [round(x, 4) for x in v] for k, v in ratios.items()}
 
 
 def main() -> None:
@@ -75,8 +74,10 @@ def main() -> None:
         rows: dict[str, list[dict[str, list[float]]]] = {"archived default": [], args.label: []}
         for seed in seeds:
             run_ = archive[archive["run"] == f"{args.model}-{target}-hybrid-s{seed}"]
-            rows["archived default"].append(_ratios(_points(run_, w8), ref, ref_capped))
-            rows[args.label].append(_ratios(mine[seed], ref, ref_capped))
+            rows["archived default"].append(
+                _rounded(_ratios(_points(run_, w8), ref, ref_capped, PREFIXES))
+            )
+            rows[args.label].append(_rounded(_ratios(mine[seed], ref, ref_capped, PREFIXES)))
         result["targets"][target] = {
             label: {k: np.round(np.mean([r[k] for r in per_seed], axis=0), 3).tolist()
                     for k in ("issue", "capped")}

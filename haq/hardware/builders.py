@@ -17,6 +17,7 @@ profile YAML states (measured / simulated / published), which the conformance su
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -110,17 +111,10 @@ class OrtProfiled:
         return BuiltTarget(self.target, self.provenance, files, layers, report)
 
 
-def _npu(target: str) -> Callable[[], TargetBuilder]:
-    return lambda: SimulatedNpu(target)
-
-
 BUILDERS: dict[str, Callable[[], TargetBuilder]] = {
     "cpu-avx512": OrtProfiled,
     "gpu-t4": PublishedT4,
-    **{
-        t: _npu(t)
-        for t in ("npu-bitfusion-edge", "npu-bitfusion-cloud", "npu-bismo-edge", "npu-bismo-cloud")
-    },  # fmt: skip
+    **{t: functools.partial(SimulatedNpu, t) for t in SIMULATED},
 }
 
 

@@ -25,9 +25,9 @@ def test_coarse_to_fine_is_a_permutation_ends_first() -> None:
     assert coarse_to_fine(9)[:3] == [0, 8, 4]
 
 
-def _driver(tmp_path: Path, ilp_points: int = 8):
-    opts = SearchOptions(model="digits_cnn", target="npu-bitfusion-edge", budget=40,
-                         out=str(tmp_path / "r"), progress=False)  # fmt: skip
+def _driver(tmp_path: Path, ilp_points: int = 8, target: str = "npu-bitfusion-edge"):
+    opts = SearchOptions(model="digits_cnn", target=target, budget=40,
+                         out=str(tmp_path / target), progress=False)  # fmt: skip
     search = Search(opts)
     ctx = search.driver_context()
     driver = get_driver("hybrid").make({"ilp_points": str(ilp_points)})
@@ -71,11 +71,7 @@ def _tell_all(search: Search, driver, configs, top1: float) -> None:
 
 
 def _started(tmp_path: Path, target: str) -> tuple[Search, Any]:
-    opts = SearchOptions(model="digits_cnn", target=target, budget=400,
-                         out=str(tmp_path / target), progress=False)  # fmt: skip
-    search = Search(opts)
-    driver = get_driver("hybrid").make({})
-    driver.start(search.driver_context(), [], None)
+    search, driver = _driver(tmp_path, target=target)
     _tell_all(search, driver, [driver.reference], 90.0)
     return search, driver
 

@@ -30,7 +30,6 @@ MODELS = [
     "cifar_resnet20", "cifar_resnet56",
 ]  # fmt: skip
 OPS = ["conv", "dwconv", "gconv", "linear"]
-UNIFORM = [(8, 8), (4, 4), (2, 2)]
 SOURCES = {
     "bitfusion": [
         "H. Sharma et al., 'Bit Fusion: Bit-Level Dynamically Composable Architecture for "
@@ -78,21 +77,18 @@ MODEL_TEXT = {
 }
 
 
-@functools.lru_cache(maxsize=4)
-def _collect(models: tuple[str, ...], batch: int) -> tuple[list[dict[str, Any]], dict[str, list]]:
-    return _collect_layers(list(models), batch)
-
-
 def collect_layers(
     models: Sequence[str], batch: int
 ) -> tuple[list[dict[str, Any]], dict[str, list]]:
     """Unique signatures over ``models`` and, per model, its layers in execution order
     (cached: every NPU target of one build reads the same layers)."""
-    return _collect(tuple(models), batch)
+    return _collect_layers(tuple(models), batch)
 
 
-def _collect_layers(models: list[str], batch: int) -> tuple[list[dict[str, Any]], dict[str, list]]:
-    """Unique signatures over ``models`` and, per model, its layers in execution order."""
+@functools.lru_cache(maxsize=4)
+def _collect_layers(
+    models: tuple[str, ...], batch: int
+) -> tuple[list[dict[str, Any]], dict[str, list]]:
     from haq.models.layers import discover_layers
     from haq.models.registry import load_model
 
