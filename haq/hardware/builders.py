@@ -11,8 +11,9 @@ profile YAML states (measured / simulated / published), which the conformance su
   ``haq profile`` runs);
 - ``npu-*``: simulated by the analytic cycle models (`haq.hardware.simulators.files`);
 - ``gpu-t4``: HAWQ-V3's published per-layer latencies (`haq.hardware.published_t4`);
-- ``gpu-h100`` has no builder yet: its harness (`haq.hardware.torch_gpu` plus the job runner in
-  ``experiments/profile_gpu_h100.py``) needs a CUDA device (`UNBUILT` says so).
+- ``gpu-h100``: measured with torch on a CUDA device (`haq.hardware.torch_gpu_jobs`, the
+  harness ``experiments/profile_gpu_h100.py`` calls); on a machine without one the build is a
+  one-line error.
 """
 
 from __future__ import annotations
@@ -26,11 +27,6 @@ from typing import Any, Protocol
 
 from haq.errors import HaqError
 from haq.hardware.simulators import TARGETS as SIMULATED
-
-UNBUILT = {
-    "gpu-h100": "measured once on a lent H100 by experiments/profile_gpu_h100.py (torch on CUDA); "
-    "its job runner is not in haq yet",
-}
 
 
 @dataclass(frozen=True)
@@ -111,17 +107,39 @@ class OrtProfiled:
         return BuiltTarget(self.target, self.provenance, files, layers, report)
 
 
+class TorchGpu:
+    """gpu-h100's tables measured with torch on this machine's CUDA device (options: the
+    fields of `GpuProfileOptions`, e.g. ``device="cpu"`` for a smoke run, ``time_budget``)."""
+
+    target = "gpu-h100"
+    provenance = "measured"
+
+    def build(self, out: Path, models: Sequence[str] | None = None, *,
+              script: str = "haq.hardware.builders.TorchGpu", argv: Sequence[str] = (),
+              **options: Any) -> BuiltTarget:  # fmt: skip
+        from haq.hardware.torch_gpu_files import layers_frame
+        from haq.hardware.torch_gpu_jobs import GpuProfileOptions, profile_gpu, torch_device
+
+        if models is not None:
+            options["models"] = tuple(models)
+        opts = GpuProfileOptions(**options)
+        torch_device(opts.device)  # fail before writing anything when there is no CUDA
+        directory = Path(out) / self.target
+        state = profile_gpu(directory, opts, script=script, argv=argv)
+        files = tuple(p for p in sorted(directory.iterdir()) if p.is_file())
+        return BuiltTarget(self.target, self.provenance, files, layers_frame(state.rows), state)
+
+
 BUILDERS: dict[str, Callable[[], TargetBuilder]] = {
     "cpu-avx512": OrtProfiled,
+    "gpu-h100": TorchGpu,
     "gpu-t4": PublishedT4,
     **{t: functools.partial(SimulatedNpu, t) for t in SIMULATED},
 }
 
 
 def get_builder(target: str) -> TargetBuilder:
-    """The builder of ``target``; a one-line error naming the known ones (or why not)."""
-    if target in UNBUILT:
-        raise HaqError(f"target {target} has no builder in haq: {UNBUILT[target]}")
+    """The builder of ``target``; a one-line error naming the known ones."""
     if target not in BUILDERS:
         raise HaqError(f"no builder for target {target!r}; known: {', '.join(sorted(BUILDERS))}")
     return BUILDERS[target]()

@@ -1,9 +1,8 @@
-"""The torch GPU latency harness, exercised on CPU (the CUDA-graph path needs a GPU)."""
+"""The torch GPU latency harness, exercised on CPU (the CUDA-graph path needs a GPU); the job
+runner around it: tests/hardware/test_torch_gpu_jobs.py."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -15,7 +14,6 @@ from haq.hardware import torch_gpu as tg
 from haq.hardware import torch_gpu_models as tgm
 from haq.hardware.tables import COLUMNS, SIGNATURE_COLUMNS, read_table, write_table
 
-ROOT = Path(__file__).resolve().parents[2]
 QUICK = tg.TimingSettings.quick()
 
 
@@ -131,49 +129,3 @@ def test_e2e_cpu() -> None:
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in prepared.modules())
     timing = tgm.measure_model(prepared, (1, 3, 8, 8), "fp32", "cpu", tg.TimingSettings.e2e(True))
     assert timing.median_us > 0 and timing.method == "perf_counter"
-
-
-def _script():
-    path = ROOT / "experiments" / "profile_gpu_h100.py"
-    spec = importlib.util.spec_from_file_location("profile_gpu_h100", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses resolve annotations through sys.modules
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_scheduler_pre_empts_for_e2e() -> None:
-    script = _script()
-    a = script.Phase("layers b1", [object()] * 3)
-    e = script.Phase("e2e b1", [object()] * 2, start_by=100.0)
-    assert script.next_phase([a, e], now=50.0) is a
-    assert script.next_phase([a, e], now=150.0) is e  # due: pre-empts
-    e.pos = 1
-    assert script.next_phase([a, e], now=0.0) is e  # started phases run to the end
-    e.pos = 2
-    assert script.next_phase([a, e], now=150.0) is a  # then the paused one resumes
-    a.pos = 3
-    assert script.next_phase([a, e], now=150.0) is None
-
-
-def test_script_cpu_smoke(tmp_path: Path) -> None:
-    script = _script()
-    out = tmp_path / "out"
-    rc = script.main(["--device", "cpu", "--quick", "--models", "cifar_resnet20", "--batches",
-                      "1", "--precisions", "fp32,w8a8,w8a8-gemm", "--e2e-variants", "folded",
-                      "--out", str(out)])  # fmt: skip
-    assert rc == 0
-    layers = read_table(out / "layers.csv")
-    assert set(layers["precision"]) == {"fp32", "w8a8", "w8a8-gemm"}
-    assert len(layers) == 7 * 3  # 7 unique signatures in ResNet-20
-    lmap = pd.read_csv(out / "layer_map.csv")
-    assert len(lmap) == 20 and "batch" not in lmap.columns
-    key = [c for c in SIGNATURE_COLUMNS if c != "batch"]
-    joined = lmap.merge(layers[layers["precision"] == "fp32"], on=key, how="left")
-    assert joined["latency_us"].notna().all()
-    e2e = pd.read_csv(out / "e2e.csv")
-    assert list(e2e["precision"]) == ["fp32"] and e2e["layers_covered"].iloc[0] == 20
-    assert e2e["layers_sum_us"].iloc[0] > 0
-    meta = (out / "layers.meta.json").read_text()
-    assert '"complete": true' in meta and '"provenance": "measured"' in meta
-    assert (out / "log.txt").stat().st_size > 0
