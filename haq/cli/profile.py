@@ -1,8 +1,15 @@
-"""`haq profile`: measure a target's latency tables (layers, transitions, glue) on this machine."""
+"""`haq profile`: measure a target's latency tables (layers, transitions, glue) on this machine.
+
+cpu-avx512 is measured here in ONNX Runtime (`haq.hardware.ort.jobs`); gpu-h100 goes to its
+builder (`haq.hardware.builders.TorchGpu`: torch on a CUDA device), which takes --model,
+--out and --shipped only.
+"""
 
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 from typing import Any
 
 from haq.errors import HaqError
@@ -18,7 +25,9 @@ def register(sub: Any) -> None:
             "already in the tables are skipped."
         ),
     )
-    p.add_argument("--target", required=True, help="hardware target (measured here: cpu-avx512)")
+    p.add_argument("--target", required=True,
+                   help="hardware target (measured here: cpu-avx512; gpu-h100 on a CUDA machine, "
+                        "through its builder: --model, --out and --shipped apply)")  # fmt: skip
     p.add_argument("--model", "-m", default=None,
                    help="registered model name(s), comma-separated (see `haq models`)")  # fmt: skip
     p.add_argument("--probes", type=int, default=None, metavar="N",
@@ -54,7 +63,8 @@ def register(sub: Any) -> None:
     p.add_argument("--out", default=None,
                    help="tables directory (default: your table overlay, which every cost model "
                         "of the target reads over its shipped tables); the profile YAML goes "
-                        "beside it as <target>.yaml")  # fmt: skip
+                        "beside it as <target>.yaml; gpu-h100: the folder its builder writes "
+                        "gpu-h100/ into)")  # fmt: skip
     p.add_argument("--shipped", action="store_true",
                    help="measure into the shipped tables (hardware_profiles/<target>/) and "
                         "rewrite the target's YAML: for maintainers of the target")  # fmt: skip
@@ -75,10 +85,10 @@ def run(args: argparse.Namespace) -> int:
     from haq.hardware.ort.jobs import profile_target
     from haq.hardware.ort.target import KERNEL_CLASSES, TARGETS, iter_classes
 
+    if args.shipped and args.out:
+        raise HaqError("--shipped already names the tables directory; drop --out")
     if args.target not in TARGETS:
-        raise HaqError(
-            f"unknown target {args.target!r}; `haq profile` measures: {', '.join(TARGETS)}"
-        )
+        return _measure_with_builder(args)
     threads = _int_list("--threads", args.threads)
     if (args.model is None) == (args.probes is None):
         raise HaqError("give either --model NAMES or --probes N")
@@ -95,8 +105,6 @@ def run(args: argparse.Namespace) -> int:
         if args.kernels
         else list(KERNEL_CLASSES)
     )
-    if args.shipped and args.out:
-        raise HaqError("--shipped already names the tables directory; drop --out")
     from haq.hardware.overlay import overlay_path
 
     overlay = not args.shipped and args.out is None
@@ -131,4 +139,28 @@ def run(args: argparse.Namespace) -> int:
         for line in report.failed:
             print(f"haq: failed: {line}")
         return 1
+    return 0
+
+
+def _measure_with_builder(args: argparse.Namespace) -> int:
+    """A target measured by a builder of its own (gpu-h100: torch on CUDA), not ORT."""
+    from haq.hardware.builders import BUILDERS
+    from haq.paths import data_dir, overlay_dir
+
+    measured = [t for t, make in BUILDERS.items() if make().provenance == "measured"]
+    if args.target not in BUILDERS:
+        raise HaqError(
+            f"unknown target {args.target!r}; `haq profile` measures: {', '.join(measured)}"
+        )
+    builder = BUILDERS[args.target]()
+    if builder.provenance != "measured":
+        raise HaqError(f"{args.target} is {builder.provenance}, not measured: its builder makes "
+                       f"its tables (haq.hardware.builders); `haq profile` measures: "
+                       f"{', '.join(measured)}")  # fmt: skip
+    if args.probes is not None:
+        raise HaqError(f"--probes is for cpu-avx512; {args.target} takes --model NAMES")
+    models = [m.strip() for m in args.model.split(",") if m.strip()] if args.model else None
+    out = data_dir("hardware_profiles") if args.shipped else Path(args.out or overlay_dir())
+    built = builder.build(out, models, script="haq profile", argv=sys.argv[1:])
+    print(f"{args.target}: {len(built.layers)} layer rows in {out / args.target}")
     return 0
