@@ -3,9 +3,12 @@
 For every search variable (a layer or tie group) and candidate precision, the config is the
 reference (w8a8 where the layer allows it) with only that variable changed. Cheap proxies are
 measured on the calibration images, with no validation evaluation: the mean KL divergence of
-the softmax outputs from the float model's (relative to the reference's own KL) and the SQNR
-of the logits. Optionally the HAWQ proxy: the Hessian trace of the loss per weight (Hutchinson
-estimator) times the squared weight perturbation.
+the softmax outputs from the float model's (relative to the reference's own KL), the SQNR
+of the logits and, where the calibration images have labels, the change of the mean
+cross-entropy loss from the reference's (which, unlike KL, is negative for a change that
+makes the network fit the labels better: lower bits can act as a regulariser). Optionally
+the HAWQ proxy: the Hessian trace of the loss per weight (Hutchinson estimator) times the
+squared weight perturbation.
 
 Accuracy does not depend on the target, so rows are cached on disk per (model weights,
 calibration images, quantization settings, reference config) and reused by every later search
@@ -38,7 +41,7 @@ if TYPE_CHECKING:
     from haq.evaluate.evaluator import LocalEvaluator
     from haq.search.space import SearchSpace
 
-COLUMNS = ["variable", "layers", "precision", "kl", "sqnr_db", "agreement", "hessian"]
+COLUMNS = ["variable", "layers", "precision", "kl", "sqnr_db", "agreement", "hessian", "loss"]
 Pair = tuple[str, str]  # (variable, precision as text)
 
 
@@ -74,6 +77,10 @@ class SensitivityTable:
 
     def __post_init__(self) -> None:
         self._index = {(r["variable"], r["precision"]): r for r in self.rows.to_dict("records")}
+
+    def has(self, column: str) -> bool:
+        """Whether any row measured ``column`` (``loss`` needs labelled calibration images)."""
+        return column in self.rows and bool(self.rows[column].notna().any())
 
     def score(self, var: str, choice: str, column: str = "kl") -> float:
         """The proxy's penalty of one choice (0 for the reference choice)."""
@@ -192,6 +199,8 @@ class SensitivitySource:
         wanted = [(v, o) for v, o in wanted if str(reference[v]) != o]
         path = self.cache_path(reference)
         rows = self._load(path)
+        if "loss" not in rows:  # a cache written before the loss column: rebuilt
+            rows = rows.iloc[0:0].reindex(columns=COLUMNS)
         have = set(zip(rows["variable"], rows["precision"], strict=True))
         missing = [p for p in wanted if p not in have]
         if hessian and len(rows) and rows["hessian"].isna().any():
@@ -219,7 +228,10 @@ class SensitivitySource:
                  hessian: bool) -> pd.DataFrame:  # fmt: skip
         ev = self.evaluator
         ref_logits = ev.reference
-        base_kl = _kl(ref_logits, ev.logits(reference))
+        ref_config_logits = ev.logits(reference)
+        base_kl = _kl(ref_logits, ref_config_logits)
+        labels = ev.data.y
+        base_loss = _loss(ref_config_logits, labels) if labels is not None else float("nan")
         traces = hessian_traces(ev.quantizer, ev.data.x) if hessian else None
         order = {v: i for i, (v, _) in enumerate(space.variables())}
         out = []
@@ -237,7 +249,8 @@ class SensitivitySource:
                 group = next(g for g in space.groups if g[0] == var)
                 row = {"variable": var, "layers": ",".join(group), "precision": choice,
                        "kl": _kl(ref_logits, logits) - base_kl, "sqnr_db": sqnr, "agreement": agree,
-                       "hessian": float("nan")}  # fmt: skip
+                       "hessian": float("nan"),
+                       "loss": _loss(logits, labels) - base_loss if labels is not None else float("nan")}  # fmt: skip
                 if traces is not None:
                     row["hessian"] = _hawq_score(
                         ev.quantizer, group, Precision.parse(choice), traces
@@ -265,6 +278,13 @@ def _kl(ref: torch.Tensor, logits: torch.Tensor) -> float:
     p = F.log_softmax(ref.double(), dim=1)
     q = F.log_softmax(logits.double(), dim=1)
     return float((p.exp() * (p - q)).sum(dim=1).mean())
+
+
+def _loss(logits: torch.Tensor, labels: torch.Tensor) -> float:
+    """Mean cross-entropy of ``logits`` against the labels."""
+    import torch.nn.functional as F
+
+    return float(F.cross_entropy(logits.double(), labels))
 
 
 def hessian_traces(quantizer: object, x: torch.Tensor, iters: int = 16, batch: int = 128,

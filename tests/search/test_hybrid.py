@@ -25,12 +25,13 @@ def test_coarse_to_fine_is_a_permutation_ends_first() -> None:
     assert coarse_to_fine(9)[:3] == [0, 8, 4]
 
 
-def _driver(tmp_path: Path, ilp_points: int = 8, target: str = "npu-bitfusion-edge"):
+def _driver(tmp_path: Path, ilp_points: int = 8, target: str = "npu-bitfusion-edge",
+            **options: str):  # fmt: skip
     opts = SearchOptions(model="digits_cnn", target=target, budget=40,
                          out=str(tmp_path / target), progress=False)  # fmt: skip
     search = Search(opts)
     ctx = search.driver_context()
-    driver = get_driver("hybrid").make({"ilp_points": str(ilp_points)})
+    driver = get_driver("hybrid").make({"ilp_points": str(ilp_points), **options})
     driver.start(ctx, [], None)
     return search, driver
 
@@ -46,6 +47,22 @@ def test_first_sweep_spreads_over_cost_and_meets_penalty_levels(tmp_path: Path) 
     for p in ilp:
         summed = sum(driver.penalty(v, str(p.config[v])) for v, _ in driver.vars)
         assert summed <= p.driver_attrs["penalty_budget"] * (1 + 1e-6) + 1e-9
+
+
+def test_loss_proxy_is_signed_and_the_sweep_takes_the_changes_that_lower_it(
+    tmp_path: Path,
+) -> None:
+    search, driver = _driver(tmp_path, sensitivity="loss")
+    assert driver.mode == "loss"
+    pen = np.array([driver.penalty(v, o) for v, o in driver.cols])
+    assert (pen < 0).any() and (pen > 0).any()
+    # at summed penalty 0 the ILP may lower every layer whose change the labels favour
+    [(cfg, level)] = driver._sweep(pen, [0.0])
+    assert level == 0.0
+    summed = sum(driver.penalty(v, str(cfg[v])) for v, _ in driver.vars)
+    assert summed <= 1e-9
+    ref_cost = search.cost_model.score(driver.reference).latency_ms
+    assert search.cost_model.score(cfg).latency_ms < ref_cost
 
 
 def test_refit_sweep_follows_the_fitted_drops(tmp_path: Path) -> None:

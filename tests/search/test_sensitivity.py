@@ -59,3 +59,58 @@ def test_bad_inputs(capsys: pytest.CaptureFixture[str]) -> None:
         assert main(["sensitivity", *TARGET, "-q", *extra]) == 2
         err = capsys.readouterr().err
         assert err.startswith("haq: error:") and err.count("\n") == 1, (extra, err)
+
+
+def _table_source(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, labels: bool = True):
+    from dataclasses import replace
+
+    from haq.search.options import SearchOptions
+    from haq.search.runner import Search
+
+    monkeypatch.setenv("HAQ_CACHE_DIR", str(tmp_path / "cache"))  # a table of its own
+    search = Search(SearchOptions(model="digits_cnn", target="npu-bitfusion-edge", budget=10,
+                                  out=str(tmp_path / "run"), progress=False))  # fmt: skip
+    ctx = search.driver_context()
+    if not labels:
+        ev = ctx.sensitivity.evaluator
+        ev.data = replace(ev.data, y=None)
+    return search, ctx
+
+
+def test_loss_column_is_the_labelled_cross_entropy_change(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import torch.nn.functional as F
+
+    from haq.search.sensitivity import reference_config, with_choice
+
+    search, ctx = _table_source(tmp_path, monkeypatch)
+    table = ctx.sensitivity.table(search.space)
+    assert table.has("loss")
+    ev = ctx.sensitivity.evaluator
+    ref = reference_config(search.space)
+
+    def ce(config) -> float:
+        return float(F.cross_entropy(ev.logits(config).double(), ev.data.y))
+
+    row = table.rows.sort_values("kl").iloc[-1]  # the most damaging change
+    var, choice = row["variable"], row["precision"]
+    expected = ce(with_choice(search.space, ref, var, choice)) - ce(ref)
+    assert table.score(var, choice, "loss") == pytest.approx(expected, rel=1e-9, abs=1e-12)
+    assert expected > 0
+    # unlike KL the loss change is signed: both signs occur across the table
+    assert (table.rows["kl"] >= -1e-9).mean() > 0.9
+    assert (table.rows["loss"] < 0).any() and (table.rows["loss"] > 0).any()
+
+
+def test_hybrid_falls_back_to_kl_without_labels(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from haq.search.drivers import get_driver
+
+    _, ctx = _table_source(tmp_path, monkeypatch, labels=False)
+    driver = get_driver("hybrid").make({"sensitivity": "loss"})
+    driver.start(ctx, [], None)
+    assert not ctx.sensitivity.last.has("loss")
+    assert driver.mode == "kl"
+    assert all(p >= 0 for p in driver.pair_pen) and driver.pair_pen.max() > 0
