@@ -49,20 +49,21 @@ def test_first_sweep_spreads_over_cost_and_meets_penalty_levels(tmp_path: Path) 
         assert summed <= p.driver_attrs["penalty_budget"] * (1 + 1e-6) + 1e-9
 
 
-def test_loss_proxy_is_signed_and_the_sweep_takes_the_changes_that_lower_it(
-    tmp_path: Path,
-) -> None:
-    search, driver = _driver(tmp_path, sensitivity="loss")
+def test_loss_mode_sweeps_the_kl_and_signs_only_the_surrogate_prior(tmp_path: Path) -> None:
+    _, driver = _driver(tmp_path, sensitivity="loss")
     assert driver.mode == "loss"
-    pen = np.array([driver.penalty(v, o) for v, o in driver.cols])
-    assert (pen < 0).any() and (pen > 0).any()
-    # at summed penalty 0 the ILP may lower every layer whose change the labels favour
-    [(cfg, level)] = driver._sweep(pen, [0.0])
-    assert level == 0.0
-    summed = sum(driver.penalty(v, str(cfg[v])) for v, _ in driver.vars)
-    assert summed <= 1e-9
-    ref_cost = search.cost_model.score(driver.reference).latency_ms
-    assert search.cost_model.score(cfg).latency_ms < ref_cost
+    table = driver.table
+    # what the ILP sums is the KL, never negative: signed noise summed over many layers
+    # would let it lower every layer for free
+    for v, o in driver.cols:
+        assert driver.penalty(v, o) == max(table.score(v, o), 0.0)
+    # the surrogate's prior adds the label term beyond its noise, which may be negative
+    for k, (i, o) in enumerate(driver.pairs):
+        v = driver.var_names[i]
+        assert driver.pair_pen[k] == table.score(v, o) + table.score(v, o, "label")
+    assert (driver.pair_pen < 0).any()
+    kl_driver = _driver(tmp_path / "kl", sensitivity="kl")[1]
+    assert (kl_driver.pair_pen >= 0).all()
 
 
 def test_refit_sweep_follows_the_fitted_drops(tmp_path: Path) -> None:

@@ -80,6 +80,10 @@ def _table_source(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, labels: bool 
 def test_loss_column_is_the_labelled_cross_entropy_change(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    import math
+
+    import numpy as np
+    import torch
     import torch.nn.functional as F
 
     from haq.search.sensitivity import reference_config, with_choice
@@ -101,6 +105,24 @@ def test_loss_column_is_the_labelled_cross_entropy_change(
     # unlike KL the loss change is signed: both signs occur across the table
     assert (table.rows["kl"] >= -1e-9).mean() > 0.9
     assert (table.rows["loss"] < 0).any() and (table.rows["loss"] > 0).any()
+    # ``label``: loss minus KL per image, its mean shrunk towards 0 by its standard error
+    float_logp = F.log_softmax(ev.reference.double(), 1)
+
+    def per_image(config) -> torch.Tensor:
+        logp = F.log_softmax(ev.logits(config).double(), 1)
+        kl = (float_logp.exp() * (float_logp - logp)).sum(1)
+        return F.nll_loss(logp, ev.data.y, reduction="none") - kl
+
+    g = per_image(with_choice(search.space, ref, var, choice)) - per_image(ref)
+    mean, se = float(g.mean()), float(g.std()) / len(g) ** 0.5
+    assert table.score(var, choice, "label") == pytest.approx(
+        math.copysign(max(abs(mean) - se, 0.0), mean), abs=1e-9
+    )
+    rows = table.rows
+    gap = rows["loss"] - rows["kl"]
+    assert (rows["label"].abs() <= gap.abs() + 1e-12).all()
+    assert ((rows["label"] == 0) | (np.sign(rows["label"]) == np.sign(gap))).all()
+    assert (rows["label"] == 0).any() and (rows["label"] != 0).any()
 
 
 def test_hybrid_falls_back_to_kl_without_labels(

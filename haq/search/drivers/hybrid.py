@@ -5,13 +5,16 @@ resumed search replays its history and continues where it stopped:
 
 1. **Baselines**: the uniform configs and the usual w8a8 deployment variants.
 2. **Sensitivity** (`haq.search.sensitivity`): per search variable and candidate precision,
-   the proxy penalty of changing only that variable from the reference (w8a8). With
-   ``sensitivity=loss`` (default) it costs no evaluation: the change of the cross-entropy
-   loss on the labelled calibration images (cached across searches), signed, so a change
-   that fits the labels better than the reference is a gain the ILP may take (on JPEG
-   CIFAR-10 some 4-6-bit layers raise accuracy); calibration images without labels
-   (distilled, text) fall back to ``sensitivity=kl``, the output KL to the float model, which
-   is never negative. ``sensitivity=accuracy`` measures each drop as a trial.
+   the proxy penalty of changing only that variable from the reference (w8a8), cached across
+   searches, no evaluation: the output KL to the float model on the calibration images,
+   never negative, which the ILP sweeps. With ``sensitivity=loss`` (default) the
+   surrogate's prior (phase 4) adds the labelled part of the loss change beyond its noise
+   (the table's ``label``), which may be negative: on JPEG CIFAR-10 some 4-6-bit layers
+   raise accuracy, and the evolution should look there. The ILP keeps the KL: summed over
+   many layers the signed per-layer loss changes let it lower every layer whose change is
+   noise (on resnet56 its sweep collapsed to the fastest third of the range). Calibration
+   images without labels (distilled, text) use ``sensitivity=kl``, the KL for both;
+   ``sensitivity=accuracy`` measures each drop as a trial.
 3. **ILP sweep** (scipy ``milp``): minimise the first cost objective in the target's own
    per-layer costs (marginal to the reference, so the target's real kernel speeds decide)
    subject to a summed penalty at most P, plus every hard cost budget, for a dense geometric
@@ -160,12 +163,12 @@ class HybridDriver:
             self.tell(rec)
 
     # Sensitivity --------------------------------------------------------------------------
-    def penalty(self, var: str, choice: str) -> float:
+    def penalty(self, var: str, choice: str, signed: bool = False) -> float:
         if choice == str(self.reference[var]):
             return 0.0
         if self.table is not None:
-            if self.mode == "loss":  # signed: a change may fit the labels better
-                return self.table.score(var, choice, "loss")
+            if signed and self.mode == "loss":  # may be negative: fits the labels better
+                return self.table.score(var, choice) + self.table.score(var, choice, "label")
             return max(self.table.score(var, choice), 0.0)
         if (var, choice) in self.drops:
             return max(self.drops[(var, choice)], 0.0)
@@ -193,7 +196,7 @@ class HybridDriver:
         self.ctx.sensitivity.store_drops(self.reference, new)
 
     def _pair_penalties(self) -> np.ndarray:
-        return np.array([self.penalty(self.var_names[i], o) for i, o in self.pairs])
+        return np.array([self.penalty(self.var_names[i], o, signed=True) for i, o in self.pairs])
 
     # ILP ----------------------------------------------------------------------------------
     def _ilp_proposals(self) -> list[Proposal]:
@@ -210,10 +213,8 @@ class HybridDriver:
         levels = (
             np.geomspace(max(low, top * 1e-4), max(top, 1e-12), ILP_DENSITY * n_points)
             if top > 0
-            else np.zeros(1)
+            else [0.0]
         )
-        if (pen < 0).any():  # the cheapest configs the proxy calls no worse than the reference
-            levels = np.concatenate([[0.0], levels])
         swept = self._sweep(pen, levels)
         cost = np.array([self.costs.vector(cfg)[0] for cfg, _ in swept])
         picked: list[int] = []
@@ -233,7 +234,7 @@ class HybridDriver:
         cost = np.array([self.costs.delta[c][0] for c in self.cols])
         scale = max(float(np.abs(cost).max()), 1e-12)
         hard = self.costs.hard_rows(self.ctx.guard.budgets, self.cols)
-        top = max(float(np.abs(pen).sum()), 1e-12)
+        top = max(float(pen.sum()), 1e-12)
         # a tiny penalty tie-break keeps the most accurate of equally cheap solutions
         objective = cost / scale + 1e-6 * pen / top
         out, seen = [], set()
