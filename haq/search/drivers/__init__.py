@@ -107,9 +107,10 @@ register(
 )
 register(DriverInfo("hybrid", "sensitivity + ILP front in seconds, then surrogate-guided evolution seeded "
                     "by it (default)", _lazy("hybrid", "HybridDriver"), {
-                        "sensitivity": "loss (default: loss change on labelled calibration images, "
-                                       "no evaluations; kl without labels), kl (output KL to the "
-                                       "float model) or accuracy (measured drops, as trials)",
+                        "sensitivity": "loss (default: the ILP sweeps the output KL on calibration "
+                                       "images, the surrogate's prior adds their labelled loss change "
+                                       "beyond noise; kl without labels), kl (KL only) or accuracy "
+                                       "(measured drops, as trials)",
                         "ilp_points": "budgets swept by the ILP (default: a quarter of the budget, 4 to 40)",
                     }))  # fmt: skip
 
