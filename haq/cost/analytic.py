@@ -32,7 +32,7 @@ OVERHEAD_QUANTILE = 0.05
 
 def _row_work(profile: HardwareProfile, rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """(ops, bytes) of table rows: 2 x MACs x batch, and weights + activations at storage bits."""
-    macs, in_el, out_el, weights, _ = work_terms(rows).T
+    macs, in_el, out_el, weights = work_terms(rows).T[:4]
     bits = np.array([profile.storage_bits(str(k)) for k in rows["precision"]], dtype=np.float64)
     return 2.0 * macs, (weights * bits[:, 0] + (in_el + out_el) * bits[:, 1]) / 8.0
 

@@ -3,15 +3,17 @@
 Two stages, because trees alone cannot extrapolate (an unseen network's layers are often
 larger, smaller or shaped unlike any training row, and a tree predicts the nearest leaf):
 
-1. `WorkModel`: latency = a*MACs + b*input elements + c*output elements + d*weights + e, the
-   coefficients >= 0 fitted (non-negative least squares on relative error) per op group
+1. `WorkModel`: latency = a*MACs + b*input elements + c*output elements + d*weights
+   + e*elements pooled in front (below) + f, the coefficients >= 0 fitted (non-negative least squares on relative error) per op group
    (conv, depthwise, linear) x kernel class x threads; sparse groups fall back to kernel class
    x threads, then kernel class. It extrapolates the way hardware does: in proportion to work.
-2. Gradient-boosted trees on log(latency / work model) from shape features
-   (`feature_names`): what the work terms miss (3-channel stems, alignment to the vector
+2. Gradient-boosted trees on log(latency / work model) from shape features (`feature_names`),
+   one model per op family (convolutions, Linear): what the work terms miss (3-channel stems, alignment to the vector
    width, small spatial sizes), bounded by what the training rows showed. Where the table
    says which model measured each row, the activation after the layer is a feature too
-   (`with_activations`; `LayerSpec.act`): runtimes fuse some activations into the layer.
+   (`with_graph_context`; `LayerSpec.act`): runtimes fuse some activations into the layer;
+   so are the elements pooled away in front of it (`haq.models.spec.reduced_in_front`), a
+   stage-1 work term too: the tables charge a pool to the layer after it.
 
 It predicts layers no table row covers (new models, other batch sizes) and only answers for
 (op kind, kernel class) pairs it saw in training.
@@ -40,7 +42,7 @@ from haq.errors import HaqError
 from haq.hardware.profile import OP_KINDS, HardwareProfile
 from haq.hardware.tables import SHAPE_COLUMNS, SIGNATURE_COLUMNS
 from haq.io import atomic_write_bytes, atomic_write_text
-from haq.models.spec import ACTIVATION_NAMES
+from haq.models.spec import ACTIVATION_NAMES, reduced_in_front
 
 #: Values of the optional ``act`` column (`LayerSpec.act`): one-hot features when a table has
 #: it (a measured in-graph time depends on whether the runtime fuses the activation).
@@ -48,27 +50,39 @@ ACTS = ["none", *ACTIVATION_NAMES]
 
 MODEL_FILE = "model.pkl"
 REPORT_FILE = "fit_report.json"
-FORMAT = 2
-WORK_TERMS = ["macs", "input_elements", "output_elements", "weights", "one"]
+FORMAT = 3
+WORK_TERMS = ["macs", "input_elements", "output_elements", "weights", "reduced_elements", "one"]
 NUMERIC = ["log_macs", "log_in_channels", "log_out_channels", "kernel_h", "kernel_w", "stride_h",
            "stride_w", "log_groups", "log_channels_per_group", "log_in_hw", "log_out_hw",
            "log_input_elements", "log_output_elements", "log_weights", "log_batch",
-           "log_threads", "in_channels_mod16", "out_channels_mod16", "log_work_model"]  # fmt: skip
+           "log_threads", "in_channels_mod16", "out_channels_mod16", "log_reduced_elements",
+           "log_work_model"]  # fmt: skip
 
 
 def _col(frame: pd.DataFrame, name: str) -> np.ndarray:
     return frame[name].to_numpy(np.float64)
 
 
+def _reduced(frame: pd.DataFrame) -> np.ndarray:
+    """Elements pooled away in front of each row's layer (`haq.models.spec.reduced_in_front`;
+    the optional ``reduced_elements`` column, per sample), times the batch."""
+    if "reduced_elements" not in frame:
+        return np.zeros(len(frame))
+    return frame["reduced_elements"].fillna(0).to_numpy(np.float64) * _col(frame, "batch")
+
+
 def work_terms(frame: pd.DataFrame) -> np.ndarray:
-    """[MACs, input elements, output elements, weights, 1] per table-like row (`WORK_TERMS`)."""
+    """[MACs, input elements, output elements, weights, elements pooled in front, 1] per
+    table-like row (`WORK_TERMS`)."""
     batch = _col(frame, "batch")
     cin_g = _col(frame, "in_channels") / _col(frame, "groups")
     taps = _col(frame, "kernel_h") * _col(frame, "kernel_w")
     out_el = _col(frame, "out_channels") * _col(frame, "out_h") * _col(frame, "out_w") * batch
     in_el = _col(frame, "in_channels") * _col(frame, "in_h") * _col(frame, "in_w") * batch
     weights = _col(frame, "out_channels") * cin_g * taps
-    return np.column_stack([out_el * cin_g * taps, in_el, out_el, weights, np.ones(len(frame))])
+    return np.column_stack(
+        [out_el * cin_g * taps, in_el, out_el, weights, _reduced(frame), np.ones(len(frame))]
+    )
 
 
 def _threads(frame: pd.DataFrame) -> np.ndarray:
@@ -80,7 +94,7 @@ class WorkModel:
     """Non-negative linear latency in `WORK_TERMS`, per group key at three levels of detail."""
 
     coefs: dict[str, list[float]] = field(default_factory=dict)
-    min_rows: int = 8  # 5 coefficients: fewer rows would fit noise
+    min_rows: int = 8  # 6 coefficients: fewer rows would fit noise
 
     @staticmethod
     def keys(frame: pd.DataFrame) -> list[list[str]]:
@@ -155,6 +169,7 @@ def features(
         np.log(_threads(f)),
         cin % 16,
         cout % 16,
+        np.log1p(_reduced(f)),
         np.log(work_us),
     ]
     cols += [(f["precision"] == k).to_numpy(np.float64) for k in kernels]
@@ -193,10 +208,19 @@ def _sklearn_version() -> str:
     return str(sklearn.__version__)
 
 
+def _families(frame: pd.DataFrame) -> np.ndarray:
+    """Op family per row: "linear" or "conv" (dense, depthwise and grouped convolutions)."""
+    return np.where(frame["kind"] == "linear", "linear", "conv")
+
+
 @dataclass
 class _Fitted:
     work: WorkModel
-    trees: Any  # HistGradientBoostingRegressor on log(latency / work) or None (too few rows)
+    # op family -> HistGradientBoostingRegressor on log(latency / work); "*" is fitted on all
+    # rows and serves a family with too few of its own (none at all under 20 rows). One per
+    # family: a correction learned on 512-token GEMMs must not bend the convs' (it did:
+    # resnet50 held out, 17 -> 51 % MAPE once the MiniLM rows joined the table)
+    trees: dict[str, Any]
 
 
 class LearnedCostModel:
@@ -229,22 +253,33 @@ class LearnedCostModel:
 
         work = WorkModel().fit(frame)
         base = work.predict(frame)
-        trees = None
-        if len(frame) >= 20:
-            trees = HistGradientBoostingRegressor(
+        family = _families(frame)
+        trees = {}
+        for fam in ["*", *np.unique(family)]:  # "*": all rows, for a family with too few
+            rows = np.ones(len(frame), bool) if fam == "*" else family == fam
+            if rows.sum() < 20:
+                continue
+            part = frame[rows]
+            model = HistGradientBoostingRegressor(
                 max_iter=self.max_iter, learning_rate=self.learning_rate, max_depth=self.max_depth,
-                min_samples_leaf=min(20, max(2, len(frame) // 10)), l2_regularization=1.0,
+                min_samples_leaf=min(20, max(2, len(part) // 10)), l2_regularization=1.0,
                 random_state=self.seed,
             )  # fmt: skip
-            trees.fit(features(frame, self.kernels, base, self.acts),
-                      np.log(_col(frame, "latency_us") / base))  # fmt: skip
+            model.fit(features(part, self.kernels, base[rows], self.acts),
+                      np.log(_col(part, "latency_us") / base[rows]))  # fmt: skip
+            trees[str(fam)] = model
         return _Fitted(work, trees)
 
     def _predict_with(self, fitted: _Fitted, frame: pd.DataFrame) -> np.ndarray:
-        base = fitted.work.predict(frame)
-        if fitted.trees is None:
-            return base
-        return base * np.exp(fitted.trees.predict(features(frame, self.kernels, base, self.acts)))
+        out = fitted.work.predict(frame)
+        family = _families(frame)
+        family[~np.isin(family, list(fitted.trees))] = "*"
+        for fam, model in fitted.trees.items():
+            rows = family == fam
+            if rows.any():
+                feats = features(frame[rows], self.kernels, out[rows], self.acts)
+                out[rows] = out[rows] * np.exp(model.predict(feats))
+        return out
 
     @staticmethod
     def _prepare(tables: pd.DataFrame | list[pd.DataFrame], threads: int) -> pd.DataFrame:
@@ -481,19 +516,39 @@ class LearnedCostModel:
             return None
 
 
-def with_activations(table: pd.DataFrame, layer_map: pd.DataFrame) -> pd.DataFrame:
-    """``table`` with an ``act`` column when it can be known: rows that name the model that
-    measured them (``model``) take the most common activation of that model's layers with the
-    signature (layer_map ``act``); otherwise the table is returned as is."""
-    if "model" not in table or "act" not in layer_map:
+def with_graph_context(table: pd.DataFrame, layer_map: pd.DataFrame) -> pd.DataFrame:
+    """``table`` with what the graph around each row's layers adds, where it can be known:
+    rows that name the model that measured them (``model``) take, over that model's layers
+    with the signature, the most common activation after them (layer_map ``act``: an ``act``
+    column) and the mean of the elements pooled in front of them (`reduced_in_front` from the
+    layer map's execution order: a ``reduced_elements`` column). Without a ``model`` column the
+    table is returned as is."""
+    if "model" not in table:
         return table
-    acts = (
-        layer_map.groupby(["model", *SHAPE_COLUMNS])["act"]
-        .agg(lambda a: a.mode().iloc[0])
-        .reset_index()
-    )
-    out = table.merge(acts, on=["model", *SHAPE_COLUMNS], how="left")
-    out["act"] = out["act"].fillna("none")
+    keys = ["model", *SHAPE_COLUMNS]
+    context = layer_map[keys].drop_duplicates()
+    if "act" in layer_map:
+        acts = layer_map.groupby(keys)["act"].agg(lambda a: a.mode().iloc[0])
+        context = context.merge(acts.reset_index(), on=keys)
+    if "index" in layer_map:
+        ordered = layer_map.sort_values(["model", "index"])
+        h, w = ordered["in_h"] * ordered["in_w"], ordered["out_h"] * ordered["out_w"]
+        ordered = ordered.assign(
+            in_el=ordered["in_channels"] * h, out_el=ordered["out_channels"] * w
+        )
+        reduced = pd.concat([
+            pd.Series(reduced_in_front(g["in_el"].tolist(), g["out_el"].tolist()), index=g.index)
+            for _, g in ordered.groupby("model", sort=False)
+        ])  # fmt: skip
+        means = ordered.assign(reduced_elements=reduced).groupby(keys)["reduced_elements"].mean()
+        context = context.merge(means.reset_index(), on=keys)
+    if len(context.columns) == len(keys):
+        return table
+    out = table.merge(context, on=keys, how="left")
+    if "act" in out:
+        out["act"] = out["act"].fillna("none")
+    if "reduced_elements" in out:
+        out["reduced_elements"] = out["reduced_elements"].fillna(0.0)
     return out
 
 
@@ -521,10 +576,10 @@ def fit_target(
         raise HaqError(f"target {profile.id} has no latency table to learn from; measure one first")
     tables = load_tables(profile)
     layer_map = tables.layer_map
-    table = _with_acts(tables.layers, layer_map)
+    table = _with_context(tables.layers, layer_map)
     extra = None
     if probes and "probes" in profile.tables:
-        extra = _with_acts(read_table(profile.tables["probes"]), _read_map(profile, "probe_map"))
+        extra = _with_context(read_table(profile.tables["probes"]), _read_map(profile, "probe_map"))
     for path, rows in ((profile.tables["layers"], table), (profile.tables.get("probes"), extra)):
         unknown = (
             set() if rows is None else set(rows["precision"].astype(str)) - set(profile.kernels)
@@ -553,5 +608,5 @@ def _read_map(profile: HardwareProfile, key: str) -> pd.DataFrame | None:
     return pd.read_csv(profile.tables[key]) if key in profile.tables else None
 
 
-def _with_acts(table: pd.DataFrame, layer_map: pd.DataFrame | None) -> pd.DataFrame:
-    return table if layer_map is None else with_activations(table, layer_map)
+def _with_context(table: pd.DataFrame, layer_map: pd.DataFrame | None) -> pd.DataFrame:
+    return table if layer_map is None else with_graph_context(table, layer_map)

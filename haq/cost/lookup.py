@@ -32,7 +32,7 @@ from haq.hardware.tables import (
     SIGNATURE_COLUMNS,
     signature,
 )
-from haq.models.spec import LayerSpec
+from haq.models.spec import LayerSpec, reduced_elements
 
 
 def _key(values: Any) -> tuple[Any, ...]:
@@ -136,6 +136,7 @@ class LookupCostModel(MatrixCostModel):
                  and self.learned.knows(self.kinds[i], self.kernels[k])]  # fmt: skip
         if not cells:
             return
+        reduced = reduced_elements(self.layers)
         frame = pd.DataFrame(
             [
                 {
@@ -143,6 +144,7 @@ class LookupCostModel(MatrixCostModel):
                     "precision": self.kernels[k],
                     "threads": self.threads,
                     "act": self.layers[i].act,
+                    "reduced_elements": reduced[i],
                 }
                 for i, k in cells
             ]  # fmt: skip
@@ -158,13 +160,25 @@ class LookupCostModel(MatrixCostModel):
         rows = self._select(table, "transitions")
         has_energy = "energy_uj" in rows
         n = len(self.layers)
-        # the tensor crossing boundary i is the input of layer i + 1
-        x = np.array([float(s.in_channels * s.in_hw[0] * s.in_hw[1]) for s in self.layers[1:]])
-        shapes = [(s.in_channels, s.in_hw[0], s.in_hw[1]) for s in self.layers[1:]]
+        # the tensor crossing boundary i is the input of layer i + 1; where a pool sits in
+        # front of that layer the class change happens before the pool, on the bigger tensor:
+        # when the table keys rows by it (``reduced_elements``), the elements the boundary
+        # touches are interpolated and the exact key includes them
+        pooled = [0] * max(n - 1, 0)
+        if "reduced_elements" in rows:
+            pooled = reduced_elements(self.layers)[1:]
+        else:
+            rows = rows.assign(reduced_elements=0)
+        x = np.array(
+            [float(s.in_elements + p) for s, p in zip(self.layers[1:], pooled, strict=True)]
+        )
+        shapes = [
+            (s.in_channels, *s.in_hw, p) for s, p in zip(self.layers[1:], pooled, strict=True)
+        ]
         self.trans_known[:] = False
         if n < 2:
             return
-        size = rows["channels"] * rows["h"] * rows["w"]
+        size = rows["channels"] * rows["h"] * rows["w"] + rows["reduced_elements"]
         rows = rows.assign(size=size.astype(np.float64))
         groups = {(str(a), str(b)): g for (a, b), g in rows.groupby(["from_kernel", "to_kernel"])}
         alias = self.profile.transition_aliases
@@ -183,7 +197,7 @@ class LookupCostModel(MatrixCostModel):
             if has_energy:
                 self.trans_uj[:, f, t] = interpolate(xs, agg["energy_uj"].to_numpy(np.float64), x)
             self.trans_known[:, f, t] = True
-            exact = grp.groupby(["channels", "h", "w"]).mean(numeric_only=True)
+            exact = grp.groupby(["channels", "h", "w", "reduced_elements"]).mean(numeric_only=True)
             for i, shape in enumerate(shapes):  # an exact row beats the interpolation
                 if shape in exact.index:
                     self.trans_us[i, f, t] = exact.at[shape, "latency_us"]

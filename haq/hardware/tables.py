@@ -16,10 +16,14 @@ and layout transposes ORT inserts between a float and an int8 conv. ``from_kerne
 ``to_kernel`` are kernel classes; ``channels``, ``h``, ``w`` describe the tensor that crosses
 the boundary (the input of the second layer; ``h`` = tokens, ``w`` = 1 for a Linear);
 ``batch`` and ``threads`` as in the layer table; ``latency_us`` the extra time (``energy_uj``
-optional). A boundary uses its exact (from, to, channels, h, w) row where there is one; one
-without is interpolated linearly in ``channels * h * w`` among the rows of its (from, to) pair
-at the same batch and threads (linear extrapolation beyond the ends, proportional scaling from
-a single row); a pair without any row costs 0.
+optional). Optional ``reduced_elements``: per sample, the elements pooled away in front of
+the second layer (`haq.models.spec.reduced_in_front`; a squeeze-excite block's pool: the class
+change converts the tensor before it); a table with the column keys rows by it too and counts
+the elements a boundary touches as ``channels * h * w + reduced_elements``. A boundary uses its
+exact (from, to, channels, h, w[, reduced_elements]) row where there is one; one without is
+interpolated linearly in the elements it touches among the rows of its (from, to) pair at the
+same batch and threads (linear extrapolation beyond the ends, proportional scaling from a
+single row); a pair without any row costs 0.
 
 Glue tables (`GLUE_COLUMNS`, optional, measured targets): per profiled model, what the
 shape-keyed layer and transition rows cannot know about that model's graph, per boundary

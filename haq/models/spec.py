@@ -4,6 +4,7 @@ latency tables and search space use it without importing torch (`haq.models.laye
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 #: Names `LayerSpec.act` gives the activation after a layer ("none": anything else, e.g. a
@@ -33,6 +34,32 @@ class LayerSpec:
     )
 
     @property
+    def in_elements(self) -> int:
+        """Input elements per sample (a Linear's: features x tokens)."""
+        return self.in_channels * self.in_hw[0] * self.in_hw[1]
+
+    @property
+    def out_elements(self) -> int:
+        return self.out_channels * self.out_hw[0] * self.out_hw[1]
+
+    @property
     def tokens(self) -> int:
         """Rows a Linear multiplies per sample (1 for a classifier head)."""
         return self.in_hw[0] if self.kind == "linear" else 1
+
+
+def reduced_in_front(in_elements: Sequence[int], out_elements: Sequence[int]) -> list[int]:
+    """Per layer, in execution order: how many more elements the previous layer put out than
+    this layer reads (0 for the first layer, and where nothing shrinks).
+
+    What shrinks between two layers is a pool (a squeeze-excite block's global average pool,
+    the max pool after a stem, the classifier's pool): it runs in the boundary that the
+    latency tables charge to the layer after it, and its cost grows with the tensor it
+    reads, which that layer's own shape cannot show (a 1x1 conv on a 1x1 input may sit behind
+    a pool over 32x112x112 or over 576x7x7)."""
+    return [0] + [max(0, p - i) for p, i in zip(out_elements[:-1], in_elements[1:], strict=True)]
+
+
+def reduced_elements(layers: Sequence[LayerSpec]) -> list[int]:
+    """`reduced_in_front` of a network's layers."""
+    return reduced_in_front([s.in_elements for s in layers], [s.out_elements for s in layers])

@@ -151,7 +151,7 @@ def test_fit_target_on_profile_tables(tmp_path: Path) -> None:
 def test_activation_column_joins_from_the_layer_map_and_is_learned() -> None:
     """Random shapes, a random activation per layer; a fused relu6 costs 1.5x. Only the
     ``act`` column can tell which rows pay it."""
-    from haq.cost.learned import with_activations
+    from haq.cost.learned import with_graph_context
 
     rng = np.random.default_rng(1)
     rows, lmap = [], []
@@ -167,11 +167,42 @@ def test_activation_column_joins_from_the_layer_map_and_is_learned() -> None:
             rows.append({**sig, "batch": 1, "precision": "fp32", "latency_us": lat, "threads": 1,
                          "model": model})  # fmt: skip
     frame, layer_map = pd.DataFrame(rows).drop_duplicates(SIGNATURE_COLUMNS), pd.DataFrame(lmap)
-    joined = with_activations(frame, layer_map)
+    joined = with_graph_context(frame, layer_map)
     assert len(joined) == len(frame) and set(joined["act"]) == {"relu", "relu6"}
     report = LearnedCostModel("toy", max_iter=50).fit(joined, layer_map)
     assert "act=relu6" in report["features"]
     without = LearnedCostModel("toy", max_iter=50).fit(frame, layer_map)
     assert report["leave_one_model_out"]["mean_mape"] < without["leave_one_model_out"]["mean_mape"]
     # tables without a model column (layers measured alone) are left as they are
-    assert "act" not in with_activations(frame.drop(columns=["model"]), layer_map)
+    assert "act" not in with_graph_context(frame.drop(columns=["model"]), layer_map)
+
+
+def test_pooled_elements_in_front_join_from_the_layer_map_and_are_learned() -> None:
+    """1x1 convs on a 1x1 input behind a pool over a random-sized tensor (a squeeze-excite
+    block's first conv) pay 2 ns per pooled element: only the layer map's execution order
+    (the previous layer's output) can tell which rows pay how much."""
+    from haq.cost.learned import with_graph_context
+
+    rng = np.random.default_rng(2)
+    rows, lmap = [], []
+    for model in "abcdef":
+        for i in range(10):
+            c, hw = int(rng.integers(2, 33)) * 8, int(rng.integers(4, 57))
+            big = {"kind": "dwconv", "in_channels": c, "out_channels": c, "kernel_h": 3,
+                   "kernel_w": 3, "stride_h": 1, "stride_w": 1, "groups": c, "in_h": hw,
+                   "in_w": hw, "out_h": hw, "out_w": hw}  # fmt: skip
+            fc1 = {**big, "kind": "conv", "out_channels": c // 4, "kernel_h": 1, "kernel_w": 1,
+                   "groups": 1, "in_h": 1, "in_w": 1, "out_h": 1, "out_w": 1}  # fmt: skip
+            for j, (sig, lat) in enumerate(((big, 1.0 + c * hw * hw * 9 / 1e3),
+                                            (fc1, 1.0 + c * c / 4e3 + 2e-3 * c * hw * hw))):  # fmt: skip
+                lmap.append({"model": model, "name": f"l{i}.{j}", "index": 2 * i + j, **sig})
+                rows.append({**sig, "batch": 1, "precision": "fp32", "latency_us": lat,
+                             "threads": 1, "model": model})  # fmt: skip
+    frame, layer_map = pd.DataFrame(rows).drop_duplicates(SIGNATURE_COLUMNS), pd.DataFrame(lmap)
+    joined = with_graph_context(frame, layer_map)
+    fc1_rows = joined[joined["in_h"] == 1]
+    assert (fc1_rows["reduced_elements"] > 0).all()
+    assert (joined.loc[joined["in_h"] > 1, "reduced_elements"] == 0).all()
+    report = LearnedCostModel("toy", max_iter=50).fit(joined, layer_map)
+    without = LearnedCostModel("toy", max_iter=50).fit(frame, layer_map)
+    assert report["leave_one_model_out"]["mean_mape"] < without["leave_one_model_out"]["mean_mape"]

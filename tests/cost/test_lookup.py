@@ -318,3 +318,30 @@ def test_transition_aliases_stand_in_for_missing_pairs(tmp_path: Path) -> None:
     with pytest.raises(HaqError, match="transition_aliases.int4"):
         _model(tmp_path, profile=profile_dict(kernels=kernels, rules=rules,
                                               transition_aliases={"int4": "int2"}))  # fmt: skip
+
+
+def test_a_pooled_boundary_is_keyed_and_sized_by_what_the_pool_reads(tmp_path: Path) -> None:
+    """A pool between c1 (16x8x8 out) and a classifier on its 16 means: an int8 -> fp32 change
+    there dequantizes the 1024 elements in front of the pool. With ``reduced_elements`` the
+    16x1x1 row measured behind a bigger pool (16x16x16) is not taken as exact: the boundary is
+    interpolated at 1024 elements; a table without the column keeps its exact shape rows."""
+    from haq.hardware.tables import signature
+    from haq.models.spec import LayerSpec
+
+    c1 = layers()[0]
+    fc = LayerSpec("fc", "linear", 1, 16, 10, (1, 1), (1, 1), 1, (1, 1), (1, 1), 160, 170)
+    frame = pd.DataFrame([{**signature(s, 1), "precision": k, "latency_us": 1.0, "threads": 1}
+                          for s in (c1, fc) for k in ("fp32", "int8")])  # fmt: skip
+    trans = pd.DataFrame([("int8", "fp32", 16, 1, 1, 1, 1, 50.0, 16 * 16 * 16 - 16),
+                          ("int8", "fp32", 64, 4, 4, 1, 1, 2.0, 0),
+                          ("int8", "fp32", 64, 8, 8, 1, 1, 8.0, 0)],
+                         columns=[*TRANSITION_COLUMNS, "reduced_elements"])  # fmt: skip
+    config = BitConfig({"c1": "w8a8", "fc": "fp32"})
+    keyed = write_target(tmp_path / "keyed", None, frame, trans)
+    assert LookupCostModel(get_target(keyed), [c1, fc], learned=None).score(
+        config
+    ).latency_ms == pytest.approx((1 + 1 + 2.0) / 1000)
+    plain = write_target(tmp_path / "plain", None, frame, trans.drop(columns="reduced_elements"))
+    assert LookupCostModel(get_target(plain), [c1, fc], learned=None).score(
+        config
+    ).latency_ms == pytest.approx((1 + 1 + 50.0) / 1000)

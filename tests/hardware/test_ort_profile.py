@@ -64,7 +64,14 @@ def test_boundary_keys_follow_execution_order(specs: list) -> None:
     assert len(keys) == len(specs) + 1
     assert keys[0][:2] == ("input", "fp32") and keys[-1][1] == "output"
     s = specs[1]
-    assert keys[1] == ("fp32", "int8", s.in_channels, s.in_hw[0], s.in_hw[1], 1, 2)
+    assert keys[1] == ("fp32", "int8", s.in_channels, s.in_hw[0], s.in_hw[1], 1, 2, 0)
+    assert all(k[-1] == 0 for k in keys)  # digits_cnn flattens: nothing pooled
+    # a squeeze-excite pool (32x14x14 -> 32x1x1) in front of a 1x1 conv: keyed by what it pooled
+    from haq.models.spec import LayerSpec
+
+    dw = LayerSpec("dw", "dwconv", 0, 32, 32, (3, 3), (1, 1), 32, (14, 14), (14, 14), 0, 0)
+    fc1 = LayerSpec("fc1", "conv", 1, 32, 8, (1, 1), (1, 1), 1, (1, 1), (1, 1), 0, 0)
+    assert boundary_keys([dw, fc1], ["int8", "fp32"])[1][-1] == 32 * 14 * 14 - 32
 
 
 def test_rows_for_every_layer_and_kernel_class(profiled: tuple, specs: list) -> None:

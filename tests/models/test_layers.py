@@ -30,3 +30,12 @@ def test_activation_after_each_layer_through_bn_and_folding() -> None:
     assert acts == {"a.0": "relu6", "b.0": "silu", "c": "none", "head": "none"}
     # BN folded into the conv (the module becomes Identity): the same answer
     assert {s.name: s.act for s in Quantizer(model, x).layers} == acts
+
+
+def test_reduced_elements_count_the_pool_in_front_of_a_layer() -> None:
+    """The head reads the pooled 8x8x8 output of ``c``: 512 - 8 elements were pooled away in
+    front of it; nothing shrinks between the convs."""
+    from haq.models.spec import reduced_elements
+
+    specs = discover_layers(_Block().eval(), torch.zeros(1, 3, 8, 8))
+    assert reduced_elements(specs) == [0, 0, 0, 8 * 8 * 8 - 8]

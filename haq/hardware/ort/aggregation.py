@@ -39,7 +39,10 @@ reverse), which hold every boundary position in both directions: boundary time +
 the layer's own kernel time against the uniform config (``delta_us``: a layer runs slower right
 after a precision change, e.g. int8 convs +5-17% on ResNet-18) - the ``entry_us`` its layer row
 already charges; the mean over all observed boundaries with the key (``n``, ``models``),
-floored at 0 (``raw_us`` keeps the mean).
+floored at 0 (``raw_us`` keeps the mean). Rows are also keyed by the elements pooled away in
+front of the layer (``reduced_elements``, `haq.models.spec.reduced_in_front`): a class change
+in front of a squeeze-excite block's first conv converts the tensor before its pool, which
+the 1x1 shape cannot show.
 
 Glue (glue.csv, per model): what the shared, shape-keyed tables cannot know about one
 model's graph, per boundary position ``j`` and class pair ``(k_{j-1}, k_j)`` (the

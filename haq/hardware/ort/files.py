@@ -145,7 +145,9 @@ _TABLE_DOCS = {
     ),
     "transitions": (
         "extra time of a boundary between consecutive layers (execution order) of different "
-        "kernel classes, keyed by the input tensor of the second layer (channels, h, w): "
+        "kernel classes, keyed by the input tensor of the second layer (channels, h, w) and "
+        "the elements pooled away in front of it (reduced_elements: a squeeze-excite pool, "
+        "where the class change converts the tensor before the pool): "
         "boundary nodes (nodes_us) + the second layer's kernel-time change against its uniform "
         "config (delta_us) - the entry_us its layer row already holds (entry_us); mean of n "
         "observed boundaries of alternating configs over the listed models (raw_us), floored "

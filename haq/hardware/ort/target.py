@@ -34,6 +34,7 @@ from haq.errors import HaqError
 from haq.hardware.ort.machines import machines
 from haq.hardware.profile import KernelRule, rule_dicts, write_profile
 from haq.hardware.tables import INPUT, OUTPUT, SIGNATURE_COLUMNS
+from haq.models.spec import reduced_in_front
 
 if TYPE_CHECKING:
     from haq.models.spec import LayerSpec
@@ -107,7 +108,10 @@ RULES: tuple[KernelRule, ...] = (
 #: and produce float tensors at a boundary).
 TRANSITION_FALLBACK = dict.fromkeys((*MATMULNBITS_CLASSES, *DYNAMIC_CLASSES), "fp32")
 
-TRANSITION_KEY = ["from_kernel", "to_kernel", "channels", "h", "w", "batch", "threads"]
+#: ``reduced_elements``: per sample, pooled away in front of the second layer (a squeeze-excite
+#: pool: the class change happens before it, on a tensor the 1x1 shape cannot show)
+TRANSITION_KEY = ["from_kernel", "to_kernel", "channels", "h", "w", "batch", "threads",
+                  "reduced_elements"]  # fmt: skip
 LAYER_KEY = SIGNATURE_COLUMNS + ["precision", "threads"]
 GLUE_KEY = ["model", "threads", "batch", "index", "from_kernel", "to_kernel"]
 OBSERVATIONS = "observations.jsonl.gz"
@@ -144,11 +148,21 @@ class Boundary:
     channels: int
     h: int
     w: int
+    pooled: int = 0  # elements pooled away in front of the layer after it (`reduced_in_front`)
+
+
+def _elements(channels: int, hw: Sequence[int]) -> int:
+    return channels * hw[0] * hw[1]
 
 
 def boundaries(specs: Sequence[LayerSpec]) -> list[Boundary]:
     """The n + 1 boundaries of a layer table in execution order (see the module docstring)."""
-    out = [Boundary(j, s.in_channels, s.in_hw[0], s.in_hw[1]) for j, s in enumerate(specs)]
+    pooled = reduced_in_front([_elements(s.in_channels, s.in_hw) for s in specs],
+                              [_elements(s.out_channels, s.out_hw) for s in specs])  # fmt: skip
+    out = [
+        Boundary(j, s.in_channels, *s.in_hw, p)
+        for j, (s, p) in enumerate(zip(specs, pooled, strict=True))
+    ]
     last = specs[-1]
     out.append(Boundary(len(specs), last.out_channels, last.out_hw[0], last.out_hw[1]))
     return out
@@ -160,7 +174,7 @@ def boundary_keys(
     """Transition-table keys (`TRANSITION_KEY` order) of a config's n + 1 boundaries."""
     chain = [INPUT, *kernels, OUTPUT]
     return [
-        (chain[b.index], chain[b.index + 1], b.channels, b.h, b.w, batch, threads)
+        (chain[b.index], chain[b.index + 1], b.channels, b.h, b.w, batch, threads, b.pooled)
         for b in boundaries(specs)
     ]
 
