@@ -8,6 +8,8 @@ Simulated and published targets have no runtime here at all.
 
 from __future__ import annotations
 
+from typing import Any
+
 from haq.errors import HaqError
 from haq.hardware.profile import HardwareProfile
 
@@ -43,6 +45,37 @@ def runtime_gap(profile: HardwareProfile) -> str | None:
                 "Runtime would pick other int8 kernels, so its times would not be "
                 f"{profile.id}'s; profile this CPU as a target of its own (`haq profile`)")  # fmt: skip
     return None
+
+
+def _named(m: dict[str, Any]) -> str:
+    return (
+        f"{m.get('machine') or m.get('cpu')} (family {m.get('cpu_family', m.get('family'))}, "
+        f"model {m.get('cpu_model', m.get('model'))})"
+    )
+
+
+def machine_note(profile: HardwareProfile, measured_here: bool = False) -> str | None:
+    """A note when this CPU runs ``profile``'s kernels (`runtime_gap` is None) but is not one
+    of the CPUs its tables were measured on: the same kernels at other speeds (whole networks
+    differed 0.8-2.1x between two AVX-512 VNNI CPUs), so a prediction is that machine's and a
+    measurement here is not its check. ``measured_here``: the caller knows this CPU measured
+    the rows that matter (the user's overlay profiled the network here)."""
+    if measured_here or runtime_gap(profile) is not None:
+        return None
+    from haq.runtime.machine import machine_info
+
+    d = profile.provenance_details
+    listed = d.get("machines") or [d]
+    here = machine_info()
+    ident = (here.get("cpu"), here.get("family"), here.get("model"))
+    if any((m.get("machine"), m.get("cpu_family"), m.get("cpu_model")) == ident for m in listed):
+        return None
+    there = "; ".join(_named(m) for m in listed)
+    return (f"{profile.id}'s tables were measured on {there}, not on this CPU ({_named(here)}): "
+            "the same kernels run at other speeds on another CPU model (whole networks differed "
+            "up to 2x between two of them), so the predictions are that machine's; `haq profile "
+            f"--target {profile.id} --model NAME` measures a network on this one into your "
+            "table overlay")  # fmt: skip
 
 
 def require_measurable(profile: HardwareProfile) -> None:

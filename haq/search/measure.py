@@ -109,6 +109,8 @@ def measure_front(
     import numpy as np
 
     from haq.export.onnx_export import export_onnx, reuse_float_graph
+    from haq.hardware.overlay import measured_here
+    from haq.hardware.reachable import machine_note
     from haq.runtime.machine import CpuWatch, busy_message, machine_info
     from haq.runtime.ort import make_session, random_feeds, runtime_info
     from haq.runtime.timing import latency_stats, time_interleaved
@@ -118,7 +120,8 @@ def measure_front(
     if not results.pareto_path.is_file():
         raise HaqError(f"{run_dir} holds no finished search (no pareto.json); pass a run dir "
                        "written by `haq search`")  # fmt: skip
-    profile, threads, batch = measured_target(results.read_run(), opts.threads)
+    run = results.read_run()
+    profile, threads, batch = measured_target(run, opts.threads)
     pareto = json.loads(results.pareto_path.read_text())
     entries = _entries(results, pareto)
     if not entries:
@@ -131,6 +134,9 @@ def measure_front(
     say = (lambda m: emit("note", m)) if opts.progress else (lambda m: None)
     say(f"measuring {len(entries)} configs of {run_dir} on {profile.id} (ONNX Runtime, "
         f"{threads} thread{'s' if threads > 1 else ''}, batch {batch})")  # fmt: skip
+    note = machine_note(profile, measured_here(profile.id, str(run.get("model"))))
+    if note:
+        say(note)
     t0 = time.time()
     sessions = []
     with reuse_float_graph():
@@ -177,6 +183,7 @@ def measure_front(
         "statistic": "fastest round's median of interleaved rounds (the tables' statistic)",
         "rounds": opts.rounds, "runs_per_round": opts.runs_per_round, "warmup": opts.warmup,
         "machine": machine_info(), "runtime": runtime_info(), "busy_warning": busy,
+        "machine_note": note,
         "date": time.strftime("%Y-%m-%dT%H:%M:%S"), "seconds": round(time.time() - t0, 2),
         "mape_pct": round(float(np.mean(errors)), 2) if errors else None,
         "configs": rows,

@@ -91,3 +91,17 @@ def profile_missing(opts: Any, cost_model: Any, space: Any, layers: Sequence[Any
         say(f"haq: warning: {len(report.failed)} profiling jobs failed (first: {report.failed[0]}); "
             "their layers keep the learned or roofline estimate")  # fmt: skip
     return report.measured > 0 or report.skipped > 0
+
+
+def note_other_machine(opts: Any, cost_model: Any) -> None:
+    """Say so when this CPU runs the target's kernels but did not measure its tables (nor the
+    user's overlay rows of this network): the predictions are another machine's."""
+    profile = getattr(cost_model, "profile", None)
+    if not opts.progress or profile is None or profile.provenance != "measured":
+        return
+    from haq.hardware.overlay import measured_here
+    from haq.hardware.reachable import machine_note
+
+    note = machine_note(profile, measured_here(profile.id, opts.model))
+    if note:
+        emit("note", note)

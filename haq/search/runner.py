@@ -115,10 +115,11 @@ class Search:
         self.calib = calib_source(opts, self.data)
         self.val_source = self.data if self.split else self.calib
         self._check_data()
-        from haq.search.profiling import profile_missing
+        from haq.search.profiling import note_other_machine, profile_missing
 
         if profile_missing(opts, self.cost_model, self.space, self.layers):
             self.cost_model, _ = self._cost_model()  # now with the measured rows
+        note_other_machine(opts, self.cost_model)
         if opts.calib_limit is None:
             opts.calib_limit = 64 if self.calib.startswith("digits") else 256
         self._check_objectives()

@@ -9,7 +9,7 @@ import pytest
 
 from haq.errors import HaqError
 from haq.hardware.profile import get_target
-from haq.hardware.reachable import require_measurable, runtime_gap
+from haq.hardware.reachable import machine_note, require_measurable, runtime_gap
 from haq.runtime.machine import machine_info
 
 
@@ -44,3 +44,27 @@ def test_targets_with_no_runtime_here(target: str) -> None:
     assert gap is not None
     with pytest.raises(HaqError, match=f"cannot measure on target {target}"):
         require_measurable(get_target(target))
+
+
+def _measured_on(*cpus: dict[str, object]):  # type: ignore[no-untyped-def]
+    """cpu-avx512 as if its tables came from ``cpus`` (machine, family, model), this CPU's flags."""
+    cpu = get_target("cpu-avx512")
+    flags = machine_info()["flags"]
+    details = dict(cpu.provenance_details, cpu_flags=flags)
+    details["machines"] = [dict(c, cpu_flags=flags, models=["m"]) for c in cpus]
+    return dataclasses.replace(cpu, provenance_details=details)
+
+
+def test_another_cpu_model_with_the_same_kernels_is_named_in_a_note() -> None:
+    here = machine_info()
+    this = {"machine": here.get("cpu"), "cpu_family": here.get("family"),
+            "cpu_model": here.get("model")}  # fmt: skip
+    other = {"machine": "Other CPU", "cpu_family": 99, "cpu_model": 1}
+    if runtime_gap(_measured_on(other)) is not None:
+        pytest.skip("this CPU does not run cpu-avx512's kernels")
+    note = machine_note(_measured_on(other))
+    assert note is not None and "Other CPU (family 99, model 1)" in note
+    assert "not on this CPU" in note and "haq profile --target cpu-avx512" in note
+    assert machine_note(_measured_on(other, this)) is None  # this CPU measured some rows
+    assert machine_note(_measured_on(other), measured_here=True) is None
+    assert machine_note(get_target("gpu-t4")) is None  # nothing of it runs here

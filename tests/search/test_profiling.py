@@ -15,7 +15,7 @@ from torch import nn
 
 from haq.cli import main
 from haq.hardware.profile import get_target
-from haq.hardware.reachable import runtime_gap
+from haq.hardware.reachable import machine_note, runtime_gap
 
 GAP = runtime_gap(get_target("cpu-avx512"))
 HAQ_NUM_CLASSES = 10
@@ -55,6 +55,9 @@ def test_profile_auto_measures_what_the_tables_lack(tmp_path: Path, monkeypatch,
     shipped = _shipped_digest()
     assert main(_search(tmp_path / "never", "--profile", "never")) == 0
     assert not overlay.exists()
+    other_cpu = machine_note(get_target("cpu-avx512")) is not None  # tables from other CPUs
+    if other_cpu:  # predictions from another CPU model are said to be that machine's
+        assert "not on this CPU" in capsys.readouterr().err
     before = set(pd.read_parquet(tmp_path / "never" / "trials.parquet")["cost_model"])
     assert all("learned" in m or "roofline" in m for m in before), before
     capsys.readouterr()
@@ -62,6 +65,7 @@ def test_profile_auto_measures_what_the_tables_lack(tmp_path: Path, monkeypatch,
     assert main(_search(tmp_path / "auto", "--measure-front")) == 0
     err = capsys.readouterr().err
     assert f"profiling {MODEL}" in err and "ETA" in err  # progress while measuring
+    assert "not on this CPU" not in err  # its rows are now this machine's
     assert (overlay / "cpu-avx512" / "layers.csv").is_file()
     labels = set(pd.read_parquet(tmp_path / "auto" / "trials.parquet")["cost_model"])
     assert labels == {"lookup+glue"}, labels  # every layer from measured rows, its own glue
