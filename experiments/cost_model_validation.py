@@ -28,13 +28,17 @@ this shared VM leave the CPUs alone), and the median and 10th percentile of all 
 saved measurements (after the tables change) without timing.
 
 ``--profile-auto``: after the timing run, each model is profiled into this experiment's own
-table overlay (experiments/runs/cost_model_validation/overlay) exactly as `haq search
+table overlay (experiments/runs/<out>/overlay) exactly as `haq search
 --profile auto` does for a network the tables lack, and "lookup after --profile auto" predicts
 with it; the other methods read the shipped tables alone.
 
+``--tables DIR``: tables measured by `haq profile --out DIR` (e.g. on this machine when the
+shipped ones come from another CPU), with the profile YAML it writes beside DIR; the learned
+model is then fitted on those tables alone, so no prediction mixes two machines.
+
     python experiments/cost_model_validation.py [--models resnet18,resnet50,mobilenet_v2]
         [--configs 20] [--rounds 12] [--runs-per-round 6] [--threads 1] [--profile-auto]
-        [--reanalyze]
+        [--tables DIR] [--out NAME] [--reanalyze]
 """
 
 from __future__ import annotations
@@ -56,6 +60,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from haq.cost.learned import fit_target
 from haq.cost.lookup import LookupCostModel
 from haq.export.onnx_export import export_onnx, reuse_float_graph
 from haq.hardware.ort.aggregation import Tables, aggregate
@@ -74,7 +79,8 @@ from common import RESULTS, ROOT, save
 CLASSES = ("fp32", "int8", "int8-weights")
 TABLES = ROOT / "hardware_profiles" / "cpu-avx512"
 NAME = "cost_model_validation"
-OVERLAY = ROOT / "experiments" / "runs" / NAME / "overlay"
+RUNS = ROOT / "experiments" / "runs"
+AFTER = "lookup after --profile auto"
 
 
 def kendall_tau(x: list[float], y: list[float]) -> float:
@@ -180,6 +186,11 @@ def overlay_env(path: Path) -> Iterator[None]:
             os.environ["HAQ_OVERLAY_DIR"] = old
 
 
+def overlay_dir(args: argparse.Namespace) -> Path:
+    """The table overlay --profile auto measures into: one per results name."""
+    return RUNS / args.out / "overlay"
+
+
 def profile_overlay(args: argparse.Namespace) -> dict[str, float]:
     """`haq search --profile auto`'s step for each model: profile it into this experiment's
     overlay (resumable; its classes at the validation's thread count); seconds per model."""
@@ -190,7 +201,7 @@ def profile_overlay(args: argparse.Namespace) -> dict[str, float]:
     for name in args.models.split(","):
         start = time.time()
         profile_target([name], threads=(args.threads,), classes=CLASSES, repeats=REPEATS,
-                       directory=OVERLAY / "cpu-avx512", write_yaml=False)  # fmt: skip
+                       directory=overlay_dir(args) / "cpu-avx512", write_yaml=False)  # fmt: skip
         out[name] = round(time.time() - start, 1)
     return out
 
@@ -221,21 +232,31 @@ def analyze(rows: list[dict[str, Any]], args: argparse.Namespace) -> dict[str, A
     with tempfile.TemporaryDirectory() as tmp:
         p10 = variant_profile(profile, aggregate(obs, wall_stat="p10"), Path(tmp))
         empty = Path(tmp) / "no-overlay"  # the shipped tables alone: no user overlay
+        learned: Any = "auto"  # the shipped learned model, fitted on the shipped tables
+        if tables_dir.resolve() != TABLES.resolve():  # tables of another machine: learn them
+            with overlay_env(empty):
+                learned = fit_target(profile, save=False)
         methods = {"lookup": (profile, "best_round_median_ms", empty),
                    "lookup (no glue)": (no_glue, "best_round_median_ms", empty),
                    "lookup (p10 tables)": (p10, "p10_ms", empty)}  # fmt: skip
-        if args.profile_auto:  # what `haq search --profile auto` scores with: + the overlay
-            methods["lookup after --profile auto"] = (profile, "best_round_median_ms", OVERLAY)
+        # the overlay of --profile auto lives under experiments/runs/; on a machine without it
+        # (a fresh checkout re-analysing saved measurements) its saved predictions are kept
+        reuse_after = args.profile_auto and not (overlay_dir(args) / "cpu-avx512").is_dir()
+        if args.profile_auto and not reuse_after:  # what `haq search --profile auto` scores with
+            methods[AFTER] = (profile, "best_round_median_ms", overlay_dir(args))
         for name in dict.fromkeys(r["model"] for r in rows):
             specs = quantizer(name).layers
             names = [s.name for s in specs]
             models = {}
             for m, (prof, _, overlay) in methods.items():
                 with overlay_env(overlay):  # + learned / roofline for rows still missing
-                    models[m] = LookupCostModel(prof, specs, threads=args.threads)
+                    models[m] = LookupCostModel(prof, specs, threads=args.threads, learned=learned)
             for row in (r for r in rows if r["model"] == name):
                 config = class_config(names, row["kernels"])
+                saved = row.get("pred_ms", {})
                 row["pred_ms"] = {m: models[m].score(config).latency_ms for m in methods}
+                if reuse_after:
+                    row["pred_ms"][AFTER] = saved[AFTER]
                 keys = [(*signature(s, 1).values(), k, args.threads)
                         for s, k in zip(specs, row["kernels"], strict=True)]  # fmt: skip
                 if all(k in kernel_us for k in keys):  # a profiled model's own rows
@@ -243,6 +264,7 @@ def analyze(rows: list[dict[str, Any]], args: argparse.Namespace) -> dict[str, A
                 row["answered_by"] = models["lookup"].score(config).model
     model_names = list(dict.fromkeys(r["model"] for r in rows))
     cases = [(m, key) for m, (_, key, _) in methods.items()]
+    cases += [(AFTER, "best_round_median_ms")] if reuse_after else []
     cases += [("kernel-sum", "best_round_median_ms"), ("lookup", "median_ms")]
     cases = [(m, k) for m, k in cases if all(m in r["pred_ms"] for r in rows)]
     measured_as = {"best_round_median_ms": "best round's median", "median_ms": "median of all",
