@@ -60,7 +60,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from haq.cost.learned import fit_target
+from haq.cost.learned_target import fit_target
 from haq.cost.lookup import LookupCostModel
 from haq.export.onnx_export import export_onnx, reuse_float_graph
 from haq.hardware.ort.aggregation import Tables, aggregate

@@ -31,7 +31,7 @@ from typing import Any
 
 import pandas as pd
 
-from haq.cost.learned import fit_target
+from haq.cost.learned_target import fit_target
 from haq.hardware.ort.aggregation import spec_signature, uniform_class
 from haq.hardware.ort.files import read_observations
 from haq.hardware.ort.target import PROBES_DIR

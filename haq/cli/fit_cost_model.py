@@ -28,7 +28,7 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from haq.cost.learned import fit_target
+    from haq.cost.learned_target import fit_target
     from haq.errors import HaqError
     from haq.hardware.profile import get_target
 

@@ -12,7 +12,8 @@ from pathlib import Path
 
 from haq.cost.analytic import AnalyticCostModel
 from haq.cost.base import CostEstimate, CostModel
-from haq.cost.learned import LearnedCostModel, fit_target
+from haq.cost.learned import LearnedCostModel
+from haq.cost.learned_target import fit_target
 from haq.cost.lookup import LookupCostModel
 from haq.cost.matrix import MatrixCostModel
 from haq.cost.size_bops import SizeBopsModel

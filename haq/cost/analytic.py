@@ -18,8 +18,8 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-from haq.cost.learned import work_terms
 from haq.cost.matrix import ROOFLINE, MatrixCostModel
+from haq.cost.work_model import work_terms
 from haq.hardware.profile import HardwareProfile
 from haq.models.spec import LayerSpec
 

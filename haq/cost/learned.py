@@ -3,17 +3,16 @@
 Two stages, because trees alone cannot extrapolate (an unseen network's layers are often
 larger, smaller or shaped unlike any training row, and a tree predicts the nearest leaf):
 
-1. `WorkModel`: latency = a*MACs + b*input elements + c*output elements + d*weights
-   + e*elements pooled in front (below) + f, the coefficients >= 0 fitted (non-negative least squares on relative error) per op group
-   (conv, depthwise, linear) x kernel class x threads; sparse groups fall back to kernel class
-   x threads, then kernel class. It extrapolates the way hardware does: in proportion to work.
+1. `haq.cost.work_model.WorkModel`: latency in proportion to the work terms (MACs, elements
+   in and out, weights, elements pooled in front), non-negative per op group x kernel class x
+   threads. It extrapolates the way hardware does.
 2. Gradient-boosted trees on log(latency / work model) from shape features (`feature_names`),
-   one model per op family (convolutions, Linear): what the work terms miss (3-channel stems, alignment to the vector
-   width, small spatial sizes), bounded by what the training rows showed. Where the table
-   says which model measured each row, the activation after the layer is a feature too
-   (`with_graph_context`; `LayerSpec.act`): runtimes fuse some activations into the layer;
-   so are the elements pooled away in front of it (`haq.models.spec.reduced_in_front`), a
-   stage-1 work term too: the tables charge a pool to the layer after it.
+   one model per op family (convolutions, Linear): what the work terms miss (3-channel stems,
+   alignment to the vector width, small spatial sizes), bounded by what the training rows
+   showed. Where the table says which model measured each row, the activation after the
+   layer and the elements pooled away in front of it are features too
+   (`haq.cost.learned_target.with_graph_context`): runtimes fuse some activations into the
+   layer, and the tables charge a pool to the layer after it.
 
 It predicts layers no table row covers (new models, other batch sizes) and only answers for
 (op kind, kernel class) pairs it saw in training.
@@ -21,7 +20,8 @@ It predicts layers no table row covers (new models, other batch sizes) and only 
 `fit` reports the in-sample MAPE and, when a layer -> model map is given, the
 leave-one-model-out MAPE (each model's signatures held out in turn: how well it predicts a
 network it has never seen), per row and weighted by latency (what a whole-network sum feels).
-Saved under ``cost_models/<target>/``: ``model.pkl`` (pickle of both stages, sklearn version
+`haq.cost.learned_target.fit_target` fits one on a target's tables. Saved under
+``cost_models/<target>/``: ``model.pkl`` (pickle of both stages, sklearn version
 checked on load) and ``fit_report.json``.
 """
 
@@ -30,7 +30,7 @@ from __future__ import annotations
 import json
 import pickle
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -38,11 +38,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from haq.cost.work_model import WorkModel, col, pooled_elements, threads_of, work_terms
 from haq.errors import HaqError
-from haq.hardware.profile import OP_KINDS, HardwareProfile
+from haq.hardware.profile import OP_KINDS
 from haq.hardware.tables import SHAPE_COLUMNS, SIGNATURE_COLUMNS
 from haq.io import atomic_write_bytes, atomic_write_text
-from haq.models.spec import ACTIVATION_NAMES, reduced_in_front
+from haq.models.spec import ACTIVATION_NAMES
 
 #: Values of the optional ``act`` column (`LayerSpec.act`): one-hot features when a table has
 #: it (a measured in-graph time depends on whether the runtime fuses the activation).
@@ -51,89 +52,11 @@ ACTS = ["none", *ACTIVATION_NAMES]
 MODEL_FILE = "model.pkl"
 REPORT_FILE = "fit_report.json"
 FORMAT = 3
-WORK_TERMS = ["macs", "input_elements", "output_elements", "weights", "reduced_elements", "one"]
 NUMERIC = ["log_macs", "log_in_channels", "log_out_channels", "kernel_h", "kernel_w", "stride_h",
            "stride_w", "log_groups", "log_channels_per_group", "log_in_hw", "log_out_hw",
            "log_input_elements", "log_output_elements", "log_weights", "log_batch",
            "log_threads", "in_channels_mod16", "out_channels_mod16", "log_reduced_elements",
            "log_work_model"]  # fmt: skip
-
-
-def _col(frame: pd.DataFrame, name: str) -> np.ndarray:
-    return frame[name].to_numpy(np.float64)
-
-
-def _reduced(frame: pd.DataFrame) -> np.ndarray:
-    """Elements pooled away in front of each row's layer (`haq.models.spec.reduced_in_front`;
-    the optional ``reduced_elements`` column, per sample), times the batch."""
-    if "reduced_elements" not in frame:
-        return np.zeros(len(frame))
-    return frame["reduced_elements"].fillna(0).to_numpy(np.float64) * _col(frame, "batch")
-
-
-def work_terms(frame: pd.DataFrame) -> np.ndarray:
-    """[MACs, input elements, output elements, weights, elements pooled in front, 1] per
-    table-like row (`WORK_TERMS`)."""
-    batch = _col(frame, "batch")
-    cin_g = _col(frame, "in_channels") / _col(frame, "groups")
-    taps = _col(frame, "kernel_h") * _col(frame, "kernel_w")
-    out_el = _col(frame, "out_channels") * _col(frame, "out_h") * _col(frame, "out_w") * batch
-    in_el = _col(frame, "in_channels") * _col(frame, "in_h") * _col(frame, "in_w") * batch
-    weights = _col(frame, "out_channels") * cin_g * taps
-    return np.column_stack(
-        [out_el * cin_g * taps, in_el, out_el, weights, _reduced(frame), np.ones(len(frame))]
-    )
-
-
-def _threads(frame: pd.DataFrame) -> np.ndarray:
-    return _col(frame, "threads") if "threads" in frame else np.ones(len(frame))
-
-
-@dataclass
-class WorkModel:
-    """Non-negative linear latency in `WORK_TERMS`, per group key at three levels of detail."""
-
-    coefs: dict[str, list[float]] = field(default_factory=dict)
-    min_rows: int = 8  # 6 coefficients: fewer rows would fit noise
-
-    @staticmethod
-    def keys(frame: pd.DataFrame) -> list[list[str]]:
-        """Per row: [op group/kernel/threads, kernel/threads, kernel, all] (most specific
-        first; "all" takes any number of rows: a last resort on tiny tables)."""
-        group = np.where(frame["kind"] == "dwconv", "dw",
-                         np.where(frame["kind"] == "linear", "linear", "conv"))  # fmt: skip
-        kernel = frame["precision"].astype(str).to_numpy()
-        threads = _threads(frame).astype(int)
-        return [
-            [f"{g}/{k}/{t}", f"{k}/{t}", k, "*"]
-            for g, k, t in zip(group, kernel, threads, strict=True)
-        ]
-
-    def fit(self, frame: pd.DataFrame) -> WorkModel:
-        from scipy.optimize import nnls
-
-        a = work_terms(frame)
-        y = _col(frame, "latency_us")
-        rel = a / y[:, None]  # least squares on relative error: small layers count too
-        members: dict[str, list[int]] = {}
-        for i, ks in enumerate(self.keys(frame)):
-            for k in ks:
-                members.setdefault(k, []).append(i)
-        self.coefs = {
-            k: nnls(rel[rows], np.ones(len(rows)))[0].tolist()
-            for k, rows in members.items()
-            if len(rows) >= self.min_rows or k == "*"
-        }
-        return self
-
-    def predict(self, frame: pd.DataFrame) -> np.ndarray:
-        a = work_terms(frame)
-        out = np.full(len(frame), np.nan)
-        for i, ks in enumerate(self.keys(frame)):
-            k = next((k for k in ks if k in self.coefs), None)
-            if k is not None:
-                out[i] = float(a[i] @ np.asarray(self.coefs[k]))
-        return np.maximum(out, 1e-3)
 
 
 def feature_names(kernels: list[str], acts: bool = False) -> list[str]:
@@ -148,28 +71,28 @@ def features(
     ``acts`` also ``act``; missing = "none") with their work-model latency."""
     f = frame
     a = work_terms(f)
-    cin, cout, g = _col(f, "in_channels"), _col(f, "out_channels"), _col(f, "groups")
+    cin, cout, g = col(f, "in_channels"), col(f, "out_channels"), col(f, "groups")
     cols = [(f["kind"] == k).to_numpy(np.float64) for k in OP_KINDS]
     cols += [
         np.log(np.maximum(a[:, 0], 1.0)),
         np.log(cin),
         np.log(cout),
-        _col(f, "kernel_h"),
-        _col(f, "kernel_w"),
-        _col(f, "stride_h"),
-        _col(f, "stride_w"),
+        col(f, "kernel_h"),
+        col(f, "kernel_w"),
+        col(f, "stride_h"),
+        col(f, "stride_w"),
         np.log(g),
         np.log(cin / g),
-        np.log(_col(f, "in_h") * _col(f, "in_w")),
-        np.log(_col(f, "out_h") * _col(f, "out_w")),
+        np.log(col(f, "in_h") * col(f, "in_w")),
+        np.log(col(f, "out_h") * col(f, "out_w")),
         np.log(a[:, 1]),
         np.log(a[:, 2]),
         np.log(a[:, 3]),
-        np.log(_col(f, "batch")),
-        np.log(_threads(f)),
+        np.log(col(f, "batch")),
+        np.log(threads_of(f)),
         cin % 16,
         cout % 16,
-        np.log1p(_reduced(f)),
+        np.log1p(pooled_elements(f)),
         np.log(work_us),
     ]
     cols += [(f["precision"] == k).to_numpy(np.float64) for k in kernels]
@@ -266,7 +189,7 @@ class LearnedCostModel:
                 random_state=self.seed,
             )  # fmt: skip
             model.fit(features(part, self.kernels, base[rows], self.acts),
-                      np.log(_col(part, "latency_us") / base[rows]))  # fmt: skip
+                      np.log(col(part, "latency_us") / base[rows]))  # fmt: skip
             trees[str(fam)] = model
         return _Fitted(work, trees)
 
@@ -364,7 +287,7 @@ class LearnedCostModel:
             "in_sample_mape": round(mape(pred, y), 2),
             "work_model_in_sample_mape": round(mape(self.fitted.work.predict(own), y), 2),
             "probe_in_sample_mape": (
-                round(mape(self._predict_array(probes), _col(probes, "latency_us")), 2)
+                round(mape(self._predict_array(probes), col(probes, "latency_us")), 2)
                 if len(probes)
                 else None
             ),
@@ -413,7 +336,7 @@ class LearnedCostModel:
             pred = self._predict_with(fitted, test)
             per_model[model] = {
                 **self._errors(pred, test),
-                "work_model_mape": round(mape(fitted.work.predict(test), _col(test, "latency_us")), 2),
+                "work_model_mape": round(mape(fitted.work.predict(test), col(test, "latency_us")), 2),
                 "network_ape": _network_ape(test, pred, layer_map[layer_map["model"] == model]),
             }  # fmt: skip
         done = [v for v in per_model.values() if v is not None]
@@ -430,7 +353,7 @@ class LearnedCostModel:
         }  # fmt: skip
 
     def _errors(self, pred: np.ndarray, test: pd.DataFrame) -> dict[str, Any]:
-        true = _col(test, "latency_us")
+        true = col(test, "latency_us")
         return {"rows": len(test), "mape": round(mape(pred, true), 2),
                 "weighted_ape": round(weighted_ape(pred, true), 2)}  # fmt: skip
 
@@ -514,99 +437,3 @@ class LearnedCostModel:
         except HaqError as e:
             warnings.warn(f"ignoring the learned cost model of {target}: {e}", stacklevel=2)
             return None
-
-
-def with_graph_context(table: pd.DataFrame, layer_map: pd.DataFrame) -> pd.DataFrame:
-    """``table`` with what the graph around each row's layers adds, where it can be known:
-    rows that name the model that measured them (``model``) take, over that model's layers
-    with the signature, the most common activation after them (layer_map ``act``: an ``act``
-    column) and the mean of the elements pooled in front of them (`reduced_in_front` from the
-    layer map's execution order: a ``reduced_elements`` column). Without a ``model`` column the
-    table is returned as is."""
-    if "model" not in table:
-        return table
-    keys = ["model", *SHAPE_COLUMNS]
-    context = layer_map[keys].drop_duplicates()
-    if "act" in layer_map:
-        acts = layer_map.groupby(keys)["act"].agg(lambda a: a.mode().iloc[0])
-        context = context.merge(acts.reset_index(), on=keys)
-    if "index" in layer_map:
-        ordered = layer_map.sort_values(["model", "index"])
-        h, w = ordered["in_h"] * ordered["in_w"], ordered["out_h"] * ordered["out_w"]
-        ordered = ordered.assign(
-            in_el=ordered["in_channels"] * h, out_el=ordered["out_channels"] * w
-        )
-        reduced = pd.concat([
-            pd.Series(reduced_in_front(g["in_el"].tolist(), g["out_el"].tolist()), index=g.index)
-            for _, g in ordered.groupby("model", sort=False)
-        ])  # fmt: skip
-        means = ordered.assign(reduced_elements=reduced).groupby(keys)["reduced_elements"].mean()
-        context = context.merge(means.reset_index(), on=keys)
-    if len(context.columns) == len(keys):
-        return table
-    out = table.merge(context, on=keys, how="left")
-    if "act" in out:
-        out["act"] = out["act"].fillna("none")
-    if "reduced_elements" in out:
-        out["reduced_elements"] = out["reduced_elements"].fillna(0.0)
-    return out
-
-
-def fit_target(
-    profile: HardwareProfile,
-    holdout_model: str | None = None,
-    out: str | Path | None = None,
-    max_iter: int = 300,
-    save: bool = True,
-    probes: bool = False,
-    column: str = "latency_us",
-) -> LearnedCostModel:
-    """Fit the learned model on a target's own tables (with ``probes`` also on its probe
-    networks' rows, ``tables.probes``) and (by default) save it. ``column``: the
-    time to learn, the table's ``latency_us`` (what the cost models add up) or, for analysis,
-    e.g. ``kernel_us`` (the layer's own nodes, without the boundary in front of it).
-
-    The user's overlay rows (`haq.hardware.overlay`: profiled layers) are training data too;
-    a model fitted on any goes to the user's folder (`LearnedCostModel.user_folder`), never
-    over the shipped one unless ``out`` names it."""
-    from haq.hardware.overlay import load_tables
-    from haq.hardware.tables import read_table
-
-    if "layers" not in profile.tables:
-        raise HaqError(f"target {profile.id} has no latency table to learn from; measure one first")
-    tables = load_tables(profile)
-    layer_map = tables.layer_map
-    table = _with_context(tables.layers, layer_map)
-    extra = None
-    if probes and "probes" in profile.tables:
-        extra = _with_context(read_table(profile.tables["probes"]), _read_map(profile, "probe_map"))
-    for path, rows in ((profile.tables["layers"], table), (profile.tables.get("probes"), extra)):
-        unknown = (
-            set() if rows is None else set(rows["precision"].astype(str)) - set(profile.kernels)
-        )
-        if unknown:
-            raise HaqError(f"{path} has kernel classes {sorted(unknown)} that profile {profile.id} "
-                           "does not declare; add them under 'kernels'")  # fmt: skip
-    if column != "latency_us":
-        if column not in table:
-            raise HaqError(f"{profile.tables['layers']} has no column {column!r} to learn")
-        table = table.assign(latency_us=table[column])
-        extra = None if extra is None else extra.assign(latency_us=extra[column])
-    model = LearnedCostModel(profile.id, max_iter=max_iter)
-    model.fit(table, layer_map, holdout_model, threads=profile.threads[0], extra=extra)
-    model.report["table"] = str(profile.tables["layers"].name)
-    model.report["overlay_rows"] = tables.overlay_rows
-    if save:
-        user = tables.overlay_rows > 0 and out is None
-        model.report["saved_to"] = str(
-            model.save(LearnedCostModel.user_folder(profile.id) if user else out)
-        )
-    return model
-
-
-def _read_map(profile: HardwareProfile, key: str) -> pd.DataFrame | None:
-    return pd.read_csv(profile.tables[key]) if key in profile.tables else None
-
-
-def _with_context(table: pd.DataFrame, layer_map: pd.DataFrame | None) -> pd.DataFrame:
-    return table if layer_map is None else with_graph_context(table, layer_map)

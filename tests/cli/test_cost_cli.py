@@ -8,8 +8,7 @@ from pathlib import Path
 import pytest
 
 from haq.cli import main
-from tests.cost.synthetic import write_target
-from tests.cost.test_learned import _synthetic
+from tests.cost.synthetic import learned_rows, write_target
 
 
 def _err(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
@@ -66,7 +65,7 @@ def test_cost_errors(capsys, tmp_path: Path) -> None:
 
 
 def test_fit_cost_model(capsys, tmp_path: Path) -> None:
-    frame, lmap = _synthetic()
+    frame, lmap = learned_rows()
     path = write_target(tmp_path, frame=frame)
     lmap.to_csv(tmp_path / "toy" / "layer_map.csv", index=False)
     path.write_text(path.read_text().replace("layers: toy/layers.csv",

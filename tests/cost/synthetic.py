@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import yaml
 
@@ -84,3 +85,26 @@ def write_target(
     path = folder / "toy.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path
+
+
+def learned_rows() -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Three 'models' of convs and linears; latency = overhead + MACs / throughput per kernel."""
+    rng = np.random.default_rng(0)
+    rows, lmap = [], []
+    for model, base in (("a", 16), ("b", 24), ("c", 32)):
+        for i in range(6):
+            cin, cout, hw = base * (1 + i % 3), base * (1 + (i + 1) % 3), 32 >> (i % 3)
+            kind, k = ("linear", 1) if i == 5 else ("conv", 3)
+            if kind == "linear":
+                hw = 1
+            sig = {"kind": kind, "in_channels": cin, "out_channels": cout, "kernel_h": k,
+                   "kernel_w": k, "stride_h": 1, "stride_w": 1, "groups": 1, "in_h": hw,
+                   "in_w": hw, "out_h": hw, "out_w": hw}  # fmt: skip
+            lmap.append({"model": model, "name": f"l{i}", **sig})
+            macs = cin * cout * k * k * hw * hw
+            for batch in (1, 4):
+                for kernel, speed in (("fp32", 1.0), ("int8", 3.0)):
+                    lat = 2.0 + macs * batch / (speed * 1e3) * rng.uniform(0.95, 1.05)
+                    rows.append({**sig, "batch": batch, "precision": kernel, "latency_us": lat,
+                                 "threads": 1})  # fmt: skip
+    return pd.DataFrame(rows), pd.DataFrame(lmap)
