@@ -63,8 +63,9 @@ def register(sub: Any) -> None:
     p.add_argument("--out", default=None,
                    help="tables directory (default: your table overlay, which every cost model "
                         "of the target reads over its shipped tables); the profile YAML goes "
-                        "beside it as <target>.yaml; gpu-h100: the folder its builder writes "
-                        "gpu-h100/ into)")  # fmt: skip
+                        "beside it as <folder name>.yaml, a target of that name (--out DIR/my-cpu: "
+                        "this CPU as a target of its own, --target DIR/my-cpu.yaml); gpu-h100: "
+                        "the folder its builder writes gpu-h100/ into)")  # fmt: skip
     p.add_argument("--shipped", action="store_true",
                    help="measure into the shipped tables (hardware_profiles/<target>/) and "
                         "rewrite the target's YAML: for maintainers of the target")  # fmt: skip
@@ -108,6 +109,14 @@ def run(args: argparse.Namespace) -> int:
     from haq.hardware.overlay import overlay_path
 
     overlay = not args.shipped and args.out is None
+    if args.out is None:  # rows joining the target's own: only from a CPU that runs its kernels
+        from haq.hardware.profile import get_target
+        from haq.hardware.reachable import runtime_gap
+
+        gap = runtime_gap(get_target(args.target))
+        if gap is not None:
+            where = "shipped tables" if args.shipped else "tables (your overlay)"
+            raise HaqError(f"cannot profile into {args.target}'s {where}: {gap}")
     report = profile_target(
         models,
         target=args.target,

@@ -43,7 +43,9 @@ def runtime_gap(profile: HardwareProfile) -> str | None:
         diff = ", ".join([*(f"lacks {f}" for f in missing), *(f"adds {f}" for f in extra)])
         return (f"this CPU differs from the one {profile.id} was measured on ({diff}): ONNX "
                 "Runtime would pick other int8 kernels, so its times would not be "
-                f"{profile.id}'s; profile this CPU as a target of its own (`haq profile`)")  # fmt: skip
+                f"{profile.id}'s; profile this CPU as a target of its own (`haq profile "
+                "--target cpu-avx512 --model NAME --out DIR/my-cpu`, then --target "
+                "DIR/my-cpu.yaml)")  # fmt: skip
     return None
 
 

@@ -315,3 +315,51 @@ def test_each_row_keeps_the_machine_that_measured_it(profiled: tuple, tmp_path: 
     assert p["machine"] == f"Other CPU; {here['cpu']} (see machines)"
     assert [m["machine"] for m in p["machines"]] == ["Other CPU", here["cpu"]]
     assert all(m["models"] == ["digits_cnn"] for m in p["machines"])
+
+
+def test_a_cpu_profiled_under_a_name_of_its_own_is_a_target(tmp_path: Path, capsys) -> None:
+    """`haq profile --out DIR/my-cpu` writes DIR/my-cpu.yaml: a target of that name that this
+    CPU measured, which `haq cost --target DIR/my-cpu.yaml` scores from its rows."""
+    from haq.hardware.profile import get_target
+    from haq.hardware.reachable import runtime_gap
+
+    profile_target(["digits_cnn"], directory=tmp_path / "my-cpu", classes=["fp32", "int8"],
+                   progress=lambda _: None, **FAST)  # fmt: skip
+    target = get_target(tmp_path / "my-cpu.yaml")
+    assert target.id == "my-cpu" and target.provenance == "measured"
+    assert runtime_gap(target) is None  # measured here, so measurable here
+    capsys.readouterr()
+    argv = ["cost", "--target", str(tmp_path / "my-cpu.yaml"), "--model", "digits_cnn",
+            "--weights", "none", "--bits", "w8a8"]  # fmt: skip
+    assert main(argv) == 0
+    assert "answered by: lookup" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("shipped", [False, True])
+def test_a_cpu_with_other_int8_flags_cannot_profile_into_the_targets_tables(
+    shipped: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    import haq.runtime.machine as machine
+
+    real = machine.machine_info()
+    other = [f for f in real["flags"] if f != "amx_int8"] + (
+        [] if "amx_int8" in real["flags"] else ["amx_int8"]
+    )
+    monkeypatch.setattr(machine, "machine_info", lambda: {**real, "flags": other})
+    before = {p: p.stat().st_mtime for p in _shipped_tables_dir().rglob("*") if p.is_file()}
+    rc = main(["profile", "--target", "cpu-avx512", "--model", "digits_cnn",
+               *(["--shipped"] if shipped else [])])  # fmt: skip
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and "\n" not in err and "cannot profile into cpu-avx512's" in err
+    assert "--out DIR/my-cpu" in err  # the way to measure this CPU
+    assert {p: p.stat().st_mtime for p in _shipped_tables_dir().rglob("*") if p.is_file()} == before
+    from haq.hardware.overlay import overlay_path
+
+    assert not overlay_path("cpu-avx512").exists()
+
+
+def _shipped_tables_dir() -> Path:
+    """Where the shipped cpu-avx512 tables live (they must never change)."""
+    from haq.hardware.profile import get_target
+
+    return get_target("cpu-avx512").tables["layers"].parent

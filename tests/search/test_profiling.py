@@ -110,7 +110,8 @@ def test_a_model_that_does_not_export(tmp_path: Path, monkeypatch, capsys) -> No
     scores it with the learned model instead."""
     monkeypatch.setenv("HAQ_OVERLAY_DIR", str(tmp_path / "overlay"))
     model = f"{__name__}:unexportable"
-    for args in (["profile", "--target", "cpu-avx512", "--model", model, "--threads", "1"],
+    for args in (["profile", "--target", "cpu-avx512", "--model", model, "--threads", "1",
+                  "--out", str(tmp_path / "tables" / "cpu-avx512")],
                  ["export", "--model", model, "--weights", "none", "--bits", "w8a8",
                   "--calib-data", "synthetic:16", "-o", str(tmp_path / "x.onnx")]):  # fmt: skip
         code = main(args)

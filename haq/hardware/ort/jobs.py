@@ -357,7 +357,9 @@ def profile_target(
     models = labels
     info = {**machine_info(), "runtime": runtime_info()}
     here = machine_record(info)
-    yaml_path = Path(profile_yaml) if profile_yaml else main_dir.parent / f"{target}.yaml"
+    # the YAML beside the tables names the target after their folder: `--out DIR/my-cpu`
+    # profiles this CPU as a target of its own (DIR/my-cpu.yaml, id my-cpu)
+    yaml_path = Path(profile_yaml) if profile_yaml else main_dir.parent / f"{main_dir.name}.yaml"
     legacy = recorded_machine(yaml_path) or here
     stamp_legacy(observations, legacy)
     if "avx512f" not in info["flags"]:

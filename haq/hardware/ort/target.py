@@ -210,7 +210,7 @@ def write_profile_yaml(
     measured_on = machines(observations)
     main = measured_on[0]
     doc = {
-        "id": TARGET,
+        "id": path.stem,  # TARGET, or a CPU profiled as a target of its own (`--out DIR/NAME`)
         "kind": "cpu",
         "description": (
             "x86 CPU with AVX-512 VNNI running ONNX Runtime's CPU execution provider (QDQ "
