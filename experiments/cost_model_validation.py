@@ -201,7 +201,7 @@ def profile_overlay(args: argparse.Namespace) -> dict[str, float]:
     for name in args.models.split(","):
         start = time.time()
         profile_target([name], threads=(args.threads,), classes=CLASSES, repeats=REPEATS,
-                       directory=overlay_dir(args) / "cpu-avx512", write_yaml=False)  # fmt: skip
+                       directory=overlay_dir(args) / Path(args.tables).name, write_yaml=False)  # fmt: skip
         out[name] = round(time.time() - start, 1)
     return out
 
@@ -219,7 +219,7 @@ def variant_profile(profile: HardwareProfile, tables: Tables, tmp: Path) -> Hard
 def analyze(rows: list[dict[str, Any]], args: argparse.Namespace) -> dict[str, Any]:
     """Predictions of every method for every measured config, and the metrics."""
     tables_dir = Path(args.tables)
-    profile = load_profile(tables_dir.parent / "cpu-avx512.yaml")
+    profile = load_profile(tables_dir.parent / f"{tables_dir.name}.yaml")  # `haq profile --out`
     tables = read_tables(tables_dir)
     obs = read_observations(tables_dir)
     no_glue = dataclasses.replace(
@@ -241,7 +241,7 @@ def analyze(rows: list[dict[str, Any]], args: argparse.Namespace) -> dict[str, A
                    "lookup (p10 tables)": (p10, "p10_ms", empty)}  # fmt: skip
         # the overlay of --profile auto lives under experiments/runs/; on a machine without it
         # (a fresh checkout re-analysing saved measurements) its saved predictions are kept
-        reuse_after = args.profile_auto and not (overlay_dir(args) / "cpu-avx512").is_dir()
+        reuse_after = args.profile_auto and not (overlay_dir(args) / tables_dir.name).is_dir()
         if args.profile_auto and not reuse_after:  # what `haq search --profile auto` scores with
             methods[AFTER] = (profile, "best_round_median_ms", overlay_dir(args))
         for name in dict.fromkeys(r["model"] for r in rows):
