@@ -142,8 +142,14 @@ def run(args: argparse.Namespace) -> int:
         if tables is not None
         else "no tables"
     )
-    print(f"{args.target}: measured {report.measured} jobs, skipped {report.skipped} already "
-          f"measured, in {report.seconds:.0f} s; {sizes} in {report.directory}")  # fmt: skip
+    name = Path(args.out).name if args.out else args.target  # --out DIR/NAME: target NAME
+    own = (
+        f" (a target of its own: {Path(args.out).parent / name}.yaml)"
+        if name != args.target
+        else ""
+    )
+    print(f"{name}: measured {report.measured} jobs, skipped {report.skipped} already "
+          f"measured, in {report.seconds:.0f} s; {sizes} in {report.directory}{own}")  # fmt: skip
     if report.failed:
         for line in report.failed:
             print(f"haq: failed: {line}")
