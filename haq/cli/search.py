@@ -132,8 +132,8 @@ def _target(given: str | None) -> str | None:
 
         given = local_target()
         if given is not None:
-            emit("note", f"haq: --target {given}: this machine is one (its CPU runs that "
-                 "target's kernels); pass --target none to search size only", target=given)  # fmt: skip
+            emit("note", f"haq: --target {given}: this machine's CPU is of that target's class; "
+                 "pass --target none to search size only", target=given)  # fmt: skip
     return None if given in (None, "none") else given
 
 

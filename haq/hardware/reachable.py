@@ -61,9 +61,17 @@ def machine_note(profile: HardwareProfile, measured_here: bool = False) -> str |
     of the CPUs its tables were measured on: the same kernels at other speeds (whole networks
     differed 0.8-2.1x between two AVX-512 VNNI CPUs), so a prediction is that machine's and a
     measurement here is not its check. ``measured_here``: the caller knows this CPU measured
-    the rows that matter (the user's overlay profiled the network here)."""
-    if measured_here or runtime_gap(profile) is not None:
+    the rows that matter (the user's overlay profiled the network here).
+
+    On a CPU of the target's class whose int8 kernels differ (`runtime_gap`: AMX, say), the
+    note says that instead: the target's predictions are not this machine's at all."""
+    if measured_here:
         return None
+    gap = runtime_gap(profile)
+    if gap is not None:
+        if local_target() != profile.id:  # not a CPU of this target's class: nothing to say
+            return None
+        return f"{profile.id}'s predictions are not this machine's: {gap}"
     from haq.runtime.machine import machine_info
 
     d = profile.provenance_details

@@ -43,7 +43,7 @@ def profile_missing(opts: Any, cost_model: Any, space: Any, layers: Sequence[Any
         return False
     from haq.hardware.ort.target import KERNEL_CLASSES, TARGETS
     from haq.hardware.overlay import overlay_path
-    from haq.hardware.reachable import runtime_gap
+    from haq.hardware.reachable import local_target, runtime_gap
     from haq.models.hf import DEFAULT_TOKENS
 
     profile = cost_model.profile
@@ -63,9 +63,10 @@ def profile_missing(opts: Any, cost_model: Any, space: Any, layers: Sequence[Any
         if profile.id in TARGETS
         else f"haq profile cannot measure {profile.id}"
     )
-    if gap is not None:
+    if gap is not None:  # on a CPU of the target's class `note_other_machine` says why
+        why = "" if local_target() == profile.id else f" (not measured here: {gap})"
         say(f"{profile.id}: no measured rows for {where}; the learned model or the roofline "
-            f"scores them (not measured here: {gap})")  # fmt: skip
+            f"scores them{why}")  # fmt: skip
         return False
     target_dir = overlay_path(profile.id)
     question = (f"{profile.id}: no measured rows for {where}; measure {opts.model} on this "

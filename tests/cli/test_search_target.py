@@ -20,7 +20,10 @@ def test_the_machine_target_is_picked_and_said(monkeypatch: pytest.MonkeyPatch,
     vnni = ["avx2", "avx512f", "avx512bw", "avx512_vnni"]
     monkeypatch.setattr(machine, "machine_info", lambda: {"flags": vnni})
     assert reachable.local_target() == "cpu-avx512" and _target(None) == "cpu-avx512"
-    assert "--target cpu-avx512: this machine is one" in capsys.readouterr().err
+    assert (
+        "--target cpu-avx512: this machine's CPU is of that target's class"
+        in capsys.readouterr().err
+    )
     monkeypatch.setattr(machine, "machine_info", lambda: {"flags": ["avx2"]})  # no AVX-512
     assert reachable.local_target() is None and _target(None) is None
     assert capsys.readouterr().err == ""

@@ -68,3 +68,21 @@ def test_another_cpu_model_with_the_same_kernels_is_named_in_a_note() -> None:
     assert machine_note(_measured_on(other, this)) is None  # this CPU measured some rows
     assert machine_note(_measured_on(other), measured_here=True) is None
     assert machine_note(get_target("gpu-t4")) is None  # nothing of it runs here
+
+
+def test_a_cpu_of_the_class_with_other_int8_kernels_is_told_so(monkeypatch) -> None:
+    import haq.runtime.machine as machine
+
+    real = machine_info()
+    if not {"avx512f", "avx512_vnni"} <= set(real["flags"]):
+        pytest.skip("not a CPU of cpu-avx512's class")
+    amx = [f for f in real["flags"] if f != "amx_int8"] + ["amx_int8"]
+    cpu = _measured_on({"machine": "Other CPU", "cpu_family": 99, "cpu_model": 1})
+    cpu = dataclasses.replace(cpu, provenance_details={
+        **cpu.provenance_details, "cpu_flags": [f for f in amx if f != "amx_int8"],
+        "machines": [dict(m, cpu_flags=[f for f in amx if f != "amx_int8"])
+                     for m in cpu.provenance_details["machines"]]})  # fmt: skip
+    monkeypatch.setattr(machine, "machine_info", lambda: {**real, "flags": amx})
+    note = machine_note(cpu)
+    assert note is not None and "not this machine's" in note and "adds amx_int8" in note
+    assert "--out DIR/my-cpu" in note  # the way to measure this CPU

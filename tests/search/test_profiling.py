@@ -87,8 +87,9 @@ def test_profile_ask_without_a_terminal_does_not_measure(
     assert not (tmp_path / "overlay").exists()
     if GAP is None:
         assert "stdin is not a terminal" in err
-    else:  # nothing to ask: the target's runtime is not here, and the search says so
-        assert "not measured here" in err
+    else:  # nothing to ask: the target's runtime is not here, and the search says so (on a
+        # CPU of its class with other int8 kernels, the machine note says why)
+        assert "not measured here" in err or "predictions are not this machine's" in err
 
 
 class _Unexportable(nn.Module):
