@@ -81,11 +81,19 @@ def machine_note(profile: HardwareProfile, measured_here: bool = False) -> str |
     if any((m.get("machine"), m.get("cpu_family"), m.get("cpu_model")) == ident for m in listed):
         return None
     there = "; ".join(_named(m) for m in listed)
+    from haq.hardware.ort.target import TARGET
+
+    how = (  # a target of its own (`haq profile --out DIR/NAME`) is measured into its folder
+        f"`haq profile --target {TARGET} --model NAME` measures a network on this one into "
+        "your table overlay"
+        if profile.id == TARGET
+        else f"`haq profile --target {TARGET} --model NAME --out "
+        f"{getattr(profile.tables.get('layers'), 'parent', 'DIR/NAME')}` measures a network on "
+        "this one into its tables"
+    )
     return (f"{profile.id}'s tables were measured on {there}, not on this CPU ({_named(here)}): "
             "the same kernels run at other speeds on another CPU model (whole networks differed "
-            "up to 2x between two of them), so the predictions are that machine's; `haq profile "
-            f"--target {profile.id} --model NAME` measures a network on this one into your "
-            "table overlay")  # fmt: skip
+            f"up to 2x between two of them), so the predictions are that machine's; {how}")  # fmt: skip
 
 
 def require_measurable(profile: HardwareProfile) -> None:

@@ -67,6 +67,8 @@ def test_another_cpu_model_with_the_same_kernels_is_named_in_a_note() -> None:
     assert "not on this CPU" in note and "haq profile --target cpu-avx512" in note
     assert machine_note(_measured_on(other, this)) is None  # this CPU measured some rows
     assert machine_note(_measured_on(other), measured_here=True) is None
+    own = dataclasses.replace(_measured_on(other), id="my-cpu")  # `haq profile --out DIR/my-cpu`
+    assert "--out " in machine_note(own) and "into its tables" in machine_note(own)
     assert machine_note(get_target("gpu-t4")) is None  # nothing of it runs here
 
 
