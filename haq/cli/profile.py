@@ -60,6 +60,10 @@ def register(sub: Any) -> None:
     p.add_argument("--fresh", action="store_true",
                    help="discard the stored measurements of these models at these thread "
                         "counts and measure them again (e.g. taken on a busy machine)")  # fmt: skip
+    p.add_argument("--max-jobs", type=int, default=None, metavar="N",
+                   help="measure at most N new jobs now, those whose layer rows the cost model "
+                        "is least sure of first (most predicted time no row answers); run again "
+                        "for the rest")  # fmt: skip
     p.add_argument("--out", default=None,
                    help="tables directory (default: your table overlay, which every cost model "
                         "of the target reads over its shipped tables); the profile YAML goes "
@@ -82,6 +86,26 @@ def _int_list(name: str, text: str) -> list[int]:
     return values
 
 
+def _least_sure(target: str, out: str | None) -> Any:
+    """`haq.hardware.ort.budget.Priority` from the lookup cost model of the tables being
+    grown (``--out``'s target once it has a YAML, else ``target`` with the user's overlay)."""
+    from haq.cost.lookup import LookupCostModel
+    from haq.hardware.profile import get_target
+
+    own = Path(out).parent / f"{Path(out).name}.yaml" if out else None
+    profile = get_target(own if own is not None and own.is_file() else target)
+    models: dict[tuple[int, int], LookupCostModel] = {}
+
+    def priority(specs: Any, kernel: str, threads: int) -> float:
+        key = (id(specs), threads)
+        if key not in models:
+            models[key] = LookupCostModel(profile, list(specs), threads=threads)
+        cm = models[key]
+        return cm.unmeasured_us(kernel) if kernel in cm.kernels else 0.0
+
+    return priority
+
+
 def run(args: argparse.Namespace) -> int:
     from haq.hardware.ort.jobs import profile_target
     from haq.hardware.ort.target import KERNEL_CLASSES, TARGETS, iter_classes
@@ -91,6 +115,8 @@ def run(args: argparse.Namespace) -> int:
     if args.target not in TARGETS:
         return _measure_with_builder(args)
     threads = _int_list("--threads", args.threads)
+    if args.max_jobs is not None and args.max_jobs < 1:
+        raise HaqError(f"--max-jobs must be at least 1, not {args.max_jobs}")
     if (args.model is None) == (args.probes is None):
         raise HaqError("give either --model NAMES or --probes N")
     if args.probes is not None:
@@ -134,6 +160,8 @@ def run(args: argparse.Namespace) -> int:
         fresh=args.fresh,
         probes=args.probes is not None,
         tokens=_int_list("--tokens", args.tokens),
+        max_jobs=args.max_jobs,
+        priority=None if args.max_jobs is None else _least_sure(args.target, args.out),
     )
     tables = report.tables
     sizes = (
@@ -150,6 +178,8 @@ def run(args: argparse.Namespace) -> int:
     )
     print(f"{name}: measured {report.measured} jobs, skipped {report.skipped} already "
           f"measured, in {report.seconds:.0f} s; {sizes} in {report.directory}{own}")  # fmt: skip
+    if report.deferred:
+        print(f"{name}: {report.deferred} jobs left by --max-jobs; run again to measure them")
     if report.failed:
         for line in report.failed:
             print(f"haq: failed: {line}")

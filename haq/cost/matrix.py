@@ -98,6 +98,15 @@ class MatrixCostModel:
             if self.source[i, k] != LOOKUP and (kernels is None or self.kernels[k] in kernels)
         ))  # fmt: skip
 
+    def unmeasured_us(self, kernel: str) -> float:
+        """Predicted µs of ``kernel``'s reachable cells no table row answers (learned model or
+        roofline): how much of a uniform config's time is a guess."""
+        return float(sum(
+            self.latency_us[i, k] for i, k in self.reachable()
+            if self.kernels[k] == kernel and self.source[i, k] != LOOKUP
+            and not np.isnan(self.latency_us[i, k])
+        ))  # fmt: skip
+
     # Config -> kernel classes ---------------------------------------------------------------
     def granularity_of(self, p: Precision) -> str | None:
         """The weight granularity a layer at ``p`` is deployed with."""

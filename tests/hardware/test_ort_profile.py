@@ -165,6 +165,7 @@ def test_unknown_target_and_class_raise() -> None:
         (["--target", "cpu-avx512"], "either --model NAMES or --probes N"),
         (["--target", "cpu-avx512", "--model", "digits_cnn", "--probes", "2"], "either --model"),
         (["--target", "cpu-avx512", "--probes", "0"], "--probes must be at least 1"),
+        (["--target", "cpu-avx512", "--model", "digits_cnn", "--max-jobs", "0"], "--max-jobs"),
     ],
 )
 def test_cli_bad_input_is_one_line_exit_2(
@@ -363,3 +364,18 @@ def _shipped_tables_dir() -> Path:
     from haq.hardware.profile import get_target
 
     return get_target("cpu-avx512").tables["layers"].parent
+
+
+def test_max_jobs_measures_the_least_known_first_and_resumes(tmp_path: Path, capsys) -> None:
+    """Two jobs now (uniform configs: their layer rows are what the cost model guesses), the
+    rest in a second run that skips what the first measured."""
+    argv = ["profile", "--target", "cpu-avx512", "--model", "digits_cnn", "--threads", "1",
+            "--kernels", "fp32,int8", "--repeats", "1", "--runs", "3", "--profile-runs", "2",
+            "--out", str(tmp_path / "mine")]  # fmt: skip
+    assert main([*argv, "--max-jobs", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "measured 2 jobs" in out and "2 jobs left by --max-jobs" in out
+    configs = {ob["config"] for ob in read_observations(tmp_path / "mine")}
+    assert configs == {"uniform:fp32", "uniform:int8"}
+    assert main(argv) == 0
+    assert "measured 2 jobs, skipped 2" in capsys.readouterr().out

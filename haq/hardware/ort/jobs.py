@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from haq.errors import HaqError
 from haq.hardware.ort.aggregation import Tables, spec_row
 from haq.hardware.ort.attribution import Attributor, median_p10_p90, profile_nodes
+from haq.hardware.ort.budget import Priority, select_jobs
 from haq.hardware.ort.files import default_dir, read_observations, table_meta, write_all
 from haq.hardware.ort.machines import machine_record, recorded_machine, stamp_legacy
 from haq.hardware.ort.target import (
@@ -290,6 +291,7 @@ class ProfileReport:
     failed: list[str] = field(default_factory=list)
     seconds: float = 0.0
     tables: Tables | None = None
+    deferred: int = 0  # pending jobs left out by max_jobs
 
 
 def profile_target(
@@ -313,6 +315,8 @@ def profile_target(
     progress: Callable[[str], None] | None = None,
     write_yaml: bool = True,
     tokens: Sequence[int] = (16, 128),
+    max_jobs: int | None = None,
+    priority: Priority | None = None,
 ) -> ProfileReport:
     """Measure (resumably) every pending job of ``models`` and rewrite the tables after each.
 
@@ -327,6 +331,9 @@ def profile_target(
     and the target's YAML, rewritten from the main tables, names them. ``write_yaml=False``
     leaves every profile YAML alone (a user's overlay: `haq.hardware.overlay`). A text
     model is measured at each of ``tokens`` (as ``name@T``) with `TEXT_CLASSES` only.
+    ``max_jobs``: measure at most that many new jobs, those ``priority`` (the cost model's
+    unmeasured µs per class) ranks least sure first (`haq.hardware.ort.budget`); the rest are
+    counted in ``report.deferred`` for a later run.
     """
     from haq.export.onnx_export import reuse_float_graph
 
@@ -405,6 +412,15 @@ def profile_target(
     if stale:
         say(f"{target}: {stale} jobs were measured on graphs the exporter no longer writes; "
             "measuring them again")  # fmt: skip
+    if max_jobs is not None:
+        specs_of = {m: loaded[m].specs for m in loaded}
+        plans, report.deferred = select_jobs(
+            plans, max_jobs, priority, specs_of,
+            lambda m, t, c: len(by_key.get((m, t, 1, c), {}).get("walls", ())) >= repeats,
+        )  # fmt: skip
+        if report.deferred:
+            say(f"{target}: --max-jobs {max_jobs}: measuring the jobs the cost model is least "
+                f"sure of; {report.deferred} left for a later run")  # fmt: skip
     # (pass, job) units of work, weighted by the model's MACs for the ETA
     weight = {m: 1.0 + loaded[m].macs / 2e9 for m in loaded}
     units = 0
