@@ -87,23 +87,13 @@ def _int_list(name: str, text: str) -> list[int]:
 
 
 def _least_sure(target: str, out: str | None) -> Any:
-    """`haq.hardware.ort.budget.Priority` from the lookup cost model of the tables being
-    grown (``--out``'s target once it has a YAML, else ``target`` with the user's overlay)."""
-    from haq.cost.lookup import LookupCostModel
+    """`haq.search.profiling.least_sure` of the tables being grown: ``--out``'s target once it
+    has a YAML, else ``target`` (with the user's overlay)."""
     from haq.hardware.profile import get_target
+    from haq.search.profiling import least_sure
 
     own = Path(out).parent / f"{Path(out).name}.yaml" if out else None
-    profile = get_target(own if own is not None and own.is_file() else target)
-    models: dict[tuple[int, int], LookupCostModel] = {}
-
-    def priority(specs: Any, kernel: str, threads: int) -> float:
-        key = (id(specs), threads)
-        if key not in models:
-            models[key] = LookupCostModel(profile, list(specs), threads=threads)
-        cm = models[key]
-        return cm.unmeasured_us(kernel) if kernel in cm.kernels else 0.0
-
-    return priority
+    return least_sure(get_target(own if own is not None and own.is_file() else target))
 
 
 def run(args: argparse.Namespace) -> int:

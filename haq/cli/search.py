@@ -102,6 +102,9 @@ def register(sub: Any) -> None:
                    help="when the target's runtime is here and its tables lack rows for this "
                         "model's layers: measure them into your table overlay first (auto, the "
                         "default), never, or ask")  # fmt: skip
+    p.add_argument("--profile-jobs", type=int, default=None, metavar="N",
+                   help="with --profile auto/ask: measure at most N jobs now, those the cost "
+                        "model is least sure of first (as `haq profile --max-jobs`)")  # fmt: skip
     p.add_argument("--measure-front", action="store_true",
                    help="at the end, time every front point in the target's runtime (as `haq measure`)")  # fmt: skip
     p.set_defaults(func=run)
@@ -169,7 +172,7 @@ def run(args: argparse.Namespace) -> int:
         out=args.resume or args.out, resume=args.resume is not None, progress=not args.quiet,
         command=shlex.join(["haq", *sys.argv[1:]]), report=args.report, ptq=args.ptq,
         adaround_iterations=args.adaround_iterations, measure_front=args.measure_front,
-        profile=args.profile, group_size=args.group_size, weight_only_mapping=args.weight_only_mapping,
+        profile=args.profile, profile_jobs=args.profile_jobs, group_size=args.group_size, weight_only_mapping=args.weight_only_mapping,
     )  # fmt: skip
     if opts.resume:
         restore_options(opts, keep_budget=args.budget is None)

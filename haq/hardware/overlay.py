@@ -111,10 +111,15 @@ def load_tables(profile: HardwareProfile) -> TableSet:
     mine_models = set(overlay["layer_map"]["model"]) if "layer_map" in overlay else set()
 
     def merged(what: str, by_model: bool) -> pd.DataFrame | None:
-        frames = [f for f in (shipped.get(what), overlay.get(what)) if f is not None]
-        if by_model and shipped.get(what) is not None and "model" in shipped[what]:
-            frames[0] = shipped[what][~shipped[what]["model"].isin(mine_models)]
-        return pd.concat(frames, ignore_index=True) if frames else None
+        base, mine = shipped.get(what), overlay.get(what)
+        if by_model and base is not None and "model" in base:
+            base = base[~base["model"].isin(mine_models)]
+        # an empty table (headers only: a profile without alternating configs) adds nothing;
+        # concatenated it would turn every column to object dtype
+        frames = [f for f in (base, mine) if f is not None and len(f)]
+        if not frames:
+            return base if base is not None else mine
+        return pd.concat(frames, ignore_index=True)
 
     return TableSet(layers, merged("transitions", False), merged("glue", True),
                     merged("layer_map", True), 0 if extra is None else len(extra))  # fmt: skip

@@ -50,6 +50,7 @@ class SearchOptions:
     adaround_iterations: int = 1000
     measure_front: bool = False  # time the front on the target's runtime at the end (haq measure)
     profile: str = "auto"  # layers the tables lack: auto / never / ask (haq.search.profiling)
+    profile_jobs: int | None = None  # at most this many profiling jobs, least sure first
     tokens: int | None = None  # a text model's tokens per input (None: the entry's, 128)
     group_size: int = 128  # weights per scale of group-wise (weight-only) layers
     weight_only_mapping: str = "symmetric"  # or asymmetric: zero points (QuantSettings)

@@ -39,6 +39,8 @@ def profile_missing(opts: Any, cost_model: Any, space: Any, layers: Sequence[Any
         raise HaqError(
             f"--profile {opts.profile!r} is unknown; use one of {', '.join(PROFILE_MODES)}"
         )
+    if opts.profile_jobs is not None and opts.profile_jobs < 1:
+        raise HaqError(f"--profile-jobs must be at least 1, not {opts.profile_jobs}")
     if opts.profile == "never" or opts.target is None or not hasattr(cost_model, "unmeasured"):
         return False
     from haq.hardware.ort.target import KERNEL_CLASSES, TARGETS
@@ -83,7 +85,8 @@ def profile_missing(opts: Any, cost_model: Any, space: Any, layers: Sequence[Any
         report = profile_target([opts.model], target=profile.id, threads=(cost_model.threads,),
                                 classes=measurable, directory=target_dir, write_yaml=False,
                                 repeats=REPEATS, progress=say,
-                                tokens=(opts.tokens or DEFAULT_TOKENS,))  # fmt: skip
+                                tokens=(opts.tokens or DEFAULT_TOKENS,), max_jobs=opts.profile_jobs,
+                                priority=least_sure(profile))  # fmt: skip
     except HaqError as e:  # e.g. a model that does not export: the search still runs
         emit("warning", f"haq: warning: could not profile {opts.model} ({e}); the learned model "
              "or the roofline scores its layers", error=str(e))  # fmt: skip
@@ -106,3 +109,20 @@ def note_other_machine(opts: Any, cost_model: Any) -> None:
     note = machine_note(profile, measured_here(profile.id, opts.model))
     if note:
         emit("note", note)
+
+
+def least_sure(profile: Any) -> Any:
+    """`haq.hardware.ort.budget.Priority` for ``profile``'s tables (shipped + overlay): the
+    predicted µs of a kernel class's cells no table row answers, from the lookup cost model."""
+    from haq.cost.lookup import LookupCostModel
+
+    models: dict[tuple[int, int], LookupCostModel] = {}
+
+    def priority(specs: Sequence[Any], kernel: str, threads: int) -> float:
+        key = (id(specs), threads)
+        if key not in models:
+            models[key] = LookupCostModel(profile, list(specs), threads=threads)
+        cm = models[key]
+        return cm.unmeasured_us(kernel) if kernel in cm.kernels else 0.0
+
+    return priority

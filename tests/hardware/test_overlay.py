@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from haq.cli import main
+from haq.config import BitConfig
 from haq.cost import cost_model_for
 from haq.cost.matrix import LOOKUP
 from haq.hardware.overlay import load_tables, overlay_path
@@ -62,6 +63,22 @@ def test_profiled_model_takes_its_glue_from_the_overlay(overlay: Path) -> None:
     assert len(merged.layer_map[merged.layer_map["model"] == "resnet18"]) == len(lm)
     others = merged.glue[merged.glue["model"] != "resnet18"]
     assert len(others) == len(shipped.glue[shipped.glue["model"] != "resnet18"])
+
+
+def test_an_overlay_without_transition_rows_keeps_the_shipped_ones(overlay: Path) -> None:
+    """A profile of uniform configs only (--no-transitions, or --max-jobs stopping before the
+    alternating ones) writes a headers-only transitions.csv: it adds nothing."""
+    profile = get_target("cpu-avx512")
+    shipped = load_tables(profile).transitions
+    assert shipped is not None
+    shipped.head(0).to_csv(overlay / "transitions.csv", index=False)
+    merged = load_tables(profile).transitions
+    assert merged is not None and len(merged) == len(shipped)
+    assert merged["latency_us"].dtype == shipped["latency_us"].dtype
+    loaded = load_model("cifar_resnet20", "none")
+    layers = discover_layers(loaded.model, loaded.example_input())
+    config = BitConfig.uniform("w8a8", [s.name for s in layers])
+    assert cost_model_for("cpu-avx512", layers).score(config).latency_ms > 0
 
 
 def test_broken_overlay_is_one_line(overlay: Path, capsys: pytest.CaptureFixture[str]) -> None:

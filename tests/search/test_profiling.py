@@ -62,7 +62,9 @@ def test_profile_auto_measures_what_the_tables_lack(tmp_path: Path, monkeypatch,
     assert all("learned" in m or "roofline" in m for m in before), before
     capsys.readouterr()
 
-    assert main(_search(tmp_path / "auto", "--measure-front")) == 0
+    assert main(_search(tmp_path / "one", "--profile-jobs", "1")) == 0  # a budget: 1 job
+    assert "left for a later run" in capsys.readouterr().err
+    assert main(_search(tmp_path / "auto", "--measure-front")) == 0  # the rest
     err = capsys.readouterr().err
     assert f"profiling {MODEL}" in err and "ETA" in err  # progress while measuring
     assert "not on this CPU" not in err  # its rows are now this machine's
@@ -124,3 +126,10 @@ def test_a_model_that_does_not_export(tmp_path: Path, monkeypatch, capsys) -> No
         args = [a if a != MODEL else model for a in _search(tmp_path / "run", "-q")]
         assert main(args) == 0
         assert "could not profile" in capsys.readouterr().err
+
+
+def test_profile_jobs_must_be_positive(tmp_path: Path, capsys) -> None:
+    assert main(_search(tmp_path / "bad", "--profile-jobs", "0")) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("haq: error: --profile-jobs must be at least 1")
+    assert not (tmp_path / "bad").exists()

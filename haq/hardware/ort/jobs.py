@@ -419,8 +419,8 @@ def profile_target(
             lambda m, t, c: len(by_key.get((m, t, 1, c), {}).get("walls", ())) >= repeats,
         )  # fmt: skip
         if report.deferred:
-            say(f"{target}: --max-jobs {max_jobs}: measuring the jobs the cost model is least "
-                f"sure of; {report.deferred} left for a later run")  # fmt: skip
+            say(f"{target}: a budget of {max_jobs} jobs: measuring those the cost model is "
+                f"least sure of; {report.deferred} left for a later run")  # fmt: skip
     # (pass, job) units of work, weighted by the model's MACs for the ETA
     weight = {m: 1.0 + loaded[m].macs / 2e9 for m in loaded}
     units = 0
