@@ -33,17 +33,15 @@ def measured_here(target: str, model: str) -> bool:
     """Whether the user's overlay holds ``model`` measured on this CPU (text models: any of
     its token counts, ``name@T``): its predictions are then this machine's."""
     from haq.hardware.ort.files import read_observations
+    from haq.hardware.ort.machines import cpu_identity
     from haq.runtime.machine import machine_info
 
-    here = machine_info()
-    ident = (here.get("cpu"), here.get("family"), here.get("model"))
-    for ob in read_observations(overlay_path(target)):
-        m = ob.get("machine") or {}
-        if str(ob.get("model")).split("@")[0] == model and (
-            (m.get("cpu"), m.get("family"), m.get("model")) == ident
-        ):
-            return True
-    return False
+    here = cpu_identity(machine_info())
+    return any(
+        str(ob.get("model")).split("@")[0] == model
+        and cpu_identity(ob.get("machine") or {}) == here
+        for ob in read_observations(overlay_path(target))
+    )
 
 
 @dataclass

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from haq.errors import HaqError
+from haq.hardware.ort.machines import cpu_identity
 from haq.hardware.profile import HardwareProfile
 
 
@@ -50,39 +51,44 @@ def runtime_gap(profile: HardwareProfile) -> str | None:
 
 
 def _named(m: dict[str, Any]) -> str:
-    return (
-        f"{m.get('machine') or m.get('cpu')} (family {m.get('cpu_family', m.get('family'))}, "
-        f"model {m.get('cpu_model', m.get('model'))})"
-    )
+    cpu, family, model = cpu_identity(m)
+    return f"{cpu} (family {family}, model {model})"
 
 
-def machine_note(profile: HardwareProfile, measured_here: bool = False) -> str | None:
+def machine_note(profile: HardwareProfile, model: str | None = None) -> str | None:
     """A note when this CPU runs ``profile``'s kernels (`runtime_gap` is None) but is not one
     of the CPUs its tables were measured on: the same kernels at other speeds (whole networks
     differed 0.8-2.1x between two AVX-512 VNNI CPUs), so a prediction is that machine's and a
-    measurement here is not its check. ``measured_here``: the caller knows this CPU measured
-    the rows that matter (the user's overlay profiled the network here).
+    measurement here is not its check. None when the user's overlay holds ``model`` measured
+    on this CPU (`haq.hardware.overlay.measured_here`: its predictions are this machine's).
 
     On a CPU of the target's class whose int8 kernels differ (`runtime_gap`: AMX, say), the
     note says that instead: the target's predictions are not this machine's at all."""
-    if measured_here:
-        return None
     gap = runtime_gap(profile)
     if gap is not None:
         if local_target() != profile.id:  # not a CPU of this target's class: nothing to say
             return None
-        return f"{profile.id}'s predictions are not this machine's: {gap}"
+        note = f"{profile.id}'s predictions are not this machine's: {gap}"
+    else:
+        note = _other_cpu_model(profile)
+    if note is None or model is None:
+        return note
+    from haq.hardware.overlay import measured_here  # reads the overlay: only for a note
+
+    return None if measured_here(profile.id, model) else note
+
+
+def _other_cpu_model(profile: HardwareProfile) -> str | None:
+    """`machine_note`'s text where this CPU runs the kernels but measured none of the tables."""
+    from haq.hardware.ort.target import TARGET
     from haq.runtime.machine import machine_info
 
     d = profile.provenance_details
     listed = d.get("machines") or [d]
     here = machine_info()
-    ident = (here.get("cpu"), here.get("family"), here.get("model"))
-    if any((m.get("machine"), m.get("cpu_family"), m.get("cpu_model")) == ident for m in listed):
+    if any(cpu_identity(m) == cpu_identity(here) for m in listed):
         return None
     there = "; ".join(_named(m) for m in listed)
-    from haq.hardware.ort.target import TARGET
-
     how = (  # a target of its own (`haq profile --out DIR/NAME`) is measured into its folder
         f"`haq profile --target {TARGET} --model NAME` measures a network on this one into "
         "your table overlay"

@@ -109,7 +109,6 @@ def measure_front(
     import numpy as np
 
     from haq.export.onnx_export import export_onnx, reuse_float_graph
-    from haq.hardware.overlay import measured_here
     from haq.hardware.reachable import machine_note
     from haq.runtime.machine import CpuWatch, busy_message, machine_info
     from haq.runtime.ort import make_session, random_feeds, runtime_info
@@ -134,7 +133,7 @@ def measure_front(
     say = (lambda m: emit("note", m)) if opts.progress else (lambda m: None)
     say(f"measuring {len(entries)} configs of {run_dir} on {profile.id} (ONNX Runtime, "
         f"{threads} thread{'s' if threads > 1 else ''}, batch {batch})")  # fmt: skip
-    note = machine_note(profile, measured_here(profile.id, str(run.get("model"))))
+    note = machine_note(profile, str(run.get("model")))
     if note:
         say(note)
     t0 = time.time()

@@ -103,10 +103,9 @@ def note_other_machine(opts: Any, cost_model: Any) -> None:
     profile = getattr(cost_model, "profile", None)
     if not opts.progress or profile is None or profile.provenance != "measured":
         return
-    from haq.hardware.overlay import measured_here
     from haq.hardware.reachable import machine_note
 
-    note = machine_note(profile, measured_here(profile.id, opts.model))
+    note = machine_note(profile, opts.model)
     if note:
         emit("note", note)
 

@@ -4,10 +4,15 @@ provider and int8-deciding CPU flags; simulated and published targets never are.
 from __future__ import annotations
 
 import dataclasses
+import gzip
+import json
 
 import pytest
 
 from haq.errors import HaqError
+from haq.hardware.ort.machines import machine_record
+from haq.hardware.ort.target import OBSERVATIONS
+from haq.hardware.overlay import overlay_path
 from haq.hardware.profile import get_target
 from haq.hardware.reachable import machine_note, require_measurable, runtime_gap
 from haq.runtime.machine import machine_info
@@ -55,7 +60,8 @@ def _measured_on(*cpus: dict[str, object]):  # type: ignore[no-untyped-def]
     return dataclasses.replace(cpu, provenance_details=details)
 
 
-def test_another_cpu_model_with_the_same_kernels_is_named_in_a_note() -> None:
+def test_another_cpu_model_with_the_same_kernels_is_named_in_a_note(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("HAQ_OVERLAY_DIR", str(tmp_path))
     here = machine_info()
     this = {"machine": here.get("cpu"), "cpu_family": here.get("family"),
             "cpu_model": here.get("model")}  # fmt: skip
@@ -66,7 +72,15 @@ def test_another_cpu_model_with_the_same_kernels_is_named_in_a_note() -> None:
     assert note is not None and "Other CPU (family 99, model 1)" in note
     assert "not on this CPU" in note and "haq profile --target cpu-avx512" in note
     assert machine_note(_measured_on(other, this)) is None  # this CPU measured some rows
-    assert machine_note(_measured_on(other), measured_here=True) is None
+    # a network the user's overlay measured on this CPU is this machine's: no note for it
+    overlay = overlay_path("cpu-avx512")
+    overlay.mkdir(parents=True)
+    ob = {"model": "mine", "machine": machine_record(here), "wall_us": 1.0, "wall_p10_us": 1.0,
+          "wall_p90_us": 1.0}  # fmt: skip
+    with gzip.open(overlay / OBSERVATIONS, "wt") as f:
+        f.write(json.dumps(ob) + "\n")
+    assert machine_note(_measured_on(other), "mine") is None
+    assert machine_note(_measured_on(other), "theirs") is not None
     own = dataclasses.replace(_measured_on(other), id="my-cpu")  # `haq profile --out DIR/my-cpu`
     assert "--out " in machine_note(own) and "into its tables" in machine_note(own)
     assert machine_note(get_target("gpu-t4")) is None  # nothing of it runs here

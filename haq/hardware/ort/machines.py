@@ -20,6 +20,13 @@ def machine_record(info: dict[str, Any]) -> dict[str, Any]:
     return {k: info.get(k) for k in KEYS}
 
 
+def cpu_identity(m: dict[str, Any]) -> tuple[Any, Any, Any]:
+    """(CPU name, family, model) of a machine record: an observation's (`machine_record`), a
+    profile YAML's ``machines`` entry or `haq.runtime.machine.machine_info` itself."""
+    return (m.get("machine", m.get("cpu")), m.get("cpu_family", m.get("family")),
+            m.get("cpu_model", m.get("model")))  # fmt: skip
+
+
 def recorded_machine(profile_yaml: Path) -> dict[str, Any] | None:
     """The machine an existing profile YAML names (one written before observations carried
     theirs), or None when there is no such file."""
