@@ -64,7 +64,7 @@ from haq.cost.learned_target import fit_target
 from haq.cost.lookup import LookupCostModel
 from haq.export.onnx_export import export_onnx, reuse_float_graph
 from haq.hardware.ort.aggregation import Tables, aggregate
-from haq.hardware.ort.files import read_observations, read_tables
+from haq.hardware.ort.files import profile_yaml_path, read_observations, read_tables
 from haq.hardware.ort.target import LAYER_KEY, class_config
 from haq.hardware.profile import HardwareProfile, load_profile
 from haq.hardware.tables import signature
@@ -219,7 +219,7 @@ def variant_profile(profile: HardwareProfile, tables: Tables, tmp: Path) -> Hard
 def analyze(rows: list[dict[str, Any]], args: argparse.Namespace) -> dict[str, Any]:
     """Predictions of every method for every measured config, and the metrics."""
     tables_dir = Path(args.tables)
-    profile = load_profile(tables_dir.parent / f"{tables_dir.name}.yaml")  # `haq profile --out`
+    profile = load_profile(profile_yaml_path(tables_dir))  # `haq profile --out`
     tables = read_tables(tables_dir)
     obs = read_observations(tables_dir)
     no_glue = dataclasses.replace(

@@ -89,14 +89,16 @@ def _int_list(name: str, text: str) -> list[int]:
 def _least_sure(target: str, out: str | None) -> Any:
     """`haq.search.profiling.least_sure` of the tables being grown: ``--out``'s target once it
     has a YAML, else ``target`` (with the user's overlay)."""
+    from haq.hardware.ort.files import profile_yaml_path
     from haq.hardware.profile import get_target
     from haq.search.profiling import least_sure
 
-    own = Path(out).parent / f"{Path(out).name}.yaml" if out else None
+    own = profile_yaml_path(out) if out else None
     return least_sure(get_target(own if own is not None and own.is_file() else target))
 
 
 def run(args: argparse.Namespace) -> int:
+    from haq.hardware.ort.files import profile_yaml_path
     from haq.hardware.ort.jobs import profile_target
     from haq.hardware.ort.target import KERNEL_CLASSES, TARGETS, iter_classes
 
@@ -161,11 +163,7 @@ def run(args: argparse.Namespace) -> int:
         else "no tables"
     )
     name = Path(args.out).name if args.out else args.target  # --out DIR/NAME: target NAME
-    own = (
-        f" (a target of its own: {Path(args.out).parent / name}.yaml)"
-        if name != args.target
-        else ""
-    )
+    own = f" (a target of its own: {profile_yaml_path(args.out)})" if name != args.target else ""
     print(f"{name}: measured {report.measured} jobs, skipped {report.skipped} already "
           f"measured, in {report.seconds:.0f} s; {sizes} in {report.directory}{own}")  # fmt: skip
     if report.deferred:

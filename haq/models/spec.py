@@ -36,11 +36,11 @@ class LayerSpec:
     @property
     def in_elements(self) -> int:
         """Input elements per sample (a Linear's: features x tokens)."""
-        return self.in_channels * self.in_hw[0] * self.in_hw[1]
+        return elements(self.in_channels, self.in_hw)
 
     @property
     def out_elements(self) -> int:
-        return self.out_channels * self.out_hw[0] * self.out_hw[1]
+        return elements(self.out_channels, self.out_hw)
 
     @property
     def tokens(self) -> int:
@@ -60,6 +60,13 @@ def reduced_in_front(in_elements: Sequence[int], out_elements: Sequence[int]) ->
     return [0] + [max(0, p - i) for p, i in zip(out_elements[:-1], in_elements[1:], strict=True)]
 
 
+def elements(channels: int, hw: Sequence[int]) -> int:
+    """Elements per sample of a (channels, H, W) tensor."""
+    return channels * hw[0] * hw[1]
+
+
 def reduced_elements(layers: Sequence[LayerSpec]) -> list[int]:
-    """`reduced_in_front` of a network's layers."""
-    return reduced_in_front([s.in_elements for s in layers], [s.out_elements for s in layers])
+    """`reduced_in_front` of a network's layers (anything with LayerSpec's channel and
+    spatial fields: a stored spec row's view too)."""
+    return reduced_in_front([elements(s.in_channels, s.in_hw) for s in layers],
+                            [elements(s.out_channels, s.out_hw) for s in layers])  # fmt: skip

@@ -33,6 +33,13 @@ def default_dir() -> Path:
     return data_dir("hardware_profiles") / TARGET
 
 
+def profile_yaml_path(tables_dir: str | Path) -> Path:
+    """The profile YAML beside a tables folder, named after it: ``DIR/NAME`` -> ``DIR/NAME.yaml``,
+    target NAME (`haq profile --out DIR/my-cpu`: this CPU as a target of its own)."""
+    d = Path(tables_dir)
+    return d.parent / f"{d.name}.yaml"
+
+
 def read_observations(directory: str | Path) -> list[dict[str, Any]]:
     path = Path(directory) / OBSERVATIONS
     if not path.is_file():

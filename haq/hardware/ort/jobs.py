@@ -23,7 +23,13 @@ from haq.errors import HaqError
 from haq.hardware.ort.aggregation import Tables, spec_row
 from haq.hardware.ort.attribution import Attributor, median_p10_p90, profile_nodes
 from haq.hardware.ort.budget import Priority, select_jobs
-from haq.hardware.ort.files import default_dir, read_observations, table_meta, write_all
+from haq.hardware.ort.files import (
+    default_dir,
+    profile_yaml_path,
+    read_observations,
+    table_meta,
+    write_all,
+)
 from haq.hardware.ort.machines import machine_record, recorded_machine, stamp_legacy
 from haq.hardware.ort.target import (
     DYNAMIC_CLASSES,
@@ -364,9 +370,7 @@ def profile_target(
     models = labels
     info = {**machine_info(), "runtime": runtime_info()}
     here = machine_record(info)
-    # the YAML beside the tables names the target after their folder: `--out DIR/my-cpu`
-    # profiles this CPU as a target of its own (DIR/my-cpu.yaml, id my-cpu)
-    yaml_path = Path(profile_yaml) if profile_yaml else main_dir.parent / f"{main_dir.name}.yaml"
+    yaml_path = Path(profile_yaml) if profile_yaml else profile_yaml_path(main_dir)
     legacy = recorded_machine(yaml_path) or here
     stamp_legacy(observations, legacy)
     if "avx512f" not in info["flags"]:

@@ -34,7 +34,7 @@ from haq.errors import HaqError
 from haq.hardware.ort.machines import machines
 from haq.hardware.profile import KernelRule, rule_dicts, write_profile
 from haq.hardware.tables import INPUT, OUTPUT, SIGNATURE_COLUMNS
-from haq.models.spec import reduced_in_front
+from haq.models.spec import reduced_elements
 
 if TYPE_CHECKING:
     from haq.models.spec import LayerSpec
@@ -151,14 +151,9 @@ class Boundary:
     pooled: int = 0  # elements pooled away in front of the layer after it (`reduced_in_front`)
 
 
-def _elements(channels: int, hw: Sequence[int]) -> int:
-    return channels * hw[0] * hw[1]
-
-
 def boundaries(specs: Sequence[LayerSpec]) -> list[Boundary]:
     """The n + 1 boundaries of a layer table in execution order (see the module docstring)."""
-    pooled = reduced_in_front([_elements(s.in_channels, s.in_hw) for s in specs],
-                              [_elements(s.out_channels, s.out_hw) for s in specs])  # fmt: skip
+    pooled = reduced_elements(specs)
     out = [
         Boundary(j, s.in_channels, *s.in_hw, p)
         for j, (s, p) in enumerate(zip(specs, pooled, strict=True))
