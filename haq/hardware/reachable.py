@@ -57,9 +57,9 @@ def _named(m: dict[str, Any]) -> str:
 
 def machine_note(profile: HardwareProfile, model: str | None = None) -> str | None:
     """A note when this CPU runs ``profile``'s kernels (`runtime_gap` is None) but is not one
-    of the CPUs its tables were measured on: the same kernels at other speeds (whole networks
-    differed 0.8-2.1x between two AVX-512 VNNI CPUs), so a prediction is that machine's and a
-    measurement here is not its check. None when the user's overlay holds ``model`` measured
+    of the CPUs its tables were measured on: the same kernels at other speeds (fp32 whole
+    networks ran at 0.66-0.90x between two x86 CPUs: experiments/machine_ratio.py), so a
+    prediction is that machine's and a measurement here is not its check. None when the user's overlay holds ``model`` measured
     on this CPU (`haq.hardware.overlay.measured_here`: its predictions are this machine's).
 
     On a CPU of the target's class whose int8 kernels differ (`runtime_gap`: AMX, say), the
@@ -98,8 +98,9 @@ def _other_cpu_model(profile: HardwareProfile) -> str | None:
         "this one into its tables"
     )
     return (f"{profile.id}'s tables were measured on {there}, not on this CPU ({_named(here)}): "
-            "the same kernels run at other speeds on another CPU model (whole networks differed "
-            f"up to 2x between two of them), so the predictions are that machine's; {how}")  # fmt: skip
+            "the same kernels run at other speeds on another CPU model (fp32 whole networks "
+            f"differed by 10-34 % between two of them), so the predictions are that machine's; "
+            f"{how}")  # fmt: skip
 
 
 def require_measurable(profile: HardwareProfile) -> None:
