@@ -43,6 +43,7 @@ def main() -> None:
     ap.add_argument("--budget", type=int, default=100)
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--model", default="cifar_resnet20")
+    ap.add_argument("--note", default="", help="what the variant changed, kept in the result")
     args = ap.parse_args()
     shared = require_shared()
     targets, seeds = args.targets.split(","), [int(s) for s in args.seeds.split(",")]
@@ -61,7 +62,7 @@ def main() -> None:
     with ThreadPoolExecutor(args.jobs) as pool:
         jobs = [(t, s) for t in targets for s in seeds]
         outs = dict(zip(jobs, pool.map(lambda j: run(*j), jobs), strict=True))
-    result: dict[str, Any] = {"model": args.model, "driver_opts": args.driver_opt, "budget": args.budget,
+    result: dict[str, Any] = {"model": args.model, "driver_opts": args.driver_opt, "note": args.note, "budget": args.budget,
                               "seeds": seeds, "prefixes": PREFIXES, "targets": {}}  # fmt: skip
     for target in targets:
         archive = _archived(args.model, target)
