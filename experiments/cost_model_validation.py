@@ -108,6 +108,27 @@ def mape(pred: list[float], meas: list[float]) -> float:
     return float(100 * statistics.fmean(abs(p - m) / m for p, m in zip(pred, meas, strict=True)))
 
 
+def uniform_walls(obs: list[dict[str, Any]], threads: int) -> dict[tuple[str, str], float]:
+    """The uniform configs' wall times (ms) in a table measurement, by (model, class)."""
+    return {
+        (o["model"], o["config"].removeprefix("uniform:")): float(o["wall_us"]) / 1e3
+        for o in obs
+        if o["config"].startswith("uniform:") and o["threads"] == threads
+    }
+
+
+def fill_drift(
+    drift: list[dict[str, Any]], walls: dict[tuple[str, str], float], source: str
+) -> None:
+    """Each uniform reference's timing here over the same config's wall in ``walls`` (the
+    tables' measurement, or the overlay's for models only --profile auto measured)."""
+    for d in drift:
+        ref = walls.get((d["model"], d["pattern"]))
+        if d.get("table_ms") is None and ref is not None:
+            d.update(table_ms=ref, table_source=source,
+                     ratio=round(d["best_round_median_ms"] / ref, 4))  # fmt: skip
+
+
 def random_configs(n_layers: int, count: int, seed: int) -> list[list[str]]:
     rng = np.random.default_rng(seed)
     out = []
@@ -127,11 +148,7 @@ def quantizer(name: str) -> Quantizer:
 
 def run_measurements(args: argparse.Namespace, obs: list[dict[str, Any]]) -> dict[str, Any]:
     """Time every config (and the uniform fp32 / int8 references) interleaved, per model."""
-    table_wall = {  # the uniform configs' wall times in the table measurement
-        (o["model"], o["config"].removeprefix("uniform:")): float(o["wall_us"]) / 1e3
-        for o in obs
-        if o["config"].startswith("uniform:") and o["threads"] == args.threads
-    }
+    table_wall = uniform_walls(obs, args.threads)
     t_start = time.time()
     load_start = os.getloadavg()
     rows: list[dict[str, Any]] = []
@@ -159,15 +176,13 @@ def run_measurements(args: argparse.Namespace, obs: list[dict[str, Any]]) -> dic
                 st = latency_stats(ts).to_dict()
                 if ci >= len(configs):
                     cls = kernels[0]
-                    ref = table_wall.get((name, cls))
-                    best = st["best_round_median_ms"]
-                    drift.append({"model": name, "pattern": cls, **st, "table_ms": ref,
-                                  "ratio": None if ref is None else round(best / ref, 4)})  # fmt: skip
+                    drift.append({"model": name, "pattern": cls, **st})
                     continue
                 rows.append({"model": name, "config": ci, "kernels": kernels,
                              "counts": {c: kernels.count(c) for c in CLASSES}, **st})  # fmt: skip
                 print(f"{name:>13} #{ci:2d} median {st['median_ms']:.3f} ms  best round "
                       f"{st['best_round_median_ms']:.3f} ms  p10 {st['p10_ms']:.3f} ms", flush=True)  # fmt: skip
+    fill_drift(drift, table_wall, "tables")
     return {"rows": rows, "drift": drift, "loadavg_start": load_start,
             "loadavg_end": os.getloadavg(), "measuring_seconds": round(time.time() - t_start, 1)}  # fmt: skip
 
@@ -318,6 +333,35 @@ def analyze(rows: list[dict[str, Any]], args: argparse.Namespace) -> dict[str, A
     }
 
 
+def drift_corrected(rows: list[dict[str, Any]], drift: list[dict[str, Any]]) -> dict[str, Any]:
+    """A diagnostic, not a prediction: the after-profile predictions scaled per model by how
+    much slower (or faster) the uniform references ran here than in the overlay's profile
+    minutes later (the machine's state, not the model), to tell the two error sources apart."""
+    ratios: dict[str, list[float]] = {}
+    for d in drift:
+        if d.get("table_source") == "overlay" and d.get("ratio"):
+            ratios.setdefault(d["model"], []).append(d["ratio"])
+    out: dict[str, Any] = {}
+    for model, rs in ratios.items():
+        scale = statistics.fmean(rs)
+        sel = [r for r in rows if r["model"] == model and AFTER in r.get("pred_ms", {})]
+        if not sel:
+            continue
+        err = [100 * (r["pred_ms"][AFTER] * scale / r["best_round_median_ms"] - 1) for r in sel]
+        out[model] = {"reference_ratio": round(scale, 4),
+                      "mape_pct": round(statistics.fmean(abs(e) for e in err), 2),
+                      "mean_signed_error_pct": round(statistics.fmean(err), 2)}  # fmt: skip
+    if out:
+        pooled = [abs(100 * (r["pred_ms"][AFTER] * out[r["model"]]["reference_ratio"]
+                             / r["best_round_median_ms"] - 1))
+                  for r in rows if r["model"] in out]  # fmt: skip
+        out["pooled_mape_pct"] = round(statistics.fmean(pooled), 2)
+        print("  after --profile auto, scaled by the uniform references' drift: "
+              + "  ".join(f"{m}: {v['mape_pct']:.1f}%" for m, v in out.items() if m in ratios)
+              + f"  pooled {out['pooled_mape_pct']:.1f}%")  # fmt: skip
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--models", default="resnet18,resnet50,mobilenet_v2")
@@ -348,7 +392,14 @@ def main() -> None:
         measured["measured_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     if args.profile_auto and not measured.get("profile_seconds"):
         measured["profile_seconds"] = profile_overlay(args)  # resumable: instant when done
+    if args.profile_auto and measured.get("drift"):  # models the tables lack: the overlay's walls
+        overlay_obs = read_observations(overlay_dir(args) / Path(args.tables).name)
+        fill_drift(measured["drift"], uniform_walls(overlay_obs, args.threads), "overlay")
     result = analyze(measured["rows"], args)
+    if args.profile_auto:
+        result["after_profile_drift_corrected"] = drift_corrected(
+            measured["rows"], measured["drift"]
+        )
     save(args.out, {
         "target": "cpu-avx512",
         "args": {k: getattr(args, k) for k in keys},
