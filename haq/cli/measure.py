@@ -44,4 +44,7 @@ def run(args: argparse.Namespace) -> int:
               f"{row['summary']}{mark}")  # fmt: skip
     print(f"ms on {out['target']} ({out['threads']} thread(s), {out['statistic']}); mean "
           f"|error| {out['mape_pct']}%; results: {args.run}/measured.json, pareto.json, trials.parquet")  # fmt: skip
+    note = out["machine_check"]["note"]
+    if note and args.quiet:  # else the progress lines said it
+        print(note)
     return 0

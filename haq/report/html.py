@@ -193,7 +193,11 @@ def _measured(run: Run) -> str:
     note = (f'<p class="note">Measured on {_e(i.get("target"))} ({_e(i.get("threads"))} thread(s), '
             f'{_e(i.get("statistic"))}) on {_e(i.get("date"))}; mean |predicted - measured| / measured '
             f'{_e(i.get("mape_pct"))} %. A point marked dominated is beaten by another measured config '
-            "once its latency is measured.</p>") if i else ""  # fmt: skip
+            "once its latency is measured."
+            + (f' The configs that run one kernel class ran {i["machine_ratio"]:.2f}x their wall time '
+               "in the target's tables: the machine's state during this measurement, which moves "
+               "every measured latency alike." if i.get("machine_ratio") else "")
+            + "</p>") if i else ""  # fmt: skip
     head = [
         "point",
         "precisions",

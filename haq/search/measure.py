@@ -7,7 +7,10 @@ front is re-ranked on measured latency: a point another measured point now domin
 marked, never dropped.
 
 ```
-<run>/measured.json     per config hash: predicted and measured ms, statistics, dominance
+<run>/measured.json     per config hash: predicted and measured ms, statistics, dominance;
+                        "machine_check": the configs running one kernel class throughout
+                        against their wall time in the tables (is this machine in the state
+                        the tables were measured in?)
 <run>/pareto.json       points and baselines gain measured_latency_ms, latency_error_pct,
                         dominated_when_measured; the payload gains "measured" (summary, order)
 <run>/trials.parquet    gains a measured_latency_ms column (by config hash)
@@ -27,6 +30,8 @@ from typing import Any
 from haq.errors import HaqError
 from haq.progress import emit
 from haq.search.results import ResultsDir
+
+DRIFT_NOTE = 0.05  # a machine ratio this far off 1 is worth a line
 
 
 @dataclass(frozen=True)
@@ -99,12 +104,12 @@ def _entries(results: ResultsDir, pareto: dict[str, Any]) -> list[_Entry]:
 
 
 def measure_front(
-    run_dir: str | Path, opts: MeasureOptions = MeasureOptions(), quantizer: Any = None
+    run_dir: str | Path, opts: MeasureOptions = MeasureOptions(), search: Any = None
 ) -> dict[str, Any]:
     """Measure the front of the run in ``run_dir``; returns (and writes) measured.json's content.
 
-    ``quantizer``: the run's calibrated `Quantizer`, when the caller (a search that just
-    finished) already holds it; else it is rebuilt from the run's options.
+    ``search``: the run's `Search`, when the caller (a search that just finished) holds it
+    (its calibrated quantizer and cost model); else it is rebuilt from the run's options.
     """
     import numpy as np
 
@@ -125,11 +130,12 @@ def measure_front(
     entries = _entries(results, pareto)
     if not entries:
         raise HaqError(f"the front of {run_dir} is empty: nothing to measure")
-    if quantizer is None:
+    if search is None:
         from haq.search.options import restored_options
         from haq.search.runner import Search
 
-        quantizer = Search(restored_options(run_dir)).deploy_quantizer()
+        search = Search(restored_options(run_dir))
+    quantizer = search.deploy_quantizer()
     say = (lambda m: emit("note", m)) if opts.progress else (lambda m: None)
     say(f"measuring {len(entries)} configs of {run_dir} on {profile.id} (ONNX Runtime, "
         f"{threads} thread{'s' if threads > 1 else ''}, batch {batch})")  # fmt: skip
@@ -174,6 +180,9 @@ def measure_front(
             "stats": st.to_dict(),
         }  # fmt: skip
     _mark_dominated(entries, rows, pareto["objectives"])
+    check = machine_check(profile, str(run.get("model")), threads, batch,
+                          {e.config.hash: search.cost_model.kernels_of(e.config) for e in entries},
+                          rows)  # fmt: skip
     errors = [
         abs(r["latency_error_pct"]) for r in rows.values() if r["latency_error_pct"] is not None
     ]
@@ -185,12 +194,62 @@ def measure_front(
         "machine_note": note,
         "date": time.strftime("%Y-%m-%dT%H:%M:%S"), "seconds": round(time.time() - t0, 2),
         "mape_pct": round(float(np.mean(errors)), 2) if errors else None,
+        "machine_check": check,
         "configs": rows,
     }  # fmt: skip
     results.write_measured(out)
     say(f"measured in {out['seconds']:.0f} s; mean |predicted - measured| / measured "
         f"{out['mape_pct']}%" + (f"; warning: {busy}" if busy else ""))  # fmt: skip
+    if check.get("note"):
+        say(check["note"])
     return out
+
+
+def table_walls(profile: Any, model: str, threads: int, batch: int) -> dict[str, float]:
+    """The wall time (ms) of ``model``'s uniform configs per kernel class where the target's
+    tables measured them (the user's overlay, this machine's, before the shipped tables)."""
+    from haq.hardware.ort.files import read_observations
+    from haq.hardware.overlay import overlay_path
+
+    out: dict[str, float] = {}
+    shipped = Path(profile.tables["layers"]).parent if "layers" in profile.tables else None
+    for directory in (overlay_path(profile.id), shipped):
+        for ob in read_observations(directory) if directory is not None else []:
+            config = str(ob.get("config", ""))
+            if (ob.get("model") == model and config.startswith("uniform:")
+                    and ob.get("threads") == threads and ob.get("batch", 1) == batch):  # fmt: skip
+                out.setdefault(config.removeprefix("uniform:"), float(ob["wall_us"]) / 1e3)
+    return out
+
+
+def machine_check(profile: Any, model: str, threads: int, batch: int,
+                  kernels: dict[str, list[str]], rows: dict[str, dict[str, Any]]) -> dict[str, Any]:  # fmt: skip
+    """The measured configs that run one kernel class throughout, against the same config's
+    wall time in the tables: a ratio well off 1 on all of them is the machine running faster
+    or slower now than when the tables were measured (other tenants, clocks), which moves
+    every measurement alike and is no error of the cost model."""
+    walls = table_walls(profile, model, threads, batch)
+    refs = []
+    for config_hash, classes in kernels.items():
+        cls = classes[0] if classes and len(set(classes)) == 1 else None
+        if cls in walls and config_hash in rows:
+            ms = rows[config_hash]["measured_latency_ms"]
+            refs.append({"config_hash": config_hash, "kernel": cls, "measured_ms": ms,
+                         "table_ms": round(walls[cls], 5), "ratio": round(ms / walls[cls], 4)})  # fmt: skip
+    if not refs:
+        return {"references": [], "ratio": None,
+                "note": None if not walls else "no measured config runs one kernel class "
+                "throughout: the machine's state is not checked"}  # fmt: skip
+    ratio = float(sorted(r["ratio"] for r in refs)[len(refs) // 2])
+    note = None
+    if abs(ratio - 1) > DRIFT_NOTE:
+        note = (f"note: configs that run one kernel class ran {ratio:.2f}x their wall time in "
+                f"{profile.id}'s tables ({len(refs)} of them): this machine runs "
+                f"{'slower' if ratio > 1 else 'faster'} now than when they were measured "
+                "(other load, clocks; on sub-millisecond models also the timing itself), "
+                "which moves every measurement alike: read the errors against that ratio, "
+                "or re-measure when the machine is quiet")  # fmt: skip
+    return {"references": refs, "ratio": round(ratio, 4), "note": note}
 
 
 def _mark_dominated(entries: list[_Entry], rows: dict[str, dict[str, Any]],

@@ -207,6 +207,7 @@ def _annotate_front(
     payload["measured"] = {
         "target": doc.get("target"), "threads": doc.get("threads"), "date": doc.get("date"),
         "statistic": doc.get("statistic"), "mape_pct": doc.get("mape_pct"),
+        "machine_ratio": (doc.get("machine_check") or {}).get("ratio"),
         "points_measured": len(timed), "points": len(points),
         "order": [p["name"] for p in sorted(timed, key=lambda p: p["measured_latency_ms"])],
         "dominated": [p["name"] for p in timed if p.get("dominated_when_measured")],

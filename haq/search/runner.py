@@ -371,7 +371,7 @@ class Search:
             from haq.search.measure import MeasureOptions, measure_front
 
             measure_front(self.results.path, MeasureOptions(threads=opts.threads, progress=opts.progress),
-                          quantizer=self.deploy_quantizer())  # fmt: skip
+                          search=self)  # fmt: skip
         if opts.report:
             from haq.report import write_report
 

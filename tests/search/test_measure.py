@@ -16,25 +16,33 @@ from haq.hardware.reachable import runtime_gap
 from haq.search import SearchResult
 
 GAP = runtime_gap(get_target("cpu-avx512"))
-needs_cpu_target = pytest.mark.skipif(GAP is not None, reason=f"cpu-avx512 not measurable: {GAP}")
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if GAP is not None:
-        pytest.skip(f"cpu-avx512 not measurable here: {GAP}")
+def target(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """cpu-avx512 where this CPU runs its kernels; else this CPU profiled as a target of its
+    own (`haq profile --out`), so the measuring path is tested on any machine."""
+    if GAP is None:
+        return "cpu-avx512"
+    out = tmp_path_factory.mktemp("target") / "this-cpu"
+    assert main(["profile", "--target", "cpu-avx512", "--model", "digits_cnn", "--threads", "1",
+                 "--kernels", "fp32,int8,int8-weights", "--out", str(out)]) == 0  # fmt: skip
+    return f"{out}.yaml"
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory, target: str) -> Path:
     out = tmp_path_factory.mktemp("measure") / "run"
-    args = ["search", "--model", "digits_cnn", "--target", "cpu-avx512", "--budget", "6",
+    args = ["search", "--model", "digits_cnn", "--target", target, "--budget", "6",
             "--workers", "0", "-q", "--out", str(out), "--measure-front"]  # fmt: skip
     assert main(args) == 0
     return out
 
 
-@needs_cpu_target
-def test_measure_front_stores_measured_beside_predicted(run: Path) -> None:
+def test_measure_front_stores_measured_beside_predicted(run: Path, target: str) -> None:
     pareto = json.loads((run / "pareto.json").read_text())
     doc = json.loads((run / "measured.json").read_text())
-    assert doc["target"] == "cpu-avx512" and doc["threads"] == 1 and doc["rounds"] >= 1
+    assert doc["target"] == get_target(target).id and doc["threads"] == 1 and doc["rounds"] >= 1
     hashes = {p["config_hash"] for p in pareto["points"]}
     hashes |= {b["config_hash"] for b in pareto["baselines"].values()}
     assert hashes == set(doc["configs"])  # every front point and every baseline, once each
@@ -55,7 +63,25 @@ def test_measure_front_stores_measured_beside_predicted(run: Path) -> None:
     assert front["measured_latency_ms"].notna().all()
 
 
-@needs_cpu_target
+def test_uniform_configs_are_checked_against_the_tables_walls(run: Path, target: str) -> None:
+    """The configs that run one kernel class throughout meet the same config's wall time in
+    the tables (here: the overlay `--profile auto` or `haq profile` measured on this CPU)."""
+    from haq.search.measure import table_walls
+
+    doc = json.loads((run / "measured.json").read_text())
+    check = doc["machine_check"]
+    walls = table_walls(get_target(target), "digits_cnn", 1, 1)
+    assert {"fp32", "int8"} <= set(walls)
+    assert {r["kernel"] for r in check["references"]} >= {"fp32", "int8"}
+    for r in check["references"]:
+        assert r["measured_ms"] == doc["configs"][r["config_hash"]]["measured_latency_ms"]
+        assert r["table_ms"] == pytest.approx(walls[r["kernel"]], abs=1e-5)
+        assert r["ratio"] == pytest.approx(r["measured_ms"] / r["table_ms"], rel=1e-3)
+    ratios = sorted(r["ratio"] for r in check["references"])
+    assert check["ratio"] == ratios[len(ratios) // 2]
+    assert (check["note"] is None) == (abs(check["ratio"] - 1) <= 0.05)
+
+
 def test_a_point_beaten_once_measured_is_marked(run: Path) -> None:
     pareto = json.loads((run / "pareto.json").read_text())
     entries = [*pareto["points"], *pareto["baselines"].values()]
@@ -68,7 +94,6 @@ def test_a_point_beaten_once_measured_is_marked(run: Path) -> None:
         assert e["dominated_when_measured"] == beaten, e["name"] if "name" in e else e["summary"]
 
 
-@needs_cpu_target
 def test_measurements_survive_a_resume_and_reach_the_report(run: Path, capsys) -> None:
     before = json.loads((run / "measured.json").read_text())["configs"]
     assert main(["search", "--resume", str(run), "--budget", "8", "--workers", "0", "-q"]) == 0
@@ -86,6 +111,8 @@ def test_measurements_survive_a_resume_and_reach_the_report(run: Path, capsys) -
     assert "measured.json" in out and "predicted" in out
     assert main(["report", str(run)]) == 0
     html = (run / "report.html").read_text()
+    ratio = json.loads((run / "measured.json").read_text())["machine_check"]["ratio"]
+    assert f"ran {ratio:.2f}x their wall time" in html
     table = html[html.index('id="measured-table"') :].split("</table>")[0]
     assert all(p["name"] in table for p in json.loads((run / "pareto.json").read_text())["points"])
 
