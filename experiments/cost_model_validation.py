@@ -30,7 +30,11 @@ saved measurements (after the tables change) without timing.
 ``--profile-auto``: after the timing run, each model is profiled into this experiment's own
 table overlay (experiments/runs/<out>/overlay) exactly as `haq search
 --profile auto` does for a network the tables lack, and "lookup after --profile auto" predicts
-with it; the other methods read the shipped tables alone.
+with it; the other methods read the shipped tables alone. "after --profile auto + the other
+configs measured" predicts each config with that overlay plus the network's other configs'
+measured latencies, recorded as `haq measure` records a front (leave one out): the cost model
+then scales the network by their median measured / predicted ratio; "lookup + the other
+configs measured" does the same without profiling (the learned model plus measured fronts).
 
 ``--tables DIR``: tables measured by `haq profile --out DIR` (e.g. on this machine when the
 shipped ones come from another CPU), with the profile YAML it writes beside DIR; the learned
@@ -48,6 +52,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -65,6 +70,7 @@ from haq.cost.lookup import LookupCostModel
 from haq.export.onnx_export import export_onnx, reuse_float_graph
 from haq.hardware.ort.aggregation import Tables, aggregate
 from haq.hardware.ort.files import profile_yaml_path, read_observations, read_tables
+from haq.hardware.ort.machines import cpu_identity
 from haq.hardware.ort.target import LAYER_KEY, class_config
 from haq.hardware.profile import HardwareProfile, load_profile
 from haq.hardware.tables import signature
@@ -81,6 +87,8 @@ TABLES = ROOT / "hardware_profiles" / "cpu-avx512"
 NAME = "cost_model_validation"
 RUNS = ROOT / "experiments" / "runs"
 AFTER = "lookup after --profile auto"
+MEASURED = "after --profile auto + the other configs measured"
+LEARNED_MEASURED = "lookup + the other configs measured"
 
 
 def kendall_tau(x: list[float], y: list[float]) -> float:
@@ -231,7 +239,7 @@ def variant_profile(profile: HardwareProfile, tables: Tables, tmp: Path) -> Hard
     return dataclasses.replace(profile, tables=paths)
 
 
-def analyze(rows: list[dict[str, Any]], args: argparse.Namespace) -> dict[str, Any]:
+def analyze(rows: list[dict[str, Any]], args: argparse.Namespace, cpu: list[Any]) -> dict[str, Any]:
     """Predictions of every method for every measured config, and the metrics."""
     tables_dir = Path(args.tables)
     profile = load_profile(profile_yaml_path(tables_dir))  # `haq profile --out`
@@ -272,14 +280,24 @@ def analyze(rows: list[dict[str, Any]], args: argparse.Namespace) -> dict[str, A
                 row["pred_ms"] = {m: models[m].score(config).latency_ms for m in methods}
                 if reuse_after:
                     row["pred_ms"][AFTER] = saved[AFTER]
+                    if MEASURED in saved:
+                        row["pred_ms"][MEASURED] = saved[MEASURED]
                 keys = [(*signature(s, 1).values(), k, args.threads)
                         for s, k in zip(specs, row["kernels"], strict=True)]  # fmt: skip
                 if all(k in kernel_us for k in keys):  # a profiled model's own rows
                     row["pred_ms"]["kernel-sum"] = sum(kernel_us[k] for k in keys) / 1e3
                 row["answered_by"] = models["lookup"].score(config).model
+            for label, base in ((MEASURED, overlay_dir(args)), (LEARNED_MEASURED, empty)):
+                if label == LEARNED_MEASURED or AFTER in methods:
+                    leave_one_out([r for r in rows if r["model"] == name], specs, profile,
+                                  learned, base, args.threads, cpu, label)  # fmt: skip
     model_names = list(dict.fromkeys(r["model"] for r in rows))
     cases = [(m, key) for m, (_, key, _) in methods.items()]
-    cases += [(AFTER, "best_round_median_ms")] if reuse_after else []
+    cases += (
+        [(AFTER, "best_round_median_ms"), (MEASURED, "best_round_median_ms")] if reuse_after else []
+    )
+    cases += [(MEASURED, "best_round_median_ms")] if AFTER in methods else []
+    cases += [(LEARNED_MEASURED, "best_round_median_ms")]
     cases += [("kernel-sum", "best_round_median_ms"), ("lookup", "median_ms")]
     cases = [(m, k) for m, k in cases if all(m in r["pred_ms"] for r in rows)]
     measured_as = {"best_round_median_ms": "best round's median", "median_ms": "median of all",
@@ -331,6 +349,39 @@ def analyze(rows: list[dict[str, Any]], args: argparse.Namespace) -> dict[str, A
         },  # fmt: skip
         "tables_jobs": len(obs),
     }
+
+
+def leave_one_out(
+    rows: list[dict[str, Any]],
+    specs: list[Any],
+    profile: HardwareProfile,
+    learned: Any,
+    overlay: Path,
+    threads: int,
+    cpu: list[Any],
+    label: str,
+) -> None:
+    """``label`` per config: what the cost model on ``overlay`` (after --profile auto, or
+    none) predicts for it once the network's other configs were measured (as `haq measure`
+    records them, `haq.hardware.network_walls`): no config predicted from its own time."""
+    from haq.hardware.network_walls import FILE, network_digest, record_networks
+
+    names = [s.name for s in specs]
+    digest = network_digest(specs)
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp) / "overlay"
+        if overlay.is_dir():
+            shutil.copytree(overlay, root)
+        for row in rows:
+            (root / profile.id / FILE).unlink(missing_ok=True)
+            record_networks(profile.id, [
+                {"network": digest, "model": r["model"], "threads": threads, "batch": 1,
+                 "kernels": r["kernels"], "measured_ms": r["best_round_median_ms"], "cpu": cpu}
+                for r in rows if r is not row
+            ], directory=root / profile.id)  # fmt: skip
+            with overlay_env(root):
+                model = LookupCostModel(profile, specs, threads=threads, learned=learned)
+            row["pred_ms"][label] = model.score(class_config(names, row["kernels"])).latency_ms
 
 
 def drift_corrected(rows: list[dict[str, Any]], drift: list[dict[str, Any]]) -> dict[str, Any]:
@@ -395,7 +446,7 @@ def main() -> None:
     if args.profile_auto and measured.get("drift"):  # models the tables lack: the overlay's walls
         overlay_obs = read_observations(overlay_dir(args) / Path(args.tables).name)
         fill_drift(measured["drift"], uniform_walls(overlay_obs, args.threads), "overlay")
-    result = analyze(measured["rows"], args)
+    result = analyze(measured["rows"], args, list(cpu_identity(measured["cpu"])))
     if args.profile_auto:
         result["after_profile_drift_corrected"] = drift_corrected(
             measured["rows"], measured["drift"]

@@ -89,6 +89,33 @@ class LookupCostModel(MatrixCostModel):
         self.glue_model: str | None = None
         if tables.glue is not None and tables.layer_map is not None:
             self._fill_glue(tables.glue, tables.layer_map)
+        self.calibration = self._calibrate()
+
+    # Measured networks ----------------------------------------------------------------------
+    def _calibrate(self) -> dict[str, Any] | None:
+        """Scale every latency by the median measured / predicted ratio of this network's
+        configs measured on this CPU (`haq.hardware.network_walls`), once there are enough:
+        the runtime around these layers and this machine's state, which no row holds."""
+        from haq.hardware.network_walls import MIN_CONFIGS, measured_configs
+
+        ratios = []
+        for r in measured_configs(self.profile.id, self.layers, self.threads, self.batch):
+            ks = np.array([self.kernel_index.get(k, -1) for k in r["kernels"]], dtype=np.intp)
+            if len(ks) != len(self.layers) or (ks < 0).any():
+                continue
+            us = (
+                self.latency_us[self._rows, ks].sum()
+                + self.trans_us[self._bounds, ks[:-1], ks[1:]].sum()
+            )
+            if np.isfinite(us) and us > 0:
+                ratios.append(float(r["measured_ms"]) * 1e3 / float(us))
+        if len(ratios) < MIN_CONFIGS:
+            return None
+        ratio = float(np.median(ratios))
+        self.latency_us *= ratio
+        self.trans_us *= ratio
+        self.name = f"{self.name}+measured({len(ratios)} configs)"
+        return {"ratio": round(ratio, 4), "configs": len(ratios)}
 
     # Table ----------------------------------------------------------------------------------
     def _select(self, frame: pd.DataFrame, what: str) -> pd.DataFrame:

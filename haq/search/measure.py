@@ -11,6 +11,8 @@ marked, never dropped.
                         "machine_check": the configs running one kernel class throughout
                         against their wall time in the tables (is this machine in the state
                         the tables were measured in?)
+<overlay>/<target>/networks.jsonl   every measured config, which later cost models of this
+                        network on this CPU learn from (`haq.hardware.network_walls`)
 <run>/pareto.json       points and baselines gain measured_latency_ms, latency_error_pct,
                         dominated_when_measured; the payload gains "measured" (summary, order)
 <run>/trials.parquet    gains a measured_latency_ms column (by config hash)
@@ -180,9 +182,10 @@ def measure_front(
             "stats": st.to_dict(),
         }  # fmt: skip
     _mark_dominated(entries, rows, pareto["objectives"])
-    check = machine_check(profile, str(run.get("model")), threads, batch,
-                          {e.config.hash: search.cost_model.kernels_of(e.config) for e in entries},
-                          rows)  # fmt: skip
+    kernels = {e.config.hash: search.cost_model.kernels_of(e.config) for e in entries}
+    check = machine_check(profile, str(run.get("model")), threads, batch, kernels, rows)
+    learned_from = _record_networks(profile, search, str(run.get("model")), threads, batch,
+                                    kernels, rows)  # fmt: skip
     errors = [
         abs(r["latency_error_pct"]) for r in rows.values() if r["latency_error_pct"] is not None
     ]
@@ -195,6 +198,7 @@ def measure_front(
         "date": time.strftime("%Y-%m-%dT%H:%M:%S"), "seconds": round(time.time() - t0, 2),
         "mape_pct": round(float(np.mean(errors)), 2) if errors else None,
         "machine_check": check,
+        "recorded_to": learned_from,
         "configs": rows,
     }  # fmt: skip
     results.write_measured(out)
@@ -203,6 +207,25 @@ def measure_front(
     if check.get("note"):
         say(check["note"])
     return out
+
+
+def _record_networks(profile: Any, search: Any, model: str, threads: int, batch: int,
+                     kernels: dict[str, list[str]], rows: dict[str, dict[str, Any]]) -> str | None:  # fmt: skip
+    """Every measured config into the user's overlay as a measured network
+    (`haq.hardware.network_walls`), which later cost models of this network learn from; the
+    file's path, or None for a target without tables."""
+    from haq.hardware.network_walls import network_digest, record_networks
+
+    if "layers" not in profile.tables:
+        return None
+    digest = network_digest(search.cost_model.layers)
+    path = record_networks(profile.id, [
+        {"network": digest, "model": model, "threads": threads, "batch": batch,
+         "kernels": kernels[h], "measured_ms": r["measured_latency_ms"],
+         "date": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        for h, r in rows.items()
+    ])  # fmt: skip
+    return str(path)
 
 
 def table_walls(profile: Any, model: str, threads: int, batch: int) -> dict[str, float]:

@@ -5,6 +5,7 @@ report; targets with no runtime here refuse in one line before anything is writt
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -19,7 +20,21 @@ GAP = runtime_gap(get_target("cpu-avx512"))
 
 
 @pytest.fixture(scope="module")
-def target(tmp_path_factory: pytest.TempPathFactory) -> str:
+def overlay(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """This module's own table overlay: the networks it measures stay out of other tests'."""
+    path = tmp_path_factory.mktemp("overlay")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HAQ_OVERLAY_DIR", str(path))
+        yield path
+
+
+@pytest.fixture(autouse=True)
+def _module_overlay(overlay: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HAQ_OVERLAY_DIR", str(overlay))
+
+
+@pytest.fixture(scope="module")
+def target(tmp_path_factory: pytest.TempPathFactory, overlay: Path) -> str:
     """cpu-avx512 where this CPU runs its kernels; else this CPU profiled as a target of its
     own (`haq profile --out`), so the measuring path is tested on any machine."""
     if GAP is None:
@@ -80,6 +95,23 @@ def test_uniform_configs_are_checked_against_the_tables_walls(run: Path, target:
     ratios = sorted(r["ratio"] for r in check["references"])
     assert check["ratio"] == ratios[len(ratios) // 2]
     assert (check["note"] is None) == (abs(check["ratio"] - 1) <= 0.05)
+
+
+def test_measured_configs_teach_later_cost_models_of_the_network(run: Path, target: str,
+                                                                 capsys) -> None:  # fmt: skip
+    from haq.hardware.network_walls import read_networks
+
+    doc = json.loads((run / "measured.json").read_text())
+    records = read_networks(get_target(target).id)
+    measured = {r["measured_latency_ms"] for r in doc["configs"].values()}
+    assert len(records) >= 3 and all(r["model"] == "digits_cnn" for r in records)
+    assert {r["measured_ms"] for r in records} <= measured
+    capsys.readouterr()
+    assert (
+        main(["cost", "--target", target, "--model", "digits_cnn", "--bits", "w8a8", "--json"]) == 0
+    )
+    answer = json.loads(capsys.readouterr().out)
+    assert f"measured({len(records)} configs)" in answer["model"], answer
 
 
 def test_a_point_beaten_once_measured_is_marked(run: Path) -> None:
