@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from haq.cost.analytic import AnalyticCostModel
 from haq.cost.base import CostEstimate, CostModel
@@ -36,11 +37,13 @@ def cost_model_for(
     weight_only_group: int | None = None,
     activations: str = "static",
     weight_only_zero_points: bool = False,
+    calibration: str | dict[str, Any] | None = "auto",
 ) -> MatrixCostModel:
     """The cost model of ``target`` bound to ``layers``.
 
     ``kernel_map`` re-routes kernel classes (e.g. ``{"fp32": "bf16"}``: float layers of
-    gpu-h100 deployed in bf16); ``threads`` / ``batch`` default to the profile's first values.
+    gpu-h100 deployed in bf16); ``threads`` / ``batch`` default to the profile's first values;
+    ``calibration``: the table model's scale by measured networks (`LookupCostModel`).
     """
     profile = get_target(target)
     if kernel_map:
@@ -48,6 +51,7 @@ def cost_model_for(
     if "layers" in profile.tables:
         return LookupCostModel(profile, layers, threads, batch, granularity,
                                weight_only_group=weight_only_group, activations=activations,
-                               weight_only_zero_points=weight_only_zero_points)  # fmt: skip
+                               weight_only_zero_points=weight_only_zero_points,
+                               calibration=calibration)  # fmt: skip
     return AnalyticCostModel(profile, layers, threads, batch, granularity, weight_only_group,
                              activations, weight_only_zero_points)  # fmt: skip

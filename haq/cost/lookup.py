@@ -70,7 +70,11 @@ class LookupCostModel(MatrixCostModel):
         weight_only_group: int | None = None,
         activations: str = "static",
         weight_only_zero_points: bool = False,
+        calibration: str | dict[str, Any] | None = "auto",
     ) -> None:
+        """``calibration``: "auto" scales by this network's measured configs when there are
+        enough (`_calibrate`), a saved ``{"ratio", "configs"}`` re-applies one (a resumed
+        search keeps the scale its first run scored with), None leaves the rows as they are."""
         super().__init__(profile, layers, threads, batch, granularity, weight_only_group,
                          activations, weight_only_zero_points)  # fmt: skip
         if "layers" not in profile.tables:
@@ -89,7 +93,16 @@ class LookupCostModel(MatrixCostModel):
         self.glue_model: str | None = None
         if tables.glue is not None and tables.layer_map is not None:
             self._fill_glue(tables.glue, tables.layer_map)
-        self.calibration = self._calibrate()
+        if calibration == "auto":
+            self.calibration = self._calibrate()
+        elif isinstance(calibration, dict):
+            self.calibration = self._scale(float(calibration["ratio"]), int(calibration["configs"]))
+        elif calibration is None:
+            self.calibration = None
+        else:
+            raise HaqError(
+                f"calibration must be 'auto', None or a saved ratio, not {calibration!r}"
+            )
 
     # Measured networks ----------------------------------------------------------------------
     def _calibrate(self) -> dict[str, Any] | None:
@@ -111,11 +124,14 @@ class LookupCostModel(MatrixCostModel):
                 ratios.append(float(r["measured_ms"]) * 1e3 / float(us))
         if len(ratios) < MIN_CONFIGS:
             return None
-        ratio = float(np.median(ratios))
+        return self._scale(float(np.median(ratios)), len(ratios))
+
+    def _scale(self, ratio: float, configs: int) -> dict[str, Any]:
+        ratio = round(ratio, 4)
         self.latency_us *= ratio
         self.trans_us *= ratio
-        self.name = f"{self.name}+measured({len(ratios)} configs)"
-        return {"ratio": round(ratio, 4), "configs": len(ratios)}
+        self.name = f"{self.name}+measured({configs} configs)"
+        return {"ratio": ratio, "configs": configs}
 
     # Table ----------------------------------------------------------------------------------
     def _select(self, frame: pd.DataFrame, what: str) -> pd.DataFrame:

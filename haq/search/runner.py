@@ -186,8 +186,15 @@ class Search:
                             "provenance": profile.provenance, "source": profile.source}  # fmt: skip
         s = self.settings
         model = cost_model_for(self.opts.target, self.layers, threads=self.opts.threads,
-                               **s.cost_options)  # fmt: skip
+                               calibration=self._calibration(), **s.cost_options)  # fmt: skip
         return model, lambda kind, p: model.profile.can_run(kind, p, *s.kernel_args(p))
+
+    def _calibration(self) -> Any:
+        """A new search scales by the network's measured configs ("auto"); a resumed one keeps
+        the scale its first run scored its trials with (none for runs from before it)."""
+        if not self.opts.resume:
+            return "auto"
+        return self.results.read_run().get("cost_calibration")
 
     def _check_objectives(self) -> None:
         from haq.search.objectives import TEXT_OBJECTIVES
@@ -403,6 +410,7 @@ class Search:
             "command": self.opts.command, "options": {k: v for k, v in asdict(self.opts).items() if k != "budgets"},
             "budgets": asdict(self.opts.budgets), "model": self.opts.model, "weights": self.opts.weights,
             "model_hash": self.model_hash, "target": self.opts.target, "cost_model": self.cost_model.name,
+            "cost_calibration": getattr(self.cost_model, "calibration", None),
             "target_provenance": self.target_info,
             "driver": self.opts.driver, "objectives": self.objectives, "space_size": self.space.size(),
             "n_layers": len(self.layers), "float_val": float_val, "resumed": resumed,

@@ -96,3 +96,18 @@ def test_a_corrupt_networks_file_is_one_line() -> None:
     with pytest.raises(HaqError, match="delete it") as e:
         LookupCostModel(get_target(TARGET), _layers())
     assert "\n" not in str(e.value)
+
+
+def test_a_saved_scale_is_re_applied_and_none_leaves_the_rows() -> None:
+    """A resumed search passes the scale its first run used; None ignores the records."""
+    profile = get_target(TARGET)
+    raw = LookupCostModel(profile, _layers())
+    record_networks(TARGET, _records(raw, _configs(raw), 1.5))
+    kept = LookupCostModel(profile, _layers(), calibration={"ratio": 1.2, "configs": 7})
+    plain = LookupCostModel(profile, _layers(), calibration=None)
+    for c in _configs(raw):
+        assert kept.score(c).latency_ms == pytest.approx(1.2 * raw.score(c).latency_ms, rel=1e-6)
+        assert plain.score(c).latency_ms == raw.score(c).latency_ms
+    assert kept.calibration == {"ratio": 1.2, "configs": 7} and plain.calibration is None
+    with pytest.raises(HaqError, match="calibration must be"):
+        LookupCostModel(profile, _layers(), calibration="sometimes")

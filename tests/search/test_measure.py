@@ -136,6 +136,9 @@ def test_measurements_survive_a_resume_and_reach_the_report(run: Path, capsys) -
         e["measured_latency_ms"] == before[e["config_hash"]]["measured_latency_ms"] for e in kept
     )
     trials = pd.read_parquet(run / "trials.parquet")
+    # measured configs teach new searches only: the resumed one keeps its first run's scale
+    assert json.loads((run / "run.json").read_text())["cost_calibration"] is None
+    assert not trials["cost_model"].str.contains("measured").any()
     timed = trials[trials["config_hash"].isin(list(before))]
     assert len(timed) and (timed["measured_latency_ms"] > 0).all()
     assert main(["measure", str(run), "--rounds", "2", "--runs-per-round", "3", "-q"]) == 0
