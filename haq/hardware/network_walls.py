@@ -8,6 +8,9 @@ a later cost model of the same network at the same threads and batch on this CPU
 latencies by the median measured-over-predicted ratio of those configs
 (`haq.cost.lookup.LookupCostModel`), once at least ``MIN_CONFIGS`` are in. A newer
 measurement of the same config replaces the older one.
+
+`machine_check` sets the measured configs that run one kernel class throughout beside the
+same configs' wall times in the tables: is this machine in the state they were measured in?
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from haq.models.spec import LayerSpec
 
 FILE = "networks.jsonl"
 MIN_CONFIGS = 3  # measured configs of a network before its predictions are scaled
+DRIFT_NOTE = 0.05  # a machine ratio this far off 1 is worth a line
 
 
 def network_digest(layers: Sequence[LayerSpec]) -> str:
@@ -80,3 +84,49 @@ def measured_configs(target: str, layers: Sequence[LayerSpec], threads: int,
     return [r for r in read_networks(target)
             if r["network"] == digest and r["threads"] == threads and r["batch"] == batch
             and list(r["cpu"]) == cpu]  # fmt: skip
+
+
+def table_walls(profile: Any, model: str, threads: int, batch: int) -> dict[str, float]:
+    """The wall time (ms) of ``model``'s uniform configs per kernel class where the target's
+    tables measured them (the user's overlay, this machine's, before the shipped tables)."""
+    from haq.hardware.ort.files import read_observations
+
+    out: dict[str, float] = {}
+    shipped = Path(profile.tables["layers"]).parent if "layers" in profile.tables else None
+    for directory in (overlay_path(profile.id), shipped):
+        for ob in read_observations(directory) if directory is not None else []:
+            config = str(ob.get("config", ""))
+            if (ob.get("model") == model and config.startswith("uniform:")
+                    and ob.get("threads") == threads and ob.get("batch", 1) == batch):  # fmt: skip
+                out.setdefault(config.removeprefix("uniform:"), float(ob["wall_us"]) / 1e3)
+    return out
+
+
+def machine_check(profile: Any, model: str, threads: int, batch: int,
+                  kernels: dict[str, list[str]], rows: dict[str, dict[str, Any]]) -> dict[str, Any]:  # fmt: skip
+    """The measured configs that run one kernel class throughout, against the same config's
+    wall time in the tables: a ratio well off 1 on all of them is the machine running faster
+    or slower now than when the tables were measured (other tenants, clocks), which moves
+    every measurement alike and is no error of the cost model."""
+    walls = table_walls(profile, model, threads, batch)
+    refs = []
+    for config_hash, classes in kernels.items():
+        cls = classes[0] if classes and len(set(classes)) == 1 else None
+        if cls in walls and config_hash in rows:
+            ms = rows[config_hash]["measured_latency_ms"]
+            refs.append({"config_hash": config_hash, "kernel": cls, "measured_ms": ms,
+                         "table_ms": round(walls[cls], 5), "ratio": round(ms / walls[cls], 4)})  # fmt: skip
+    if not refs:
+        return {"references": [], "ratio": None,
+                "note": None if not walls else "no measured config runs one kernel class "
+                "throughout: the machine's state is not checked"}  # fmt: skip
+    ratio = float(sorted(r["ratio"] for r in refs)[len(refs) // 2])
+    note = None
+    if abs(ratio - 1) > DRIFT_NOTE:
+        note = (f"note: configs that run one kernel class ran {ratio:.2f}x their wall time in "
+                f"{profile.id}'s tables ({len(refs)} of them): this machine runs "
+                f"{'slower' if ratio > 1 else 'faster'} now than when they were measured "
+                "(other load, clocks; on sub-millisecond models also the timing itself), "
+                "which moves every measurement alike: read the errors against that ratio, "
+                "or re-measure when the machine is quiet")  # fmt: skip
+    return {"references": refs, "ratio": round(ratio, 4), "note": note}

@@ -33,8 +33,6 @@ from haq.errors import HaqError
 from haq.progress import emit
 from haq.search.results import ResultsDir
 
-DRIFT_NOTE = 0.05  # a machine ratio this far off 1 is worth a line
-
 
 @dataclass(frozen=True)
 class MeasureOptions:
@@ -182,6 +180,8 @@ def measure_front(
             "stats": st.to_dict(),
         }  # fmt: skip
     _mark_dominated(entries, rows, pareto["objectives"])
+    from haq.hardware.network_walls import machine_check
+
     kernels = {e.config.hash: search.cost_model.kernels_of(e.config) for e in entries}
     check = machine_check(profile, str(run.get("model")), threads, batch, kernels, rows)
     learned_from = _record_networks(profile, search, str(run.get("model")), threads, batch,
@@ -226,53 +226,6 @@ def _record_networks(profile: Any, search: Any, model: str, threads: int, batch:
         for h, r in rows.items()
     ])  # fmt: skip
     return str(path)
-
-
-def table_walls(profile: Any, model: str, threads: int, batch: int) -> dict[str, float]:
-    """The wall time (ms) of ``model``'s uniform configs per kernel class where the target's
-    tables measured them (the user's overlay, this machine's, before the shipped tables)."""
-    from haq.hardware.ort.files import read_observations
-    from haq.hardware.overlay import overlay_path
-
-    out: dict[str, float] = {}
-    shipped = Path(profile.tables["layers"]).parent if "layers" in profile.tables else None
-    for directory in (overlay_path(profile.id), shipped):
-        for ob in read_observations(directory) if directory is not None else []:
-            config = str(ob.get("config", ""))
-            if (ob.get("model") == model and config.startswith("uniform:")
-                    and ob.get("threads") == threads and ob.get("batch", 1) == batch):  # fmt: skip
-                out.setdefault(config.removeprefix("uniform:"), float(ob["wall_us"]) / 1e3)
-    return out
-
-
-def machine_check(profile: Any, model: str, threads: int, batch: int,
-                  kernels: dict[str, list[str]], rows: dict[str, dict[str, Any]]) -> dict[str, Any]:  # fmt: skip
-    """The measured configs that run one kernel class throughout, against the same config's
-    wall time in the tables: a ratio well off 1 on all of them is the machine running faster
-    or slower now than when the tables were measured (other tenants, clocks), which moves
-    every measurement alike and is no error of the cost model."""
-    walls = table_walls(profile, model, threads, batch)
-    refs = []
-    for config_hash, classes in kernels.items():
-        cls = classes[0] if classes and len(set(classes)) == 1 else None
-        if cls in walls and config_hash in rows:
-            ms = rows[config_hash]["measured_latency_ms"]
-            refs.append({"config_hash": config_hash, "kernel": cls, "measured_ms": ms,
-                         "table_ms": round(walls[cls], 5), "ratio": round(ms / walls[cls], 4)})  # fmt: skip
-    if not refs:
-        return {"references": [], "ratio": None,
-                "note": None if not walls else "no measured config runs one kernel class "
-                "throughout: the machine's state is not checked"}  # fmt: skip
-    ratio = float(sorted(r["ratio"] for r in refs)[len(refs) // 2])
-    note = None
-    if abs(ratio - 1) > DRIFT_NOTE:
-        note = (f"note: configs that run one kernel class ran {ratio:.2f}x their wall time in "
-                f"{profile.id}'s tables ({len(refs)} of them): this machine runs "
-                f"{'slower' if ratio > 1 else 'faster'} now than when they were measured "
-                "(other load, clocks; on sub-millisecond models also the timing itself), "
-                "which moves every measurement alike: read the errors against that ratio, "
-                "or re-measure when the machine is quiet")  # fmt: skip
-    return {"references": refs, "ratio": round(ratio, 4), "note": note}
 
 
 def _mark_dominated(entries: list[_Entry], rows: dict[str, dict[str, Any]],

@@ -81,7 +81,7 @@ def test_measure_front_stores_measured_beside_predicted(run: Path, target: str) 
 def test_uniform_configs_are_checked_against_the_tables_walls(run: Path, target: str) -> None:
     """The configs that run one kernel class throughout meet the same config's wall time in
     the tables (here: the overlay `--profile auto` or `haq profile` measured on this CPU)."""
-    from haq.search.measure import table_walls
+    from haq.hardware.network_walls import table_walls
 
     doc = json.loads((run / "measured.json").read_text())
     check = doc["machine_check"]
