@@ -38,7 +38,11 @@ def run(args: argparse.Namespace) -> int:
     model = fit_target(
         profile, args.holdout_model, args.out, max_iter=args.max_iter, probes=args.probes
     )
-    r = model.report
+    from haq.hardware.network_walls import read_networks
+
+    networks = read_networks(profile.id)
+    r = {**model.report, "measured_networks": {
+        "configs": len(networks), "networks": len({n["network"] for n in networks})}}  # fmt: skip
     folder = r["saved_to"]
     if args.json:
         print(json.dumps(r))
@@ -53,6 +57,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"  leave-one-model-out MAPE {lomo['mean_mape']:.1f}% ({parts})")
     else:
         print("  leave-one-model-out: needs a layer_map table with at least two models")
+    if networks:
+        m = r["measured_networks"]
+        print(f"  {m['configs']} measured configs of {m['networks']} network(s) in your overlay "
+              "(`haq measure` records them) scale those networks' predictions by their own "
+              "measured / predicted ratio; they are not rows of this fit")  # fmt: skip
     if r["holdout"]:
         h = r["holdout"]
         print(f"  held-out {h['model']}: MAPE {h['mape']:.1f}% on {h['rows']} rows")

@@ -112,6 +112,9 @@ def test_measured_configs_teach_later_cost_models_of_the_network(run: Path, targ
     )
     answer = json.loads(capsys.readouterr().out)
     assert f"measured({len(records)} configs)" in answer["model"], answer
+    assert main(["fit-cost-model", "--target", target, "--max-iter", "20", "--out",
+                 str(run.parent / "fitted")]) == 0  # fmt: skip
+    assert f"{len(records)} measured configs of 1 network(s)" in capsys.readouterr().out
 
 
 def test_a_point_beaten_once_measured_is_marked(run: Path) -> None:
