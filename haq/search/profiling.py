@@ -43,7 +43,7 @@ def profile_missing(opts: Any, cost_model: Any, space: Any, layers: Sequence[Any
         raise HaqError(f"--profile-jobs must be at least 1, not {opts.profile_jobs}")
     if opts.profile == "never" or opts.target is None or not hasattr(cost_model, "unmeasured"):
         return False
-    from haq.hardware.ort.target import KERNEL_CLASSES, TARGETS
+    from haq.hardware.ort.target import KERNEL_CLASSES, profiler_of
     from haq.hardware.overlay import overlay_path
     from haq.hardware.reachable import local_target, runtime_gap
     from haq.models.hf import DEFAULT_TOKENS
@@ -60,11 +60,8 @@ def profile_missing(opts: Any, cost_model: Any, space: Any, layers: Sequence[Any
         return False
     say = (lambda m: emit("note", m)) if opts.progress else (lambda m: None)
     where = f"{len(missing)} of {len(layers)} layers (e.g. {missing[0]})"
-    gap = (
-        runtime_gap(profile)
-        if profile.id in TARGETS
-        else f"haq profile cannot measure {profile.id}"
-    )
+    profiler = profiler_of(profile)
+    gap = runtime_gap(profile) if profiler else f"haq profile cannot measure {profile.id}"
     if gap is not None:  # on a CPU of the target's class `note_other_machine` says why
         why = "" if local_target() == profile.id else f" (not measured here: {gap})"
         say(f"{profile.id}: no measured rows for {where}; the learned model or the roofline "
@@ -82,7 +79,7 @@ def profile_missing(opts: Any, cost_model: Any, space: Any, layers: Sequence[Any
         f"({', '.join(measurable)}; {cost_model.threads} thread(s)) into {target_dir} "
         "(resumable; --profile never skips this)")  # fmt: skip
     try:
-        report = profile_target([opts.model], target=profile.id, threads=(cost_model.threads,),
+        report = profile_target([opts.model], target=profiler, threads=(cost_model.threads,),
                                 classes=measurable, directory=target_dir, write_yaml=False,
                                 repeats=REPEATS, progress=say,
                                 tokens=(opts.tokens or DEFAULT_TOKENS,), max_jobs=opts.profile_jobs,

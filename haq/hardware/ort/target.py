@@ -45,6 +45,7 @@ if TYPE_CHECKING:
 TARGET = "cpu-avx512"
 #: ``haq profile`` targets measured by this harness.
 TARGETS = (TARGET,)
+METHOD = f"haq profile --target {TARGET} (haq/hardware/ort/)"  # the YAML's provenance method
 #: Kernel classes whose uniform configs (and alternating pairs) are measured.
 PAIR_CLASSES = ("fp32", "int8", "int8-weights", "qdq16")
 MATMULNBITS_CLASSES = ("matmulnbits2", "matmulnbits4", "matmulnbits8")
@@ -230,7 +231,7 @@ def write_profile_yaml(
             "provider": "CPUExecutionProvider",
             "date": max(o["date"] for o in observations),
             "models_profiled": sorted({o["model"] for o in observations}),
-            "method": "haq profile --target cpu-avx512 (haq/hardware/ort/)",
+            "method": METHOD,
             "latency_model": (
                 "sum(layers[signature, kernel]) + sum(transitions[k_prev -> k_next, input "
                 "tensor of the next layer] where the classes differ, execution order) + "
@@ -274,3 +275,13 @@ def write_profile_yaml(
         "# Rules: first match wins; w/a = inclusive bit range, null = float on that side.\n"
     )
     write_profile(path, doc, header)
+
+
+def profiler_of(profile: Any) -> str | None:
+    """The `haq profile` target whose harness measured ``profile`` (cpu-avx512 itself, or a
+    CPU profiled as a target of its own with `--out DIR/NAME`), so more rows can be measured
+    the same way; None for a target haq's profiler did not build."""
+    if profile.id in TARGETS:
+        return str(profile.id)
+    method = str((profile.provenance_details or {}).get("method", ""))
+    return TARGET if method == METHOD else None
