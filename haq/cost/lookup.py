@@ -112,7 +112,8 @@ class LookupCostModel(MatrixCostModel):
         from haq.hardware.network_walls import MIN_CONFIGS, measured_configs
 
         ratios = []
-        for r in measured_configs(self.profile.id, self.layers, self.threads, self.batch):
+        for r in measured_configs(self.profile.id, self.layers, self.threads, self.batch,
+                                  self.weight_only_group):  # fmt: skip
             ks = np.array([self.kernel_index.get(k, -1) for k in r["kernels"]], dtype=np.intp)
             if len(ks) != len(self.layers) or (ks < 0).any():
                 continue

@@ -58,14 +58,15 @@ def read_networks(target: str, directory: Path | None = None) -> list[dict[str, 
 
 
 def _key(r: dict[str, Any]) -> tuple[Any, ...]:
-    return (r["network"], r["threads"], r["batch"], tuple(r["kernels"]), tuple(r["cpu"]))
+    return (r["network"], r["threads"], r["batch"], r.get("group"), tuple(r["kernels"]),
+            tuple(r["cpu"]))  # fmt: skip
 
 
 def record_networks(target: str, records: Iterable[dict[str, Any]],
                     directory: Path | None = None) -> Path:  # fmt: skip
-    """Add measured configs (each: network, model, threads, batch, kernels, measured_ms, date;
-    ``cpu`` defaults to this one) to the overlay, atomically; a config measured again on the
-    same CPU replaces its older record."""
+    """Add measured configs (each: network, model, threads, batch, group, kernels,
+    measured_ms, date; ``cpu`` defaults to this one) to the overlay, atomically; a config
+    measured again on the same CPU replaces its older record."""
     cpu = this_cpu()
     new = [{**r, "cpu": list(r.get("cpu") or cpu)} for r in records]
     d = directory or overlay_path(target)
@@ -77,13 +78,14 @@ def record_networks(target: str, records: Iterable[dict[str, Any]],
     return path
 
 
-def measured_configs(target: str, layers: Sequence[LayerSpec], threads: int,
-                     batch: int) -> list[dict[str, Any]]:  # fmt: skip
-    """This network's configs measured on this CPU at ``threads`` and ``batch``."""
+def measured_configs(target: str, layers: Sequence[LayerSpec], threads: int, batch: int,
+                     group: int | None = None) -> list[dict[str, Any]]:  # fmt: skip
+    """This network's configs measured on this CPU at ``threads`` and ``batch`` (and the
+    weight-only group size ``group``, which the kernel class names do not carry)."""
     digest, cpu = network_digest(layers), this_cpu()
     return [r for r in read_networks(target)
             if r["network"] == digest and r["threads"] == threads and r["batch"] == batch
-            and list(r["cpu"]) == cpu]  # fmt: skip
+            and r.get("group") == group and list(r["cpu"]) == cpu]  # fmt: skip
 
 
 def table_walls(profile: Any, model: str, threads: int, batch: int) -> dict[str, float]:

@@ -221,6 +221,7 @@ def _record_networks(profile: Any, search: Any, model: str, threads: int, batch:
     digest = network_digest(search.cost_model.layers)
     path = record_networks(profile.id, [
         {"network": digest, "model": model, "threads": threads, "batch": batch,
+         "group": search.cost_model.weight_only_group,
          "kernels": kernels[h], "measured_ms": r["measured_latency_ms"],
          "date": time.strftime("%Y-%m-%dT%H:%M:%S")}
         for h, r in rows.items()

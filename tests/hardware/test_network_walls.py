@@ -71,6 +71,7 @@ def test_measured_configs_scale_a_later_cost_model() -> None:
     assert network_digest(other) != network_digest(_layers())
     assert LookupCostModel(profile, other).calibration is None
     assert not measured_configs(TARGET, _layers(), raw.threads + 1, raw.batch)
+    assert not measured_configs(TARGET, _layers(), raw.threads, raw.batch, group=32)
 
 
 def test_a_config_measured_again_replaces_its_record_and_other_cpus_are_ignored() -> None:
