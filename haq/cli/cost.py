@@ -81,6 +81,7 @@ def run(args: argparse.Namespace) -> int:
         "energy_mj": detail["energy_mj"], "size_bytes": detail["size_bytes"],
         "bops": detail["bops"], "model": detail["model"],
         "boundaries": len(detail["boundaries"]),
+        "measured_scale": getattr(model, "calibration", None),
     }  # fmt: skip
     if args.per_layer:
         out["layers"] = detail["layers"]
@@ -100,6 +101,10 @@ def run(args: argparse.Namespace) -> int:
         costed = "costed" if model.has_transitions else "not costed: no transition table"
         note = f"; {out['boundaries']} kernel-class boundaries ({costed})"
     print(f"  answered by: {out['model']}{note}")
+    if out["measured_scale"]:
+        m = out["measured_scale"]
+        print(f"  scaled x{m['ratio']:.3f}: the median measured / predicted of {m['configs']} "
+              "configs of this network `haq measure` timed on this CPU")  # fmt: skip
     if args.per_layer:
         width = max(len(r["name"]) for r in detail["layers"])
         for r in detail["layers"]:

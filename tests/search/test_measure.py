@@ -102,6 +102,9 @@ def test_measured_configs_teach_later_cost_models_of_the_network(run: Path, targ
     )
     answer = json.loads(capsys.readouterr().out)
     assert f"measured({len(records)} configs)" in answer["model"], answer
+    assert answer["measured_scale"]["configs"] == len(records) > 0
+    assert main(["cost", "--target", target, "--model", "digits_cnn", "--bits", "w8a8"]) == 0
+    assert f"of {len(records)} configs of this network" in capsys.readouterr().out
     assert main(["fit-cost-model", "--target", target, "--max-iter", "20", "--out",
                  str(run.parent / "fitted")]) == 0  # fmt: skip
     assert f"{len(records)} measured configs of 1 network(s)" in capsys.readouterr().out
