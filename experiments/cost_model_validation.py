@@ -240,7 +240,12 @@ def variant_profile(profile: HardwareProfile, tables: Tables, tmp: Path) -> Hard
 
 
 def analyze(rows: list[dict[str, Any]], args: argparse.Namespace, cpu: list[Any]) -> dict[str, Any]:
-    """Predictions of every method for every measured config, and the metrics."""
+    """Predictions of every method for every measured config, and the metrics. The two
+    leave-one-out methods need the measurements' CPU (``cpu``) to be this one (the cost model
+    scales by this CPU's measured networks only); elsewhere their saved predictions stay."""
+    from haq.hardware.network_walls import this_cpu
+
+    here = list(cpu) == this_cpu()
     tables_dir = Path(args.tables)
     profile = load_profile(profile_yaml_path(tables_dir))  # `haq profile --out`
     tables = read_tables(tables_dir)
@@ -280,24 +285,22 @@ def analyze(rows: list[dict[str, Any]], args: argparse.Namespace, cpu: list[Any]
                 row["pred_ms"] = {m: models[m].score(config).latency_ms for m in methods}
                 if reuse_after:
                     row["pred_ms"][AFTER] = saved[AFTER]
-                    if MEASURED in saved:
-                        row["pred_ms"][MEASURED] = saved[MEASURED]
+                for label in (MEASURED, LEARNED_MEASURED):  # kept where not recomputed below
+                    if label in saved and (reuse_after or not here):
+                        row["pred_ms"][label] = saved[label]
                 keys = [(*signature(s, 1).values(), k, args.threads)
                         for s, k in zip(specs, row["kernels"], strict=True)]  # fmt: skip
                 if all(k in kernel_us for k in keys):  # a profiled model's own rows
                     row["pred_ms"]["kernel-sum"] = sum(kernel_us[k] for k in keys) / 1e3
                 row["answered_by"] = models["lookup"].score(config).model
             for label, base in ((MEASURED, overlay_dir(args)), (LEARNED_MEASURED, empty)):
-                if label == LEARNED_MEASURED or AFTER in methods:
+                if here and (label == LEARNED_MEASURED or AFTER in methods):
                     leave_one_out([r for r in rows if r["model"] == name], specs, profile,
                                   learned, base, args.threads, cpu, label)  # fmt: skip
     model_names = list(dict.fromkeys(r["model"] for r in rows))
     cases = [(m, key) for m, (_, key, _) in methods.items()]
-    cases += (
-        [(AFTER, "best_round_median_ms"), (MEASURED, "best_round_median_ms")] if reuse_after else []
-    )
-    cases += [(MEASURED, "best_round_median_ms")] if AFTER in methods else []
-    cases += [(LEARNED_MEASURED, "best_round_median_ms")]
+    cases += [(AFTER, "best_round_median_ms")] if reuse_after else []
+    cases += [(MEASURED, "best_round_median_ms"), (LEARNED_MEASURED, "best_round_median_ms")]
     cases += [("kernel-sum", "best_round_median_ms"), ("lookup", "median_ms")]
     cases = [(m, k) for m, k in cases if all(m in r["pred_ms"] for r in rows)]
     measured_as = {"best_round_median_ms": "best round's median", "median_ms": "median of all",
@@ -446,7 +449,7 @@ def main() -> None:
     if args.profile_auto and measured.get("drift"):  # models the tables lack: the overlay's walls
         overlay_obs = read_observations(overlay_dir(args) / Path(args.tables).name)
         fill_drift(measured["drift"], uniform_walls(overlay_obs, args.threads), "overlay")
-    result = analyze(measured["rows"], args, list(cpu_identity(measured["cpu"])))
+    result = analyze(measured["rows"], args, list(cpu_identity(measured.get("cpu") or {})))
     if args.profile_auto:
         result["after_profile_drift_corrected"] = drift_corrected(
             measured["rows"], measured["drift"]
