@@ -68,6 +68,7 @@ import torch
 from haq.cost.learned_target import fit_target
 from haq.cost.lookup import LookupCostModel
 from haq.export.onnx_export import export_onnx, reuse_float_graph
+from haq.hardware.network_walls import uniform_walls
 from haq.hardware.ort.aggregation import Tables, aggregate
 from haq.hardware.ort.files import profile_yaml_path, read_observations, read_tables
 from haq.hardware.ort.machines import cpu_identity
@@ -114,15 +115,6 @@ def kendall_tau(x: list[float], y: list[float]) -> float:
 
 def mape(pred: list[float], meas: list[float]) -> float:
     return float(100 * statistics.fmean(abs(p - m) / m for p, m in zip(pred, meas, strict=True)))
-
-
-def uniform_walls(obs: list[dict[str, Any]], threads: int) -> dict[tuple[str, str], float]:
-    """The uniform configs' wall times (ms) in a table measurement, by (model, class)."""
-    return {
-        (o["model"], o["config"].removeprefix("uniform:")): float(o["wall_us"]) / 1e3
-        for o in obs
-        if o["config"].startswith("uniform:") and o["threads"] == threads
-    }
 
 
 def fill_drift(

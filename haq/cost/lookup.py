@@ -117,12 +117,9 @@ class LookupCostModel(MatrixCostModel):
             ks = np.array([self.kernel_index.get(k, -1) for k in r["kernels"]], dtype=np.intp)
             if len(ks) != len(self.layers) or (ks < 0).any():
                 continue
-            us = (
-                self.latency_us[self._rows, ks].sum()
-                + self.trans_us[self._bounds, ks[:-1], ks[1:]].sum()
-            )
+            us = self.total_us(ks)
             if np.isfinite(us) and us > 0:
-                ratios.append(float(r["measured_ms"]) * 1e3 / float(us))
+                ratios.append(float(r["measured_ms"]) * 1e3 / us)
         if len(ratios) < MIN_CONFIGS:
             return None
         return self._scale(float(np.median(ratios)), len(ratios))

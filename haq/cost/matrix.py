@@ -163,14 +163,18 @@ class MatrixCostModel:
             label = self._labels[counts] = "+".join(parts)
         return label
 
+    def total_us(self, ks: np.ndarray) -> float:
+        """Latency (µs) of one kernel class per layer (indices into `kernels`): the layers'
+        cells plus the boundaries between them; NaN where a cell is unknown."""
+        trans_us = float(self.trans_us[self._bounds, ks[:-1], ks[1:]].sum()) if len(ks) > 1 else 0.0
+        return float(self.latency_us[self._rows, ks].sum()) + trans_us
+
     def score(self, config: BitConfig) -> CostEstimate:
         precs = self._precisions(config)
         ks = self._kernels(precs)
-        lat = self.latency_us[self._rows, ks]
         src = self.source[self._rows, ks]
         counts = tuple(np.bincount(src, minlength=4).tolist())
-        trans_us = float(self.trans_us[self._bounds, ks[:-1], ks[1:]].sum()) if len(ks) > 1 else 0.0
-        latency_ms = None if counts[UNKNOWN] else (float(lat.sum()) + trans_us) / 1000.0
+        latency_ms = None if counts[UNKNOWN] else self.total_us(ks) / 1000.0
         energy_mj = None
         if self.has_energy:
             e = self.energy_uj[self._rows, ks]

@@ -82,10 +82,27 @@ def measured_configs(target: str, layers: Sequence[LayerSpec], threads: int, bat
                      group: int | None = None) -> list[dict[str, Any]]:  # fmt: skip
     """This network's configs measured on this CPU at ``threads`` and ``batch`` (and the
     weight-only group size ``group``, which the kernel class names do not carry)."""
+    records = read_networks(target)
+    if not records:  # every cost model asks: no CPU read for an overlay without any
+        return []
     digest, cpu = network_digest(layers), this_cpu()
-    return [r for r in read_networks(target)
+    return [r for r in records
             if r["network"] == digest and r["threads"] == threads and r["batch"] == batch
             and r.get("group") == group and list(r["cpu"]) == cpu]  # fmt: skip
+
+
+def uniform_walls(observations: Iterable[dict[str, Any]], threads: int,
+                  batch: int = 1) -> dict[tuple[str, str], float]:  # fmt: skip
+    """The wall time (ms) of each uniform config in table observations, by (model, kernel
+    class), at ``threads`` and ``batch``."""
+    out: dict[tuple[str, str], float] = {}
+    for ob in observations:
+        config = str(ob.get("config", ""))
+        if (config.startswith("uniform:") and ob.get("threads") == threads
+                and ob.get("batch", 1) == batch):  # fmt: skip
+            out.setdefault((str(ob["model"]), config.removeprefix("uniform:")),
+                           float(ob["wall_us"]) / 1e3)  # fmt: skip
+    return out
 
 
 def table_walls(profile: Any, model: str, threads: int, batch: int) -> dict[str, float]:
@@ -96,11 +113,11 @@ def table_walls(profile: Any, model: str, threads: int, batch: int) -> dict[str,
     out: dict[str, float] = {}
     shipped = Path(profile.tables["layers"]).parent if "layers" in profile.tables else None
     for directory in (overlay_path(profile.id), shipped):
-        for ob in read_observations(directory) if directory is not None else []:
-            config = str(ob.get("config", ""))
-            if (ob.get("model") == model and config.startswith("uniform:")
-                    and ob.get("threads") == threads and ob.get("batch", 1) == batch):  # fmt: skip
-                out.setdefault(config.removeprefix("uniform:"), float(ob["wall_us"]) / 1e3)
+        if directory is None:
+            continue
+        for (name, cls), ms in uniform_walls(read_observations(directory), threads, batch).items():
+            if name == model:
+                out.setdefault(cls, ms)
     return out
 
 
