@@ -304,12 +304,12 @@ def analyze(rows: list[dict[str, Any]], args: argparse.Namespace, cpu: list[Any]
             sel = [r for r in rows if r["model"] == name]
             pred = [r["pred_ms"][method] for r in sel]
             meas = [r[key] for r in sel]
+            signed = [100 * (p - m) / m for p, m in zip(pred, meas, strict=True)]
             per_model[name] = {
                 "mape_pct": round(mape(pred, meas), 2),
                 "kendall_tau": round(kendall_tau(pred, meas), 3),
-                "mean_signed_error_pct": round(
-                    100 * statistics.fmean((p - m) / m for p, m in zip(pred, meas, strict=True)), 2
-                ),
+                "mean_signed_error_pct": round(statistics.fmean(signed), 2),
+                "signed_errors_pct": sorted(round(e, 1) for e in signed),
             }
         pred = [r["pred_ms"][method] for r in rows]
         meas = [r[key] for r in rows]
@@ -396,7 +396,8 @@ def drift_corrected(rows: list[dict[str, Any]], drift: list[dict[str, Any]]) -> 
         err = [100 * (r["pred_ms"][AFTER] * scale / r["best_round_median_ms"] - 1) for r in sel]
         out[model] = {"reference_ratio": round(scale, 4),
                       "mape_pct": round(statistics.fmean(abs(e) for e in err), 2),
-                      "mean_signed_error_pct": round(statistics.fmean(err), 2)}  # fmt: skip
+                      "mean_signed_error_pct": round(statistics.fmean(err), 2),
+                      "signed_errors_pct": sorted(round(e, 1) for e in err)}  # fmt: skip
     if out:
         pooled = [abs(100 * (r["pred_ms"][AFTER] * out[r["model"]]["reference_ratio"]
                              / r["best_round_median_ms"] - 1))
