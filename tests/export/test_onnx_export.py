@@ -253,3 +253,65 @@ def test_config_naming_its_refinement_exports_it(digits, tmp_path, capsys) -> No
     )
     err = capsys.readouterr().err
     assert code == 2 and "--ptq bias-correction needs calibration images" in err, err
+
+
+class _FloatStemPool(torch.nn.Module):
+    """A float stem, a max pool, then two readers of the pooled tensor (ShuffleNet's first
+    block, ResNet's first block with its downsample)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = torch.nn.Sequential(torch.nn.Conv2d(3, 16, 3, padding=1), torch.nn.ReLU(),
+                                        torch.nn.MaxPool2d(3, 2, 1))  # fmt: skip
+        self.a = torch.nn.Conv2d(16, 16, 3, padding=1)
+        self.b = torch.nn.Conv2d(16, 16, 1)
+        self.head = torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        return self.head(torch.relu(self.a(x)) + torch.relu(self.b(x)))
+
+
+def _pool_input_ops(data: bytes) -> list[str]:
+    """Op type of what feeds each MaxPool in ORT's optimized graph (QuantizeLinear: uint8)."""
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as tmp:
+        opt = Path(tmp) / "opt.onnx"
+        make_session(data, threads=1, optimized_model_path=opt)
+        nodes = onnx.load(str(opt)).graph.node
+    made_by = {o: n.op_type for n in nodes for o in n.output}
+    return [made_by.get(n.input[0], "input") for n in nodes if "MaxPool" in n.op_type]
+
+
+@pytest.mark.parametrize("readers", [("fp32", "w8a8"), ("w8a8", "w8a8")])
+def test_float_stem_pool_stays_float_and_exact(readers: tuple[str, str], monkeypatch) -> None:
+    """ORT moves an int8 reader's Q in front of a float layer's max pool and runs the pool on
+    uint8 in NCHW, 16-33x slower; the exporter's Clip keeps the pool float, same values."""
+    from haq.export.graph import GraphEditor
+
+    torch.manual_seed(0)
+    x = torch.randn(24, 3, 16, 16)
+    q = Quantizer(_FloatStemPool().eval(), x[:1], calibration_images=x[:16])
+    config = BitConfig({"stem.0": "fp32", "a": readers[0], "b": readers[1]})
+    data, _ = export_onnx(q, config)
+    graph = onnx.load_from_string(data).graph
+    assert any(n.op_type == "Clip" and n.name.endswith("_pool_guard_Clip") for n in graph.node)
+    assert "QuantizeLinear" not in _pool_input_ops(data)
+    monkeypatch.setattr(GraphEditor, "keep_max_pools_float", lambda self, nodes: nodes)
+    plain, _ = export_onnx(q, config)  # the graph ORT slowed down
+    assert "QuantizeLinear" in _pool_input_ops(plain)  # what the guard prevents
+    np.testing.assert_array_equal(_ort_logits(data, x[16:]), _ort_logits(plain, x[16:]))
+
+
+def test_int8_stem_pool_is_not_guarded() -> None:
+    """After an int8 layer the pool reads a DequantizeLinear: ORT runs it on uint8 in NHWC
+    (fast) and nothing is inserted."""
+    torch.manual_seed(0)
+    x = torch.randn(16, 3, 16, 16)
+    q = Quantizer(_FloatStemPool().eval(), x[:1], calibration_images=x)
+    data, _ = export_onnx(q, "w8a8")
+    assert not any(
+        n.name.endswith("_pool_guard_Clip") for n in onnx.load_from_string(data).graph.node
+    )
