@@ -91,8 +91,10 @@ def load_tables(profile: HardwareProfile) -> TableSet:
     """The shipped tables of ``profile`` merged with the user's overlay for its id."""
     import pandas as pd
 
+    from haq.hardware.ort.target import drop_stale_rows
+
     paths = profile.tables
-    shipped = {w: _read(w, paths[w]) for w in TABLE_FILES if w in paths}
+    shipped = drop_stale_rows(profile, {w: _read(w, paths[w]) for w in TABLE_FILES if w in paths})
     overlay = read_overlay(profile.id)
     if not overlay:
         return TableSet(shipped["layers"], shipped.get("transitions"), shipped.get("glue"),

@@ -105,3 +105,37 @@ def test_refit_learns_from_the_overlay_into_the_users_folder(overlay: Path, caps
     assert {p.name: p.read_bytes() for p in shipped.iterdir() if p.is_file()} == before
     found = LearnedCostModel.find("cpu-avx512")
     assert found is not None and found.report["overlay_rows"] == len(rows)
+
+
+def test_rows_of_graphs_the_exporter_no_longer_makes_are_dropped(overlay: Path) -> None:
+    """cpu-avx512's tables predate export revision 2: their fp32 -> int8 rows across ResNet's
+    stem max pool (transition and glue) time a uint8 pool the exporter no longer produces; a
+    target profiled since keeps every row."""
+    import dataclasses
+
+    from haq.hardware.tables import read_glue, read_transitions
+
+    profile = get_target("cpu-avx512")
+    raw = read_transitions(profile.tables["transitions"])
+    raw_glue = read_glue(profile.tables["glue"])
+
+    def stem(t: pd.DataFrame) -> pd.Series:
+        return (t["from_kernel"] == "fp32") & (t["to_kernel"] == "int8") & (t["h"] == 56) \
+            & (t["reduced_elements"] > 0)  # fmt: skip
+
+    def stem_glue(g: pd.DataFrame) -> pd.Series:
+        return (g["model"] == "resnet18") & (g["index"] == 1) & (g["from_kernel"] == "fp32") \
+            & (g["to_kernel"] == "int8")  # fmt: skip
+
+    assert raw[stem(raw)]["latency_us"].min() > 1000  # the slow uint8 pool
+    assert raw_glue[stem_glue(raw_glue)]["latency_us"].min() > 500
+    loaded = load_tables(profile)
+    assert loaded.transitions is not None and loaded.glue is not None
+    assert not stem(loaded.transitions).any() and not stem_glue(loaded.glue).any()
+    trans = loaded.transitions
+    assert ((trans["reduced_elements"] > 0) & (trans["h"] == 1)).any()  # global pools stay
+    same_class = loaded.glue[(loaded.glue["model"] == "resnet18") & (loaded.glue["index"] == 1)]
+    assert set(same_class["to_kernel"]) >= {"fp32", "int8-weights"}  # only into int8 is dropped
+    details = {**profile.provenance_details, "export_revision": 2}
+    fresh = load_tables(dataclasses.replace(profile, provenance_details=details))
+    assert len(fresh.transitions) == len(raw) and len(fresh.glue) == len(raw_glue)

@@ -31,12 +31,15 @@ from typing import TYPE_CHECKING, Any
 
 from haq.config import Precision
 from haq.errors import HaqError
+from haq.export.graph import EXPORT_REVISION
 from haq.hardware.ort.machines import machines
 from haq.hardware.profile import KernelRule, rule_dicts, write_profile
 from haq.hardware.tables import INPUT, OUTPUT, SIGNATURE_COLUMNS
-from haq.models.spec import reduced_elements
+from haq.models.spec import reduced_elements, reduced_in_front
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from haq.models.spec import LayerSpec
 
 
@@ -232,6 +235,7 @@ def write_profile_yaml(
             "date": max(o["date"] for o in observations),
             "models_profiled": sorted({o["model"] for o in observations}),
             "method": METHOD,
+            "export_revision": EXPORT_REVISION,
             "latency_model": (
                 "sum(layers[signature, kernel]) + sum(transitions[k_prev -> k_next, input "
                 "tensor of the next layer] where the classes differ, execution order) + "
@@ -275,6 +279,46 @@ def write_profile_yaml(
         "# Rules: first match wins; w/a = inclusive bit range, null = float on that side.\n"
     )
     write_profile(path, doc, header)
+
+
+def drop_stale_rows(profile: Any, tables: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
+    """``profile``'s shipped tables without the rows that time graphs haq no longer exports.
+
+    Before export revision 2 (`haq.export.graph.EXPORT_REVISION`), a float layer's output read
+    by an int8 layer behind a max pool ran the pool on uint8 in NCHW (ResNet's stem: 3.2 ms at
+    1 thread in cpu-avx512's fp32 -> int8 transition row, 1.9 ms more in each profiled ResNet's
+    glue); the pool now stays float. Such boundaries (into int8 from any other class, across a
+    pool with a spatial output) lose their transition and glue rows and are interpolated from
+    the class pair's other rows until the target is profiled again."""
+    import pandas as pd
+
+    revision = int((profile.provenance_details or {}).get("export_revision", 1))
+    if profiler_of(profile) is None or revision >= 2:
+        return tables
+    out = dict(tables)
+
+    def changed(frame: pd.DataFrame, pooled: Any, spatial: Any) -> Any:
+        return (frame["to_kernel"] == "int8") & (frame["from_kernel"] != "int8") & pooled & spatial
+
+    trans = tables.get("transitions")
+    if trans is not None and "reduced_elements" in trans:
+        out["transitions"] = trans[~changed(trans, trans["reduced_elements"] > 0,
+                                            trans["h"] * trans["w"] > 1)]  # fmt: skip
+    glue, layer_map = tables.get("glue"), tables.get("layer_map")
+    if glue is not None and layer_map is not None:
+        behind_pool = set()  # (model, index of the layer a pool with a spatial output feeds)
+        for model, rows in layer_map.groupby("model"):
+            rows = rows.sort_values("index")
+            ins = (rows["in_channels"] * rows["in_h"] * rows["in_w"]).tolist()
+            outs = (rows["out_channels"] * rows["out_h"] * rows["out_w"]).tolist()
+            spatial = (rows["in_h"] * rows["in_w"] > 1).tolist()
+            for j, (cut, sp) in enumerate(zip(reduced_in_front(ins, outs), spatial, strict=True)):
+                if cut > 0 and sp:
+                    behind_pool.add((model, j))
+        pooled = pd.Series([k in behind_pool for k in zip(glue["model"], glue["index"], strict=True)],
+                           index=glue.index)  # fmt: skip
+        out["glue"] = glue[~changed(glue, pooled, True)]
+    return out
 
 
 def profiler_of(profile: Any) -> str | None:
