@@ -10,15 +10,19 @@ afterwards.
 For each network and config, both graphs (the exporter as it is, and with the guard switched
 off: the graph before the fix) are timed in one interleaved run (`haq measure`'s statistic:
 the fastest round's median, 1 thread, random weights: latency only), with the ORT profile's
-MaxPool kernel time of each, and checked for equal outputs on one random input.
+MaxPool kernel time of each, and checked for equal outputs on one random input. With
+``--targets``, each config's predicted latency on those targets (lookup cost model, 1 thread)
+is set beside the measured one: tables profiled before the fix (export revision 1, their
+stale pool rows dropped by `haq.hardware.ort.target.drop_stale_rows`) and after it.
 
     python experiments/stem_pool_export.py [--models resnet18,resnet34,resnet50,shufflenet_v2_x1_0]
-        [--rounds 8] [--per-round 10]
+        [--rounds 8] [--per-round 10] [--targets cpu-avx512,DIR/my-cpu.yaml]
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import statistics
 import tempfile
@@ -30,9 +34,11 @@ from typing import Any
 import numpy as np
 from cost_model_validation import quantizer
 
+from haq.cost.lookup import LookupCostModel
 from haq.export.graph import GraphEditor
 from haq.export.onnx_export import export_onnx, reuse_float_graph
 from haq.hardware.ort.target import class_config
+from haq.hardware.profile import get_target
 from haq.runtime.ort import make_session, node_times, random_feeds, runtime_info
 from haq.runtime.timing import latency_stats, time_interleaved
 
@@ -68,11 +74,26 @@ def max_pool_us(data: bytes) -> float:
     return round(sum(t["kernel_us"] for t in times.values() if "MaxPool" in t["op_type"]), 1)
 
 
+def targets(names: str) -> list[tuple[str, Any]]:
+    """(label, profile) per target; one measured before export revision 2 also as it was read
+    before the fix (its stale rows kept)."""
+    out = []
+    for name in filter(None, names.split(",")):
+        profile = get_target(name)
+        out.append((name, profile))
+        if int(profile.provenance_details.get("export_revision", 1)) < 2:
+            details = {**profile.provenance_details, "export_revision": 2}
+            out.append((f"{name} (stale rows kept)",
+                        dataclasses.replace(profile, provenance_details=details)))  # fmt: skip
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--models", default="resnet18,resnet34,resnet50,shufflenet_v2_x1_0")
     ap.add_argument("--rounds", type=int, default=8)
     ap.add_argument("--per-round", type=int, default=10)
+    ap.add_argument("--targets", default="", help="targets whose predictions to compare")
     ap.add_argument("--out", default="stem_pool_export")
     args = ap.parse_args()
     warnings.filterwarnings("ignore")
@@ -81,6 +102,8 @@ def main() -> None:
         for name in args.models.split(","):
             q = quantizer(name)
             n = len(q.layer_names)
+            costs = {label: LookupCostModel(profile, q.layers, threads=1, calibration=None)
+                     for label, profile in targets(args.targets)}  # fmt: skip
             graphs = {(label, guard): export(q, make(n), guard)
                       for label, make in CONFIGS.items() for guard in (False, True)}  # fmt: skip
             sessions = {key: make_session(data, threads=1) for key, data in graphs.items()}
@@ -103,11 +126,14 @@ def main() -> None:
                     "speedup": round(ms[before] / ms[after], 3),
                     "max_pool_us_before": max_pool_us(graphs[before]),
                     "max_pool_us_after": max_pool_us(graphs[after]),
+                    "predicted_ms": {t: round(c.score(class_config(q.layer_names, CONFIGS[label](n))).latency_ms, 3)
+                                     for t, c in costs.items()},
                 }  # fmt: skip
                 rows.append(row)
                 print(f"{name:20s} {label:38s} {row['before_ms']:8.2f} -> {row['after_ms']:8.2f} ms"
                       f" ({row['speedup']:.2f}x), MaxPool {row['max_pool_us_before']} -> "
-                      f"{row['max_pool_us_after']} us, identical outputs: {same}")  # fmt: skip
+                      f"{row['max_pool_us_after']} us, identical outputs: {same}, predicted "
+                      f"{row['predicted_ms']}")  # fmt: skip
     speedups = [r["speedup"] for r in rows if "control" not in r["config"]]
     save(args.out, {"argv": vars(args), "runtime": runtime_info(), "rows": rows,
                     "median_speedup_float_stem": round(statistics.median(speedups), 3)})  # fmt: skip
