@@ -207,6 +207,24 @@ def test_a_changed_graph_is_measured_again(
     assert len(obs) == n_obs and sum(o["graph"] == "another-exporter" for o in obs) == 4
 
 
+def test_a_job_that_lost_node_time_is_measured_again(profiled: tuple, tmp_path: Path) -> None:
+    import shutil
+
+    out = tmp_path / "cpu-avx512"
+    shutil.copytree(profiled[0], out)
+
+    def lose(ob: dict[str, Any]) -> None:  # as before nameless ORT nodes were attributed
+        if ob["config"] == "uniform:int8":
+            ob["unmatched_us"] = 0.1 * ob["profiled_total_us"]
+
+    _rewrite_observations(out, lose)
+    report = profile_target(["digits_cnn"], directory=out, progress=lambda _: None,
+                               classes=["fp32", "int8"], **FAST)  # fmt: skip
+    assert report.measured == 1
+    int8 = [o for o in read_observations(out) if o["config"] == "uniform:int8"]
+    assert len(int8) == 1 and not jobs.lost_time(int8[0])
+
+
 def test_fresh_measures_the_selected_jobs_again(profiled: tuple, tmp_path: Path) -> None:
     import shutil
 

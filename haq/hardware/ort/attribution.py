@@ -54,6 +54,7 @@ def profile_nodes(data: bytes, threads: int, warmup: int, runs: int) -> NodeTime
             events = json.load(f)
         graph = onnx.load(str(opt), load_external_data=False).graph
     n_runs, times, info = per_run_node_times(events, runs)
+    name_unnamed_nodes(graph, info)
     domains = {n.name: n.domain for n in graph.node}
     ops = {
         node: f"{meta['op_type'] or '?'}[nchwc]"
@@ -62,6 +63,31 @@ def profile_nodes(data: bytes, threads: int, warmup: int, runs: int) -> NodeTime
         for node, meta in info.items()
     }
     return NodeTimes(n_runs, times, ops, graph)
+
+
+def name_unnamed_nodes(graph: Any, info: dict[str, dict[str, Any]]) -> None:
+    """Give the optimized graph's nameless nodes the names ORT's profile calls them.
+
+    Nodes ORT makes itself (e.g. HardSwish inlined as HardSigmoid + Mul in a quantized graph)
+    have no name in the saved graph and ``<op>_<internal index>`` in the profile, so no name
+    matches and their time was lost to the tables (up to 12 % of mobilenet_v3's int8 run).
+    The saved graph and the sequential executor share one topological order, so per op type
+    the k-th nameless node in the graph is the k-th unknown profiled node in execution order;
+    where the counts differ, the nodes stay unnamed (unmatched, as before)."""
+    known = {n.name for n in graph.node if n.name}
+    unnamed: dict[str, list[Any]] = {}
+    for n in graph.node:
+        if not n.name:
+            unnamed.setdefault(n.op_type, []).append(n)
+    profiled: dict[str, list[str]] = {}
+    for node, meta in sorted(info.items(), key=lambda kv: kv[1]["order"]):
+        if node not in known:
+            profiled.setdefault(str(meta["op_type"]), []).append(node)
+    for op, nodes in unnamed.items():
+        names = profiled.get(op, [])
+        if len(names) == len(nodes):
+            for n, name in zip(nodes, names, strict=True):
+                n.name = name
 
 
 def _input_like(shape: Sequence[Any], ort_type: str) -> Any:

@@ -100,6 +100,16 @@ def add_wall(ob: dict[str, Any], wall: dict[str, Any]) -> None:
     ob["scale"] = round(ob["wall_us"] / (ob["profiled_total_us"] or 1.0), 5)
 
 
+#: Share of a job's profiled node time that may stay unattributed before `profile_target`
+#: measures it again (nameless nodes ORT made, before `attribution.name_unnamed_nodes`).
+LOST_TIME_SHARE = 0.01
+
+
+def lost_time(ob: dict[str, Any]) -> bool:
+    """Whether an observation lost more than `LOST_TIME_SHARE` of its node time."""
+    return float(ob.get("unmatched_us", 0.0)) > LOST_TIME_SHARE * float(ob["profiled_total_us"])
+
+
 def measure_job(
     job: JobSpec,
     data: bytes,
@@ -401,7 +411,7 @@ def profile_target(
                     old = by_key.get(j.key)
                     if old is not None and fresh:
                         observations.remove(by_key.pop(j.key))
-                    elif old is not None and old.get("graph") != digest:
+                    elif old is not None and (old.get("graph") != digest or lost_time(old)):
                         observations.remove(by_key.pop(j.key))
                         stale += 1
                     elif (
@@ -414,8 +424,8 @@ def profile_target(
                     plans.append((m, label, kernels, pending))
                     loaded[m] = model
     if stale:
-        say(f"{target}: {stale} jobs were measured on graphs the exporter no longer writes; "
-            "measuring them again")  # fmt: skip
+        say(f"{target}: {stale} jobs were measured on graphs the exporter no longer writes or "
+            "lost node time the attribution could not place; measuring them again")  # fmt: skip
     if max_jobs is not None:
         specs_of = {m: loaded[m].specs for m in loaded}
         plans, report.deferred = select_jobs(
