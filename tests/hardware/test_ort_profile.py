@@ -136,6 +136,38 @@ def test_tables_predict_measured_configs(profiled: tuple, specs: list) -> None:
     assert plain.score(BitConfig.uniform("w8a8", [s.name for s in renamed])).model == "lookup"
 
 
+def test_node_time_no_bucket_holds_is_spread_over_the_others(
+    profiled: tuple, specs: list, tmp_path: Path
+) -> None:
+    """A job whose profile had nodes the attribution could not place (``unmatched_us``)
+    still sums to its wall: uniform configs of the profiled model come out at their walls."""
+    import shutil
+
+    from haq.cost.lookup import LookupCostModel
+    from haq.hardware.ort.files import write_all
+    from haq.hardware.profile import load_profile
+
+    out = tmp_path / "cpu-avx512"
+    shutil.copytree(profiled[0], out)
+    shutil.copy(profiled[0].parent / "cpu-avx512.yaml", tmp_path / "cpu-avx512.yaml")
+
+    def lose(ob: dict[str, Any]) -> None:  # 20 % of the profiled node time in no bucket
+        if ob["config"] == "uniform:int8":
+            ob["unmatched_us"] = 0.25 * ob["profiled_total_us"]
+            ob["profiled_total_us"] += ob["unmatched_us"]
+            ob["scale"] = ob["wall_us"] / ob["profiled_total_us"]
+
+    _rewrite_observations(out, lose)
+    write_all(out, read_observations(out), {})
+    model = LookupCostModel(load_profile(tmp_path / "cpu-avx512.yaml"), specs, threads=1,
+                            learned=None)  # fmt: skip
+    names = [s.name for s in specs]
+    for ob in read_observations(out):
+        if ob["config"].startswith("uniform:"):
+            est = model.score(class_config(names, ob["kernels"]))
+            assert est.latency_ms * 1e3 == pytest.approx(ob["wall_us"], abs=0.5)
+
+
 def test_second_run_resumes_without_measuring(profiled: tuple) -> None:
     out, first = profiled
     before = {

@@ -25,7 +25,9 @@ Attribution of one profiled run (every executed node lands in exactly one bucket
 All node times of a run are scaled by ``wall median / profiled total`` (the profiler's own
 overhead, up to 2.5x on tiny models, and drift between the two sessions), so the buckets of a
 measured config sum to its wall time (``scale`` column; `aggregate(scaled=False)` gives the
-unscaled variant).
+unscaled variant); node time the attribution could not place (``unmatched_us``, e.g. nameless
+nodes before `haq.hardware.ort.attribution.name_unnamed_nodes`) is spread over the buckets in
+proportion, so they still sum to it.
 
 Layer rows (``latency_us``) = kernel time + the boundary in front of the layer when its
 predecessor has the same class (``entry_us``: what ORT runs around a layer among its own kind,
@@ -135,9 +137,13 @@ def aggregate(
     def scale_of(ob: dict[str, Any]) -> float:
         if not scaled:
             return 1.0
+        # node time no bucket holds (``unmatched_us``: nodes the attribution could not place)
+        # is spread over the others, so the buckets still sum to the wall
+        total = float(ob["profiled_total_us"]) or 1.0
+        placed = total / max(total - float(ob.get("unmatched_us", 0.0)), 1e-9)
         if wall_stat == "median":
-            return float(ob["scale"])
-        return min(w["p10_us"] for w in ob["walls"]) / (ob["profiled_total_us"] or 1.0)
+            return float(ob["scale"]) * placed
+        return min(w["p10_us"] for w in ob["walls"]) / total * placed
 
     import pandas as pd
 
