@@ -60,6 +60,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import functools
 import json
 import os
 import shutil
@@ -149,8 +150,10 @@ def random_configs(n_layers: int, count: int, seed: int) -> list[list[str]]:
     return out
 
 
+@functools.cache
 def quantizer(name: str) -> Quantizer:
-    """The model as `haq profile` builds it (random weights, 8 seeded calibration images)."""
+    """The model as `haq profile` builds it (random weights, 8 seeded calibration images);
+    loaded once per process, however many passes and analyses ask for it."""
     loaded = load_model(name, "none")
     gen = torch.Generator().manual_seed(0)
     calib = torch.randn((8, *loaded.preprocess.input_size), generator=gen)
@@ -160,16 +163,21 @@ def quantizer(name: str) -> Quantizer:
 Timings = dict[tuple[str, str, Any], list[list[float]]]  # (role, model, config) -> rounds
 
 
+def validation_configs(args: argparse.Namespace) -> dict[str, list[list[str]]]:
+    """Each model's seeded random configs (kernel class per layer)."""
+    return {name: random_configs(len(quantizer(name).layer_names), args.configs, args.seed + mi)
+            for mi, name in enumerate(args.models.split(","))}  # fmt: skip
+
+
 def time_pass(args: argparse.Namespace, table_wall: dict[tuple[str, str], float]) -> Timings:
     """One pass: every config of each model (and its uniform fp32 / int8 references) timed
     interleaved per model, then the table networks' uniform configs (`time_table_references`);
     per config the ms of each run of each round."""
     out: Timings = {}
     with reuse_float_graph():
-        for mi, name in enumerate(args.models.split(",")):
+        for mi, (name, configs) in enumerate(validation_configs(args).items()):
             q = quantizer(name)
             n = len(q.layer_names)
-            configs = random_configs(n, args.configs, args.seed + mi)
             refs = [[c] * n for c in ("fp32", "int8")]
             sessions = []
             for kernels in configs + refs:
@@ -215,9 +223,8 @@ def run_measurements(args: argparse.Namespace, obs: list[dict[str, Any]]) -> dic
             timings[key] = timings[key] + rounds
     rows: list[dict[str, Any]] = []
     drift: list[dict[str, Any]] = []
-    for mi, name in enumerate(args.models.split(",")):
-        n = len(quantizer(name).layer_names)
-        for ci, kernels in enumerate(random_configs(n, args.configs, args.seed + mi)):
+    for name, configs in validation_configs(args).items():
+        for ci, kernels in enumerate(configs):
             key = ("config", name, ci)
             rows.append({"model": name, "config": ci, "kernels": kernels,
                          "counts": {c: kernels.count(c) for c in CLASSES},
