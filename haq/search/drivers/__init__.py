@@ -111,7 +111,8 @@ register(DriverInfo("hybrid", "sensitivity + ILP front in seconds, then surrogat
                                        "images, the surrogate's prior adds their labelled loss change "
                                        "beyond noise; kl without labels), kl (KL only) or accuracy "
                                        "(measured drops, as trials)",
-                        "ilp_points": "budgets swept by the ILP (default: a quarter of the budget, 4 to 40)",
+                        "ilp_points": "configs of the first ILP sweep evaluated (default: a third of the "
+                                      "budget, 4 to 20)",
                     }))  # fmt: skip
 
 __all__ = ["DEFAULT_DRIVER", "Driver", "DriverContext", "DriverInfo", "Proposal", "get_driver",
