@@ -457,6 +457,35 @@ def leave_one_out(
             row["pred_ms"][label] = model.score(class_config(names, row["kernels"])).latency_ms
 
 
+def repeatability(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Per model, how well the measurement agrees with itself: each timing pass's best-round
+    medians against the next pass's (the same configs, minutes apart). Kendall tau between
+    two passes is the ceiling of any prediction's tau against one of them; the pass-to-pass
+    change is the floor of a MAPE against the fastest pass."""
+    out = {}
+    for name in dict.fromkeys(r["model"] for r in rows):
+        passes = [r.get("passes_best_round_ms") or [] for r in rows if r["model"] == name]
+        n = min(len(p) for p in passes)
+        if n < 2:
+            continue
+        taus, changes = [], []
+        for a in range(n - 1):
+            x, y = [p[a] for p in passes], [p[a + 1] for p in passes]
+            taus.append(kendall_tau(x, y))
+            changes += [abs(u / v - 1) * 100 for u, v in zip(x, y, strict=True)]
+        best = [r["best_round_median_ms"] for r in rows if r["model"] == name]
+        out[name] = {"pass_to_pass_kendall_tau": round(min(taus), 3),
+                     "pass_to_pass_change_pct_median": round(statistics.median(changes), 2),
+                     "pass_to_pass_change_pct_max": round(max(changes), 2),
+                     "slowest_over_fastest_config": round(max(best) / min(best), 2)}  # fmt: skip
+    if out:
+        print("  measurement against itself (pass to pass): " + "  ".join(
+            f"{m}: tau {v['pass_to_pass_kendall_tau']:.2f}, change median "
+            f"{v['pass_to_pass_change_pct_median']:.1f}% max {v['pass_to_pass_change_pct_max']:.1f}%"
+            for m, v in out.items()))  # fmt: skip
+    return out
+
+
 def drift_ratios(drift: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
     """How much slower (or faster) the machine ran in the timing window than where each
     prediction's rows were measured: per validated model, its uniform references over the
@@ -546,6 +575,7 @@ def main() -> None:
         overlay_obs = read_observations(overlay_dir(args) / Path(args.tables).name)
         fill_drift(measured["drift"], uniform_walls(overlay_obs, args.threads), "overlay")
     result = analyze(measured["rows"], args, list(cpu_identity(measured.get("cpu") or {})))
+    result["measurement_repeatability"] = repeatability(measured["rows"])
     ratios = drift_ratios(measured.get("drift") or [])
     result["lookup_drift_corrected"] = drift_corrected(measured["rows"], ratios["lookup"], "lookup")
     if args.profile_auto:
