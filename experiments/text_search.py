@@ -242,20 +242,40 @@ def ort_vs_sim(tokens: int, n: int) -> dict[str, Any]:
         cfg = BitConfig.uniform(p, q.layer_names)
         sim = predict(quantizer.apply(cfg), x, 64)
         data, report = export_onnx(quantizer, cfg)
-        sess = make_session(data, threads=1)
-        ort = torch.from_numpy(np.concatenate([sess.run(None, {"input": x[i: i + 1].numpy()})[0]
-                                               for i in range(len(x))]))  # fmt: skip
+        ort = embed(make_session(data, threads=1), x)
         c = torch.nn.functional.cosine_similarity(ort, sim, dim=1)
         cf = torch.nn.functional.cosine_similarity
         floor = cf(perturbed(quantizer.apply(cfg), x), sim, dim=1)
+        itself = cf(embed(basic_session(data), x), ort, dim=1)
         out[label] = {"kernel": sorted(set(report.layers.values())), "min": round(float(c.min()), 5),
                       "mean": round(float(c.mean()), 6),
                       "share_at_least_0.999": round(float((c >= 0.999).float().mean()), 3),
                       "sim_vs_float_mean": round(float(cf(sim, ref, dim=1).mean()), 5),
                       "ort_vs_float_mean": round(float(cf(ort, ref, dim=1).mean()), 5),
                       "perturbed_sim_min": round(float(floor.min()), 5),
-                      "perturbed_sim_share_at_least_0.999": round(float((floor >= 0.999).float().mean()), 3)}  # fmt: skip
+                      "perturbed_sim_share_at_least_0.999": round(float((floor >= 0.999).float().mean()), 3),
+                      "ort_basic_vs_ort_min": round(float(itself.min()), 5),
+                      "ort_basic_vs_ort_share_at_least_0.999": round(float((itself >= 0.999).float().mean()), 3)}  # fmt: skip
     return out
+
+
+def embed(sess: Any, x: torch.Tensor) -> torch.Tensor:
+    """Per-sentence embeddings of ``x`` from an ORT session, one sentence per run."""
+    return torch.from_numpy(
+        np.concatenate([sess.run(None, {"input": x[i : i + 1].numpy()})[0] for i in range(len(x))])
+    )
+
+
+def basic_session(data: bytes) -> Any:
+    """The same exported model in ONNX Runtime with basic graph optimizations only: another
+    valid execution of it (no LayerNorm / GELU / attention / MatMul fusions, so other float
+    kernels), to tell how far ORT is from itself."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    so.intra_op_num_threads = 1
+    return ort.InferenceSession(data, so, providers=["CPUExecutionProvider"])
 
 
 def perturbed(model: Any, x: torch.Tensor, rel: float = 1e-7) -> torch.Tensor:
