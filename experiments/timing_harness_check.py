@@ -1,7 +1,7 @@
 """Do the profile's and the measurement's timing harnesses agree on one config?
 
 `haq profile` (and `--profile auto`) times each job as one session alone: the median of
-consecutive runs (`haq.hardware.ort.jobs.time_wall`). `haq measure` and
+consecutive runs (`haq.hardware.ort.observation.time_wall`). `haq measure` and
 `cost_model_validation.py` time many sessions in interleaved rounds and keep the fastest
 round's median (`haq.runtime.timing.time_interleaved`). Here each model's uniform fp32 and
 int8 configs are timed both ways back to back, the interleaved way beside ``--configs``
@@ -24,7 +24,7 @@ import warnings
 from cost_model_validation import quantizer, random_configs
 
 from haq.export.onnx_export import export_onnx, reuse_float_graph
-from haq.hardware.ort.jobs import time_wall
+from haq.hardware.ort.observation import time_wall
 from haq.hardware.ort.target import class_config
 from haq.runtime.machine import machine_info
 from haq.runtime.ort import make_session, random_feeds, runtime_info

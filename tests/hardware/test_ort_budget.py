@@ -4,7 +4,7 @@ config only once both its classes' uniform configs are in, the rest left for a l
 from __future__ import annotations
 
 from haq.hardware.ort.budget import select_jobs
-from haq.hardware.ort.jobs import JobSpec
+from haq.hardware.ort.observation import JobSpec
 
 CLASSES = ("fp32", "int8", "int8-weights")
 

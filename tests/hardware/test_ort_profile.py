@@ -16,6 +16,7 @@ from haq.errors import HaqError
 from haq.hardware.ort import jobs
 from haq.hardware.ort.files import read_observations
 from haq.hardware.ort.jobs import ProfileReport, profile_target
+from haq.hardware.ort.observation import lost_time
 from haq.hardware.ort.target import (
     DYNAMIC_CLASSES,
     GLUE_KEY,
@@ -254,7 +255,7 @@ def test_a_job_that_lost_node_time_is_measured_again(profiled: tuple, tmp_path: 
                                classes=["fp32", "int8"], **FAST)  # fmt: skip
     assert report.measured == 1
     int8 = [o for o in read_observations(out) if o["config"] == "uniform:int8"]
-    assert len(int8) == 1 and not jobs.lost_time(int8[0])
+    assert len(int8) == 1 and not lost_time(int8[0])
 
 
 def test_fresh_measures_the_selected_jobs_again(profiled: tuple, tmp_path: Path) -> None:
