@@ -468,7 +468,8 @@ def repeatability(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
     measurement, whatever the model."""
     out = {}
     for name in dict.fromkeys(r["model"] for r in rows):
-        passes = [r.get("passes_best_round_ms") or [] for r in rows if r["model"] == name]
+        sel = [r for r in rows if r["model"] == name]
+        passes = [r.get("passes_best_round_ms") or [] for r in sel]
         n = min(len(p) for p in passes)
         if n < 2:
             continue
@@ -477,9 +478,10 @@ def repeatability(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
             x, y = [p[a] for p in passes], [p[a + 1] for p in passes]
             taus.append(kendall_tau(x, y))
             changes += [abs(u / v - 1) * 100 for u, v in zip(x, y, strict=True)]
-        best = [r["best_round_median_ms"] for r in rows if r["model"] == name]
-        rho = math.sin(math.pi / 2 * max(min(taus), 0.0))
-        out[name] = {"pass_to_pass_kendall_tau": round(min(taus), 3),
+        best = [r["best_round_median_ms"] for r in sel]
+        tau = min(taus)
+        rho = math.sin(math.pi / 2 * max(tau, 0.0))
+        out[name] = {"pass_to_pass_kendall_tau": round(tau, 3),
                      "true_order_expected_tau": round(2 / math.pi * math.asin(math.sqrt(rho)), 3),
                      "pass_to_pass_change_pct_median": round(statistics.median(changes), 2),
                      "pass_to_pass_change_pct_max": round(max(changes), 2),
