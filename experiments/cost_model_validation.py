@@ -465,7 +465,8 @@ def repeatability(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
     (Gaussian-like, independent), tau = (2/pi) asin(rho) and the passes' correlation is the
     square of each pass's correlation with the truth, so even the true order is expected to
     score ``true_order_expected_tau`` against one pass: what tau >= 0.9 asks of the
-    measurement, whatever the model."""
+    measurement, whatever the model. Beside it, the after-profile prediction's tau against
+    each pass."""
     out = {}
     for name in dict.fromkeys(r["model"] for r in rows):
         sel = [r for r in rows if r["model"] == name]
@@ -481,7 +482,11 @@ def repeatability(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
         best = [r["best_round_median_ms"] for r in sel]
         tau = min(taus)
         rho = math.sin(math.pi / 2 * max(tau, 0.0))
-        out[name] = {"pass_to_pass_kendall_tau": round(tau, 3),
+        pred = [r.get("pred_ms", {}).get(AFTER) for r in sel]
+        per_pass = ({"after_profile_tau_per_pass": [
+            round(kendall_tau(pred, [p[a] for p in passes]), 3) for a in range(n)]}
+            if all(v is not None for v in pred) else {})  # fmt: skip
+        out[name] = {"pass_to_pass_kendall_tau": round(tau, 3), **per_pass,
                      "true_order_expected_tau": round(2 / math.pi * math.asin(math.sqrt(rho)), 3),
                      "pass_to_pass_change_pct_median": round(statistics.median(changes), 2),
                      "pass_to_pass_change_pct_max": round(max(changes), 2),
