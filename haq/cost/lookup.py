@@ -6,7 +6,7 @@ model (where it saw that op kind and kernel class), else from the roofline (the 
 ``peaks``, or peaks fitted to the table's own rows of that kernel class where it quotes none:
 `haq.cost.analytic.fitted_peaks`), else stay unknown (latency ``None``); ``CostEstimate.model``
 names every fallback, e.g. ``lookup+learned(3 layers)+roofline(2 layers)``. Boundaries between consecutive layers of different kernel
-classes cost their transition-table row (schema and interpolation: `haq.hardware.tables`).
+classes cost their transition-table row (schema and estimation: `haq.hardware.tables`).
 When the network is one the target profiled (its ``layer_map`` lists the same layer names and
 signatures in order), the model's glue rows are added along the config too, and the model is
 named ``lookup+glue``.
@@ -51,6 +51,27 @@ def interpolate(xs: np.ndarray, ys: np.ndarray, x: np.ndarray) -> np.ndarray:
     y[lo] = ys[0] + (x[lo] - xs[0]) * (ys[1] - ys[0]) / (xs[1] - xs[0])
     y[hi] = ys[-1] + (x[hi] - xs[-1]) * (ys[-1] - ys[-2]) / (xs[-1] - xs[-2])
     return np.maximum(y, 0.0)
+
+
+def robust_line(xs: np.ndarray, ys: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """A boundary's cost at ``x`` elements from its pair's rows (``xs``, ``ys``, not aggregated):
+    the Theil-Sen line (median of the pairwise slopes, not below 0; median intercept), never
+    negative. Fewer than three distinct sizes: `interpolate` through the mean per size.
+
+    Why not the piecewise line through the means: a row is the extra time one network's
+    boundary took, which also holds whatever its graph puts there (a residual Add, a channel
+    shuffle, nothing at all), so rows at neighbouring sizes differ several-fold and a boundary
+    of an unprofiled network read off the two nearest means inherits their graphs' noise
+    (`experiments/transition_estimators.py`)."""
+    from scipy.stats import theilslopes
+
+    sizes = np.unique(xs)
+    if len(sizes) < 3:
+        means = np.array([ys[xs == v].mean() for v in sizes])
+        return interpolate(sizes, means, x)
+    slope = max(float(theilslopes(ys, xs).slope), 0.0)
+    intercept = float(np.median(ys - slope * xs))
+    return np.maximum(intercept + slope * x, 0.0)
 
 
 class LookupCostModel(MatrixCostModel):
@@ -204,7 +225,7 @@ class LookupCostModel(MatrixCostModel):
         # the tensor crossing boundary i is the input of layer i + 1; where a pool sits in
         # front of that layer the class change happens before the pool, on the bigger tensor:
         # when the table keys rows by it (``reduced_elements``), the elements the boundary
-        # touches are interpolated and the exact key includes them
+        # touches are what the line is read at, and the exact key includes them
         pooled = [0] * max(n - 1, 0)
         if "reduced_elements" in rows:
             pooled = reduced_elements(self.layers)[1:]
@@ -232,14 +253,13 @@ class LookupCostModel(MatrixCostModel):
             if src == dst:
                 continue
             f, t = self.kernel_index[src], self.kernel_index[dst]
-            agg = grp.groupby("size").mean(numeric_only=True).sort_index()
-            xs = agg.index.to_numpy(np.float64)
-            self.trans_us[:, f, t] = interpolate(xs, agg["latency_us"].to_numpy(np.float64), x)
+            xs = grp["size"].to_numpy(np.float64)
+            self.trans_us[:, f, t] = robust_line(xs, grp["latency_us"].to_numpy(np.float64), x)
             if has_energy:
-                self.trans_uj[:, f, t] = interpolate(xs, agg["energy_uj"].to_numpy(np.float64), x)
+                self.trans_uj[:, f, t] = robust_line(xs, grp["energy_uj"].to_numpy(np.float64), x)
             self.trans_known[:, f, t] = True
             exact = grp.groupby(["channels", "h", "w", "reduced_elements"]).mean(numeric_only=True)
-            for i, shape in enumerate(shapes):  # an exact row beats the interpolation
+            for i, shape in enumerate(shapes):  # an exact row beats the line
                 if shape in exact.index:
                     self.trans_us[i, f, t] = exact.at[shape, "latency_us"]
                     if has_energy:

@@ -21,9 +21,10 @@ the second layer (`haq.models.spec.reduced_in_front`; a squeeze-excite block's p
 change converts the tensor before it); a table with the column keys rows by it too and counts
 the elements a boundary touches as ``channels * h * w + reduced_elements``. A boundary uses its
 exact (from, to, channels, h, w[, reduced_elements]) row where there is one; one without is
-interpolated linearly in the elements it touches among the rows of its (from, to) pair at the
-same batch and threads (linear extrapolation beyond the ends, proportional scaling from a
-single row); a pair without any row costs 0.
+read off a robust line in the elements it touches through the rows of its (from, to) pair at
+the same batch and threads (`haq.cost.lookup.robust_line`: Theil-Sen from three sizes on;
+linear interpolation through two, proportional scaling from a single row); a pair without any
+row costs 0.
 
 Glue tables (`GLUE_COLUMNS`, optional, measured targets): per profiled model, what the
 shape-keyed layer and transition rows cannot know about that model's graph, per boundary

@@ -12,7 +12,7 @@ import pytest
 from haq.config import BitConfig
 from haq.cost import AnalyticCostModel, CostModel, LookupCostModel, cost_model_for
 from haq.cost.learned import LearnedCostModel
-from haq.cost.lookup import interpolate
+from haq.cost.lookup import interpolate, robust_line
 from haq.errors import HaqError
 from haq.hardware.profile import get_target
 from haq.hardware.tables import TRANSITION_COLUMNS
@@ -79,6 +79,19 @@ def test_interpolation() -> None:
     xs, ys = np.array([10.0, 20.0]), np.array([1.0, 3.0])
     assert interpolate(xs, ys, np.array([15.0, 30.0, 5.0, 0.0])).tolist() == [2.0, 5.0, 0.0, 0.0]
     assert interpolate(np.array([10.0]), np.array([2.0]), np.array([5.0])).tolist() == [1.0]
+
+
+def test_robust_line_ignores_one_graphs_outlier() -> None:
+    """Five rows on 1 + 0.01 x and one boundary that also ran a residual Add (+500 us): the
+    line stays on the five, where the mean per size would carry the outlier to its
+    neighbours; a falling fit is held flat; under three sizes it interpolates the means."""
+    xs = np.array([100.0, 200.0, 300.0, 400.0, 500.0, 300.0])
+    ys = np.array([2.0, 3.0, 4.0, 5.0, 6.0, 504.0])
+    assert robust_line(xs, ys, np.array([250.0, 1000.0])) == pytest.approx([3.5, 11.0])
+    falling = robust_line(xs[:5], ys[:5][::-1], np.array([0.0, 1e6]))
+    assert falling[0] == falling[1] == pytest.approx(4.0)
+    two = np.array([10.0, 20.0, 20.0]), np.array([1.0, 2.0, 4.0])
+    assert robust_line(*two, np.array([15.0])) == pytest.approx([2.0])
 
 
 def test_missing_rows_fall_back_and_say_so(tmp_path: Path) -> None:
