@@ -15,6 +15,9 @@ Predictions (`haq.cost.LookupCostModel`, as `haq cost` and the search use it):
   measured 10th percentile: the same model with a statistic less sensitive to other processes
   on this shared 2-vCPU machine.
 
+Each row's ``pred_boundaries_ms`` is the class-change boundaries' part of each prediction
+(transition rows, plus glue where it applies), ``boundaries_ms_mean`` its mean per network.
+
 Configs: per config a class mix is drawn from Dirichlet(1, 1, 1), then each layer's class from
 that mix (seeded), so the set spans near-uniform to evenly mixed configs; uniform fp32 and int8
 are measured alongside as drift references (compared with the tables' own wall times, or the
@@ -354,6 +357,10 @@ def analyze(rows: list[dict[str, Any]], args: argparse.Namespace, cpu: list[Any]
                 config = class_config(names, row["kernels"])
                 saved = row.get("pred_ms", {})
                 row["pred_ms"] = {m: models[m].score(config).latency_ms for m in methods}
+                row["pred_boundaries_ms"] = {  # the class-change boundaries' share of it
+                    m: sum(b["latency_us"] for b in models[m].breakdown(config)["boundaries"]) / 1e3
+                    for m in methods
+                }
                 if reuse_after:
                     row["pred_ms"][AFTER] = saved[AFTER]
                 for label in (MEASURED, LEARNED_MEASURED):  # kept where not recomputed below
@@ -415,8 +422,15 @@ def analyze(rows: list[dict[str, Any]], args: argparse.Namespace, cpu: list[Any]
         print(f"{label:>32} ({s['measured']}): MAPE {s['overall']['mape_pct']:5.2f}%  "
               f"tau pooled {s['overall']['kendall_tau_pooled']:.3f}  | {per}")  # fmt: skip
     spread = [r["median_ms"] / r["best_round_median_ms"] - 1 for r in rows]
+    boundaries = {
+        name: {m: round(statistics.fmean(r["pred_boundaries_ms"][m] for r in rows
+                                         if r["model"] == name), 3)
+               for m in methods}
+        for name in model_names
+    }  # fmt: skip
     return {
         "summary": summary,
+        "boundaries_ms_mean": boundaries,
         "median_over_best_round_pct": {
             "median": round(100 * statistics.median(spread), 2),
             "max": round(100 * max(spread), 2),
