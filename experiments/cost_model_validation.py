@@ -15,6 +15,11 @@ Predictions (`haq.cost.LookupCostModel`, as `haq cost` and the search use it):
   measured 10th percentile: the same model with a statistic less sensitive to other processes
   on this shared 2-vCPU machine.
 
+Each row's ``round_normalized_ms`` (and per pass, ``passes_round_normalized_ms``) is the
+config's time with each round's common slowdown divided out (`round_normalized`): the order
+the rounds agree on, which the ``vs round medians over their round's mean`` metrics and the
+round-normalised pass-to-pass tau read; a measurement less moved by this VM's speed.
+
 Each row's ``pred_boundaries_ms`` is the class-change boundaries' part of each prediction
 (transition rows, plus glue where it applies), ``boundaries_ms_mean`` its mean per network.
 
@@ -106,6 +111,7 @@ AFTER = "lookup after --profile auto"
 MEASURED = "after --profile auto + the other configs measured"
 LEARNED_MEASURED = "lookup + the other configs measured"
 REFERENCE_MAX_MS = 25.0
+NORMALIZED = "round_normalized_ms"  # `round_normalized`
 
 
 def kendall_tau(x: list[float], y: list[float]) -> float:
@@ -209,6 +215,17 @@ def time_pass(args: argparse.Namespace, table_wall: dict[tuple[str, str], float]
     return out
 
 
+def round_normalized(sessions: list[list[list[float]]]) -> list[float]:
+    """Per session of one interleaved timing (aligned rounds: every session timed once per
+    round), its round medians over the geometric mean of all sessions' in that round, the
+    median of that over rounds, times the fastest round's geometric mean: a time on the best
+    round's scale from which whatever slowed a whole round (this VM's speed moving between
+    rounds, seconds apart) cancels, so the configs' order is the one each round agrees on."""
+    med = np.array([[statistics.median(runs) for runs in rounds] for rounds in sessions])
+    mean = np.exp(np.log(med).mean(axis=0))  # per round
+    return (np.median(med / mean, axis=1) * mean.min()).tolist()
+
+
 def run_measurements(args: argparse.Namespace, obs: list[dict[str, Any]]) -> dict[str, Any]:
     """``--passes`` timing passes (with --profile-auto, the profile runs after the first, so
     the passes bracket it); per config the statistics over the rounds of all passes: its
@@ -228,12 +245,19 @@ def run_measurements(args: argparse.Namespace, obs: list[dict[str, Any]]) -> dic
     rows: list[dict[str, Any]] = []
     drift: list[dict[str, Any]] = []
     for name, configs in validation_configs(args).items():
+        keys = [("config", name, ci) for ci in range(len(configs))]
+        group = [timings[k] for k in keys + [("drift", name, c) for c in ("fp32", "int8")]]
+        normalized = round_normalized(group)
+        per_pass = [round_normalized([t[p * args.rounds : (p + 1) * args.rounds] for t in group])
+                    for p in range(args.passes)]  # fmt: skip
         for ci, kernels in enumerate(configs):
-            key = ("config", name, ci)
+            key = keys[ci]
             rows.append({"model": name, "config": ci, "kernels": kernels,
                          "counts": {c: kernels.count(c) for c in CLASSES},
                          **latency_stats(timings[key]).to_dict(),
-                         "passes_best_round_ms": [p[key] for p in passes]})  # fmt: skip
+                         "passes_best_round_ms": [p[key] for p in passes],
+                         "round_normalized_ms": normalized[ci],
+                         "passes_round_normalized_ms": [p[ci] for p in per_pass]})  # fmt: skip
     for (role, name, cls), ts in timings.items():
         if role != "config":
             drift.append({"model": name, "pattern": cls, **latency_stats(ts).to_dict(),
@@ -380,9 +404,11 @@ def analyze(rows: list[dict[str, Any]], args: argparse.Namespace, cpu: list[Any]
     cases += [(AFTER, "best_round_median_ms")] if reuse_after else []
     cases += [(MEASURED, "best_round_median_ms"), (LEARNED_MEASURED, "best_round_median_ms")]
     cases += [("kernel-sum", "best_round_median_ms"), ("lookup", "median_ms")]
-    cases = [(m, k) for m, k in cases if all(m in r["pred_ms"] for r in rows)]
+    cases += [("lookup", NORMALIZED), (AFTER, NORMALIZED)]
+    cases = [(m, k) for m, k in cases if all(m in r["pred_ms"] and k in r for r in rows)]
     measured_as = {"best_round_median_ms": "best round's median", "median_ms": "median of all",
-                   "p10_ms": "10th percentile"}  # fmt: skip
+                   "p10_ms": "10th percentile",
+                   NORMALIZED: "round medians over their round's mean"}  # fmt: skip
     summary: dict[str, Any] = {}
     for method, key in cases:
         per_model = {}
@@ -493,6 +519,13 @@ def repeatability(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
             x, y = [p[a] for p in passes], [p[a + 1] for p in passes]
             taus.append(kendall_tau(x, y))
             changes += [abs(u / v - 1) * 100 for u, v in zip(x, y, strict=True)]
+        normalized = [r.get("passes_round_normalized_ms") or [] for r in sel]
+        tau_normalized = (
+            {"pass_to_pass_kendall_tau_round_normalized": round(min(
+                kendall_tau([p[a] for p in normalized], [p[a + 1] for p in normalized])
+                for a in range(n - 1)), 3)}
+            if min(len(p) for p in normalized) >= n else {}
+        )  # fmt: skip
         best = [r["best_round_median_ms"] for r in sel]
         tau = min(taus)
         rho = math.sin(math.pi / 2 * max(tau, 0.0))
@@ -500,7 +533,7 @@ def repeatability(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
         per_pass = ({"after_profile_tau_per_pass": [
             round(kendall_tau(pred, [p[a] for p in passes]), 3) for a in range(n)]}
             if all(v is not None for v in pred) else {})  # fmt: skip
-        out[name] = {"pass_to_pass_kendall_tau": round(tau, 3), **per_pass,
+        out[name] = {"pass_to_pass_kendall_tau": round(tau, 3), **tau_normalized, **per_pass,
                      "true_order_expected_tau": round(2 / math.pi * math.asin(math.sqrt(rho)), 3),
                      "pass_to_pass_change_pct_median": round(statistics.median(changes), 2),
                      "pass_to_pass_change_pct_max": round(max(changes), 2),
@@ -510,6 +543,8 @@ def repeatability(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
             f"{m}: tau {v['pass_to_pass_kendall_tau']:.2f} (true order ~"
             f"{v['true_order_expected_tau']:.2f}), change median "
             f"{v['pass_to_pass_change_pct_median']:.1f}% max {v['pass_to_pass_change_pct_max']:.1f}%"
+            + (f", round-normalised tau {v['pass_to_pass_kendall_tau_round_normalized']:.2f}"
+               if "pass_to_pass_kendall_tau_round_normalized" in v else "")
             for m, v in out.items()))  # fmt: skip
     return out
 
