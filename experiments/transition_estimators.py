@@ -27,20 +27,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from haq.cost.lookup import interpolate, robust_line
+from haq.cost.lookup import mean_line, robust_line
 
 from common import machine, save
 
 Estimator = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
 
 
-def mean_line(xs: np.ndarray, ys: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """The earlier estimator: piecewise-linear through the mean per size, extrapolated."""
-    sizes = np.unique(xs)
-    return interpolate(sizes, np.array([ys[xs == v].mean() for v in sizes]), x)
-
-
-ESTIMATORS: dict[str, Estimator] = {"mean per size, piecewise": mean_line,
+ESTIMATORS: dict[str, Estimator] = {"mean per size, piecewise": mean_line,  # the earlier one
                                     "robust line (Theil-Sen)": robust_line}  # fmt: skip
 KEYS = ["from_kernel", "to_kernel", "threads", "batch"]
 

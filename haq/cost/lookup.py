@@ -53,10 +53,16 @@ def interpolate(xs: np.ndarray, ys: np.ndarray, x: np.ndarray) -> np.ndarray:
     return np.maximum(y, 0.0)
 
 
+def mean_line(xs: np.ndarray, ys: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """`interpolate` through the mean of the rows (``xs``, ``ys``, not aggregated) per size."""
+    sizes = np.unique(xs)
+    return interpolate(sizes, np.array([ys[xs == v].mean() for v in sizes]), x)
+
+
 def robust_line(xs: np.ndarray, ys: np.ndarray, x: np.ndarray) -> np.ndarray:
     """A boundary's cost at ``x`` elements from its pair's rows (``xs``, ``ys``, not aggregated):
     the Theil-Sen line (median of the pairwise slopes, not below 0; median intercept), never
-    negative. Fewer than three distinct sizes: `interpolate` through the mean per size.
+    negative. Fewer than three distinct sizes: `mean_line`.
 
     Why not the piecewise line through the means: a row is the extra time one network's
     boundary took, which also holds whatever its graph puts there (a residual Add, a channel
@@ -65,10 +71,8 @@ def robust_line(xs: np.ndarray, ys: np.ndarray, x: np.ndarray) -> np.ndarray:
     (`experiments/transition_estimators.py`)."""
     from scipy.stats import theilslopes
 
-    sizes = np.unique(xs)
-    if len(sizes) < 3:
-        means = np.array([ys[xs == v].mean() for v in sizes])
-        return interpolate(sizes, means, x)
+    if len(np.unique(xs)) < 3:
+        return mean_line(xs, ys, x)
     slope = max(float(theilslopes(ys, xs).slope), 0.0)
     intercept = float(np.median(ys - slope * xs))
     return np.maximum(intercept + slope * x, 0.0)
