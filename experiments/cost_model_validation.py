@@ -111,6 +111,7 @@ AFTER = "lookup after --profile auto"
 MEASURED = "after --profile auto + the other configs measured"
 LEARNED_MEASURED = "lookup + the other configs measured"
 REFERENCE_MAX_MS = 25.0
+REFERENCE_CLASSES = ("fp32", "int8")  # the uniform configs timed beside the mixed ones
 NORMALIZED = "round_normalized_ms"  # `round_normalized`
 
 
@@ -188,7 +189,7 @@ def time_pass(args: argparse.Namespace, table_wall: dict[tuple[str, str], float]
         for mi, (name, configs) in enumerate(validation_configs(args).items()):
             q = quantizer(name)
             n = len(q.layer_names)
-            refs = [[c] * n for c in ("fp32", "int8")]
+            refs = [[c] * n for c in REFERENCE_CLASSES]
             sessions = []
             for kernels in configs + refs:
                 data, _ = export_onnx(q, class_config(q.layer_names, kernels))
@@ -246,7 +247,7 @@ def run_measurements(args: argparse.Namespace, obs: list[dict[str, Any]]) -> dic
     drift: list[dict[str, Any]] = []
     for name, configs in validation_configs(args).items():
         keys = [("config", name, ci) for ci in range(len(configs))]
-        group = [timings[k] for k in keys + [("drift", name, c) for c in ("fp32", "int8")]]
+        group = [timings[k] for k in keys + [("drift", name, c) for c in REFERENCE_CLASSES]]
         normalized = round_normalized(group)
         per_pass = [round_normalized([t[p * args.rounds : (p + 1) * args.rounds] for t in group])
                     for p in range(args.passes)]  # fmt: skip
@@ -282,10 +283,10 @@ def time_table_references(
     for name in names:  # one interleaved block per network (one input shape)
         q = quantizer(name)
         sessions = [make_session(export_onnx(q, class_config(q.layer_names, [c] * len(q.layer_names)))[0],
-                                 threads=args.threads) for c in ("fp32", "int8")]  # fmt: skip
+                                 threads=args.threads) for c in REFERENCE_CLASSES]  # fmt: skip
         times = time_interleaved(sessions, random_feeds(sessions[0], 1), args.rounds,
                                  args.runs_per_round, args.seed)  # fmt: skip
-        for cls, ts in zip(("fp32", "int8"), times, strict=True):
+        for cls, ts in zip(REFERENCE_CLASSES, times, strict=True):
             out[("reference", name, cls)] = ts
             print(f"table reference {name} {cls}: best round "
                   f"{latency_stats(ts).best_round_median_ms:.3f} ms (tables "
@@ -380,10 +381,10 @@ def analyze(rows: list[dict[str, Any]], args: argparse.Namespace, cpu: list[Any]
             for row in (r for r in rows if r["model"] == name):
                 config = class_config(names, row["kernels"])
                 saved = row.get("pred_ms", {})
-                row["pred_ms"] = {m: models[m].score(config).latency_ms for m in methods}
+                parts = {m: models[m].breakdown(config) for m in methods}  # scores it too
+                row["pred_ms"] = {m: p["latency_ms"] for m, p in parts.items()}
                 row["pred_boundaries_ms"] = {  # the class-change boundaries' share of it
-                    m: sum(b["latency_us"] for b in models[m].breakdown(config)["boundaries"]) / 1e3
-                    for m in methods
+                    m: sum(b["latency_us"] for b in p["boundaries"]) / 1e3 for m, p in parts.items()
                 }
                 if reuse_after:
                     row["pred_ms"][AFTER] = saved[AFTER]
@@ -394,7 +395,7 @@ def analyze(rows: list[dict[str, Any]], args: argparse.Namespace, cpu: list[Any]
                         for s, k in zip(specs, row["kernels"], strict=True)]  # fmt: skip
                 if all(k in kernel_us for k in keys):  # a profiled model's own rows
                     row["pred_ms"]["kernel-sum"] = sum(kernel_us[k] for k in keys) / 1e3
-                row["answered_by"] = models["lookup"].score(config).model
+                row["answered_by"] = parts["lookup"]["model"]
             for label, base in ((MEASURED, overlay_dir(args)), (LEARNED_MEASURED, empty)):
                 if here and (label == LEARNED_MEASURED or AFTER in methods):
                     leave_one_out([r for r in rows if r["model"] == name], specs, profile,
@@ -498,6 +499,13 @@ def leave_one_out(
             row["pred_ms"][label] = model.score(class_config(names, row["kernels"])).latency_ms
 
 
+def pass_to_pass_tau(passes: list[list[float]], n: int) -> float:
+    """The lowest Kendall tau of one pass's times against the next (``passes``: per config,
+    its time in each of ``n`` passes)."""
+    return min(kendall_tau([p[a] for p in passes], [p[a + 1] for p in passes])
+               for a in range(n - 1))  # fmt: skip
+
+
 def repeatability(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
     """Per model, how well the measurement agrees with itself: each timing pass's best-round
     medians against the next pass's (the same configs, minutes apart), and how far one
@@ -514,20 +522,14 @@ def repeatability(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
         n = min(len(p) for p in passes)
         if n < 2:
             continue
-        taus, changes = [], []
-        for a in range(n - 1):
-            x, y = [p[a] for p in passes], [p[a + 1] for p in passes]
-            taus.append(kendall_tau(x, y))
-            changes += [abs(u / v - 1) * 100 for u, v in zip(x, y, strict=True)]
+        changes = [abs(p[a] / p[a + 1] - 1) * 100 for p in passes for a in range(n - 1)]
         normalized = [r.get("passes_round_normalized_ms") or [] for r in sel]
         tau_normalized = (
-            {"pass_to_pass_kendall_tau_round_normalized": round(min(
-                kendall_tau([p[a] for p in normalized], [p[a + 1] for p in normalized])
-                for a in range(n - 1)), 3)}
+            {"pass_to_pass_kendall_tau_round_normalized": round(pass_to_pass_tau(normalized, n), 3)}
             if min(len(p) for p in normalized) >= n else {}
         )  # fmt: skip
         best = [r["best_round_median_ms"] for r in sel]
-        tau = min(taus)
+        tau = pass_to_pass_tau(passes, n)
         rho = math.sin(math.pi / 2 * max(tau, 0.0))
         pred = [r.get("pred_ms", {}).get(AFTER) for r in sel]
         per_pass = ({"after_profile_tau_per_pass": [
