@@ -53,6 +53,7 @@ def main() -> None:
         learned = fit_target(profile, save=False)
         alone = LookupCostModel(profile, q.layers, threads=1, learned=learned, calibration=None)
         walls = {}
+        own: dict[str, LookupCostModel] = {}  # per profiled model, built once
         for ob in read_observations(tables):
             # text models' jobs are labelled per token count ("minilm@16"): image models only
             if (
@@ -61,9 +62,11 @@ def main() -> None:
                 and "@" not in ob["model"]
             ):
                 spec = quantizer(ob["model"])
-                own = LookupCostModel(profile, spec.layers, threads=1, learned=None,
-                                      calibration=None)  # fmt: skip
-                pred = own.score(class_config(spec.layer_names, ob["kernels"])).latency_ms
+                if ob["model"] not in own:
+                    own[ob["model"]] = LookupCostModel(profile, spec.layers, threads=1,
+                                                       learned=None, calibration=None)  # fmt: skip
+                config = class_config(spec.layer_names, ob["kernels"])
+                pred = own[ob["model"]].score(config).latency_ms
                 walls[ob["config"] + " " + ob["model"]] = {
                     "predicted_ms": round(pred, 3),
                     "wall_ms": round(ob["wall_us"] / 1e3, 3),
