@@ -21,7 +21,8 @@ the rounds agree on, which the ``vs round medians over their round's mean`` metr
 round-normalised pass-to-pass tau read; a measurement less moved by this VM's speed.
 
 Each row's ``pred_boundaries_ms`` is the class-change boundaries' part of each prediction
-(transition rows, plus glue where it applies), ``boundaries_ms_mean`` its mean per network.
+(transition rows, plus glue where it applies), ``boundaries_ms_mean`` its mean per network,
+beside ``pred_ms_mean`` (each method's mean prediction, and the measured mean).
 
 Configs: per config a class mix is drawn from Dirichlet(1, 1, 1), then each layer's class from
 that mix (seeded), so the set spans near-uniform to evenly mixed configs; uniform fp32 and int8
@@ -449,15 +450,19 @@ def analyze(rows: list[dict[str, Any]], args: argparse.Namespace, cpu: list[Any]
         print(f"{label:>32} ({s['measured']}): MAPE {s['overall']['mape_pct']:5.2f}%  "
               f"tau pooled {s['overall']['kendall_tau_pooled']:.3f}  | {per}")  # fmt: skip
     spread = [r["median_ms"] / r["best_round_median_ms"] - 1 for r in rows]
-    boundaries = {
-        name: {m: round(statistics.fmean(r["pred_boundaries_ms"][m] for r in rows
-                                         if r["model"] == name), 3)
-               for m in methods}
-        for name in model_names
-    }  # fmt: skip
+
+    def mean_of(name: str, value: Any) -> float:
+        return round(statistics.fmean(value(r) for r in rows if r["model"] == name), 3)
+
+    boundaries = {name: {m: mean_of(name, lambda r, m=m: r["pred_boundaries_ms"][m])
+                         for m in methods} for name in model_names}  # fmt: skip
+    means = {name: {"measured": mean_of(name, lambda r: r["best_round_median_ms"]),
+                    **{m: mean_of(name, lambda r, m=m: r["pred_ms"][m]) for m in methods}}
+             for name in model_names}  # fmt: skip
     return {
         "summary": summary,
         "boundaries_ms_mean": boundaries,
+        "pred_ms_mean": means,
         "median_over_best_round_pct": {
             "median": round(100 * statistics.median(spread), 2),
             "max": round(100 * max(spread), 2),

@@ -266,6 +266,7 @@ def ort_vs_sim(tokens: int, n: int) -> dict[str, Any]:
                       "perturbed_1e-6_min": round(float(floors.min()), 5),
                       "perturbed_1e-6_share_at_least_0.999": share_at_bar(floors),
                       "worst_sentence": {"index": worst[0], "ort_vs_sim": round(float(c[worst[0]]), 5),
+                                         "perturbed_1e-7": round(float(floor[worst[0]]), 5),
                                          "perturbed_1e-6_min": round(float(floors[:, worst[0]].min()), 5)},
                       "kernel_check": kernel_check(model, data, x[worst])}  # fmt: skip
     return out
