@@ -11,10 +11,14 @@ import argparse
 import importlib
 import os
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 
 from haq.cli.args import Parser
 from haq.errors import HaqError
+
+#: `haq.models.weights.warn_random_weights`'s warning (that module imports torch).
+RANDOM_WEIGHTS = r".* uses random weights \(--weights none\)"
 
 COMMANDS = (
     "models",
@@ -55,7 +59,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     func: Callable[[argparse.Namespace], int] = args.func
     signals.install()
     try:
-        return func(args)
+        with warnings.catch_warnings():
+            # haq.models.weights already said it in one line; the warnings module would say
+            # it again with a source line
+            warnings.filterwarnings("ignore", message=RANDOM_WEIGHTS)
+            return func(args)
     except HaqError as e:
         print(f"haq: error: {e}", file=sys.stderr)
         return 2

@@ -19,8 +19,10 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from haq.models import discover_layers, layers_frame, load_model
+    from haq.models.weights import quiet_random_weights
 
-    loaded = load_model(args.model, args.weights, args.tokens)
+    with quiet_random_weights(args.weights):  # shapes and MACs: the values do not matter
+        loaded = load_model(args.model, args.weights, args.tokens)
     frame = layers_frame(discover_layers(loaded.model, loaded.example_input()))
     if args.json:
         print(frame.to_json(orient="records", indent=2))

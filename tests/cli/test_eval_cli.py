@@ -107,3 +107,19 @@ def test_console_script_exit_code_and_no_traceback(tmp_path: Path) -> None:
     )
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr and proc.stderr.count("\n") == 1
+
+
+def test_random_weights_said_once_and_only_where_accuracy_is_reported() -> None:
+    """`--weights none` makes accuracy meaningless: eval says so in one line (not again with
+    the warnings module's source line); listing layers, whose shapes need no weights, is quiet."""
+
+    def stderr(*argv: str) -> str:
+        proc = subprocess.run([sys.executable, "-m", "haq", *argv], capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr
+        return proc.stderr
+
+    err = stderr("eval", "--model", "cifar_resnet20", "--weights", "none", "--data",
+                 "synthetic:64", "--calib-data", "synthetic:16", "--bits", "w8a8", "--json")  # fmt: skip
+    assert err.count("uses random weights") == 1 and "RandomWeightsWarning" not in err, err
+    assert "random weights" not in stderr("layers", "--model", "cifar_resnet20", "--weights",
+                                          "none", "--json")  # fmt: skip
