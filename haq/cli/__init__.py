@@ -15,10 +15,7 @@ import warnings
 from collections.abc import Callable, Sequence
 
 from haq.cli.args import Parser
-from haq.errors import HaqError
-
-#: `haq.models.weights.warn_random_weights`'s warning (that module imports torch).
-RANDOM_WEIGHTS = r".* uses random weights \(--weights none\)"
+from haq.errors import HaqError, RandomWeightsWarning
 
 COMMANDS = (
     "models",
@@ -62,7 +59,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         with warnings.catch_warnings():
             # haq.models.weights already said it in one line; the warnings module would say
             # it again with a source line
-            warnings.filterwarnings("ignore", message=RANDOM_WEIGHTS)
+            warnings.simplefilter("ignore", RandomWeightsWarning)
             return func(args)
     except HaqError as e:
         print(f"haq: error: {e}", file=sys.stderr)

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from haq.errors import HaqError
+from haq.errors import HaqError, RandomWeightsWarning
 
 log = logging.getLogger(__name__)
 
@@ -26,10 +26,6 @@ log = logging.getLogger(__name__)
 _WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 # Buffers older checkpoints lack and BatchNorm fills in itself.
 _OPTIONAL_SUFFIXES = ("num_batches_tracked",)
-
-
-class RandomWeightsWarning(UserWarning):
-    """The model runs with random weights, so its accuracy means nothing."""
 
 
 def warn_random_weights(model_name: str) -> None:
