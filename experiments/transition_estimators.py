@@ -81,9 +81,10 @@ def main() -> None:
                            "leave_one_network_out": per_network}  # fmt: skip
     if args.held_out:
         other = read(Path(args.held_out))
+        other_members = networks_of(other)
         out["held_out_tables"] = args.held_out
-        out["held_out"] = {net: score(table, other[networks_of(other).apply(lambda ms, n=net: ms == [n])])
-                           for net in sorted({m for ms in networks_of(other) for m in ms})}  # fmt: skip
+        out["held_out"] = {net: score(table, other[other_members.apply(lambda ms, n=net: ms == [n])])
+                           for net in sorted({m for ms in other_members for m in ms})}  # fmt: skip
         out["held_out"]["all rows"] = score(table, other)
     for part in ("leave_one_network_out", "held_out"):
         for net, r in out.get(part, {}).items():
