@@ -80,8 +80,9 @@ def main() -> None:
             )
             rows[args.label].append(_rounded(_ratios(mine[seed], ref, ref_capped, PREFIXES)))
         result["targets"][target] = {
-            label: {k: np.round(np.mean([r[k] for r in per_seed], axis=0), 3).tolist()
-                    for k in ("issue", "capped")}
+            label: {**{k: np.round(np.mean([r[k] for r in per_seed], axis=0), 3).tolist()
+                       for k in ("issue", "capped")},
+                    "issue_per_seed": [r["issue"] for r in per_seed]}
             for label, per_seed in rows.items()
         }  # fmt: skip
         print(target, result["targets"][target], file=sys.stderr)
