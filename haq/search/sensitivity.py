@@ -234,9 +234,9 @@ class SensitivitySource:
         ev = self.evaluator
         ref_logits = ev.reference
         ref_config_logits = ev.logits(reference)
-        base_kl = kl_each(ref_logits, ref_config_logits)
+        base_kl = _kl_each(ref_logits, ref_config_logits)
         labels = ev.data.y
-        base_loss = loss_each(ref_config_logits, labels) if labels is not None else None
+        base_loss = _loss_each(ref_config_logits, labels) if labels is not None else None
         traces = hessian_traces(ev.quantizer, ev.data.x) if hessian else None
         order = {v: i for i, (v, _) in enumerate(space.variables())}
         out = []
@@ -252,12 +252,12 @@ class SensitivitySource:
                 )
                 agree = float((logits.argmax(1) == ref_logits.argmax(1)).float().mean()) * 100
                 group = next(g for g in space.groups if g[0] == var)
-                kl = kl_each(ref_logits, logits) - base_kl
+                kl = _kl_each(ref_logits, logits) - base_kl
                 row = {"variable": var, "layers": ",".join(group), "precision": choice,
                        "kl": float(kl.mean()), "sqnr_db": sqnr, "agreement": agree,
                        "hessian": float("nan"), "loss": float("nan"), "label": float("nan")}  # fmt: skip
                 if labels is not None and base_loss is not None:
-                    loss = loss_each(logits, labels) - base_loss
+                    loss = _loss_each(logits, labels) - base_loss
                     row["loss"] = float(loss.mean())
                     row["label"] = _beyond_noise(loss - kl)
                 if traces is not None:
@@ -280,7 +280,7 @@ def validation_key(source: str, calib: str, limit: int | None, calib_limit: int 
     return f"{norm(source)}|{norm(calib)}|{limit}|{calib_limit}|{seed}|{split!r}"
 
 
-def kl_each(ref: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+def _kl_each(ref: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
     """Per image KL(float || quantized) of the softmax outputs."""
     import torch.nn.functional as F
 
@@ -289,7 +289,7 @@ def kl_each(ref: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
     return (p.exp() * (p - q)).sum(dim=1)
 
 
-def loss_each(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+def _loss_each(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Per image cross-entropy of ``logits`` against the labels."""
     import torch.nn.functional as F
 

@@ -110,25 +110,3 @@ def test_equally_fast_lower_bits_wait_until_the_undominated_moves_stop_paying(
     _tell_all(search, driver, [driver._config(p) for p in plain], 90.0)
     later = driver._evolve(4, pending=[])
     assert later and not any(driver._undominated(driver._params(p.config)) for p in later)
-
-
-def test_screening_picks_the_better_scored_ilp_solutions_and_scores_every_evolution_pick(
-    tmp_path: Path,
-) -> None:
-    import pytest
-
-    from haq.errors import HaqError
-
-    search, driver = _driver(tmp_path, screen="4")
-    _, unscreened = _driver(tmp_path / "off")  # off by default
-    assert unscreened.screen is None and driver.screen is not None
-    ilp = [p.config for p in driver.ask(30) if p.source == "ilp"]
-    plain = [p.config for p in unscreened.ask(30) if p.source == "ilp"]
-    assert len(ilp) == len(plain)
-    # the same sweep and goals: the screened picks score no worse, summed, on calibration
-    assert sum(driver.screen.scores(ilp)) <= sum(driver.screen.scores(plain)) + 1e-12
-    _tell_all(search, driver, [driver.reference, *ilp], 90.0)
-    picks = driver._evolve(2, pending=[])
-    assert picks and all(p.config.hash in driver.screen._scores for p in picks)
-    with pytest.raises(HaqError, match="screen=-1 must be an integer >= 0"):
-        get_driver("hybrid").make({"screen": "-1"})

@@ -4,7 +4,6 @@ many-layer mixes that an additive fit to the same configs overstates."""
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 from haq.search.drivers.surrogate import fit_drops, link, unlink
 
@@ -52,26 +51,3 @@ def test_residual_scale_is_out_of_sample() -> None:
     pred = np.array([fit.drop(list(np.flatnonzero(r))) for r in x])
     in_sample = float(np.sqrt(np.mean((pred - drops)[inside] ** 2)))
     assert fit.sigma > in_sample
-
-
-def test_proxy_map_weighs_the_proxy_beside_the_surrogate_or_says_nothing() -> None:
-    from haq.search.drivers.surrogate import MIN_NOISE, fit_proxy_map
-
-    rng = np.random.default_rng(0)
-    delta, surrogate = rng.uniform(0, 1, 40), rng.uniform(0, 4, 40)
-    drops = 0.5 + 3.0 * delta + 0.8 * surrogate + rng.normal(0, 0.3, 40)
-    m = fit_proxy_map(delta, surrogate, drops, box=10.0)
-    assert m is not None
-    assert m.coef[1] == pytest.approx(3.0, rel=0.15) and m.coef[2] == pytest.approx(0.8, rel=0.15)
-    assert m.drop(0.5, 2.0) == pytest.approx(0.5 + 1.5 + 1.6, abs=0.3)
-    assert 0.25 < m.sigma < 0.5  # about the noise, a little above it out of sample
-    # configs beyond the box are left out of the fit
-    far = fit_proxy_map(
-        np.append(delta, 0.1), np.append(surrogate, 0.0), np.append(drops, 50.0), 10.0
-    )
-    assert far is not None and far.coef == pytest.approx(m.coef)
-    # a proxy that falls as the drop grows says nothing beyond the surrogate; few configs neither
-    assert fit_proxy_map(-delta, surrogate, drops, box=100.0) is None
-    assert fit_proxy_map(delta[:5], surrogate[:5], drops[:5], box=10.0) is None
-    exact = fit_proxy_map(delta, surrogate, 1.0 + 2.0 * delta + surrogate, box=10.0)
-    assert exact is not None and exact.sigma == MIN_NOISE

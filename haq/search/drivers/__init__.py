@@ -113,9 +113,6 @@ register(DriverInfo("hybrid", "sensitivity + ILP front in seconds, then surrogat
                                        "(measured drops, as trials)",
                         "ilp_points": "configs of the first ILP sweep evaluated (default: a third of the "
                                       "budget, 4 to 20)",
-                        "screen": "whole-config proxy passes on the calibration images per evaluated "
-                                  "config, to choose among ILP solutions and re-score the evolution's "
-                                  "best candidates (default 0: off)",
                     }))  # fmt: skip
 
 __all__ = ["DEFAULT_DRIVER", "Driver", "DriverContext", "DriverInfo", "Proposal", "get_driver",

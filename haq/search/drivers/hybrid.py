@@ -36,15 +36,6 @@ resumed search replays its history and continues where it stopped:
    such a move is tried only where no move among the undominated choices is predicted to
    gain.
 
-**Screening** (``screen=N``, off by default): the ILP solutions and the evolution's candidates
-are chosen by a summed per-layer proxy and an additive surrogate, which miss how the changes
-of many layers interact. With ``screen=N`` the driver also runs whole configs on the
-calibration images (`haq.search.screening`, no evaluation of the budget, N passes of the
-calibration images per evaluated config): of the first sweep's solutions nearest each cost
-goal (N of them) the best scored is evaluated, and the evolution's N x n candidates of
-largest predicted gain are re-scored by `ProxyMap`, a plane in the surrogate's drop and the
-calibration loss fitted on the evaluated configs, before n are chosen.
-
 **Refinement per candidate** (``--ptq none,adaround``): phases 1-4 work in the space's default
 refinement (the first choice), which is what the sensitivity and the surrogate describe. From
 the ILP sweep on, every config on the front of all trials so far that has no refined twin yet
@@ -67,9 +58,8 @@ from haq.pareto import non_dominated_mask
 from haq.pareto.hypervolume import hypervolume_gains
 from haq.search.drivers.base import DriverContext, Proposal, choice_option, int_option
 from haq.search.drivers.ilp import MarginalCosts, one_per_variable
-from haq.search.drivers.surrogate import DropFit, ProxyMap, fit_drops, fit_proxy_map, unlink
+from haq.search.drivers.surrogate import DropFit, fit_drops, unlink
 from haq.search.objectives import COST_OBJECTIVES, cost_value
-from haq.search.screening import ConfigScreen
 from haq.search.sensitivity import SensitivityTable, reference_config, with_choice
 from haq.search.trials import TrialRecord
 
@@ -107,9 +97,6 @@ class HybridDriver:
     def __init__(self, options: dict[str, str]) -> None:
         self.mode = choice_option(options, "sensitivity", "loss", ("loss", "kl", "accuracy"))
         int_option(options, "ilp_points", 1)  # validated now, sized to the budget in `start`
-        # whole-config proxy passes per evaluated config (0: off, the default until a full
-        # compare_drivers round shows it; README, experiments/screening_check.py)
-        self.screen_k = int_option(options, "screen", 0, low=0)
         self.options = options
 
     # Setup --------------------------------------------------------------------------------
@@ -160,9 +147,6 @@ class HybridDriver:
             self.table = ctx.sensitivity.table(space, pairs)
             if self.mode == "loss" and not self.table.has("loss"):
                 self.mode = "kl"  # calibration images without labels (distilled, text)
-        self.screen = (
-            ConfigScreen(ctx.sensitivity) if self.screen_k and ctx.sensitivity is not None else None
-        )
         self.var_names = [v for v, _ in self.vars]
         self.ref_params = self._params(self.reference)
         # every choice of the space gets a feature (baselines and repairs may use pruned ones)
@@ -226,36 +210,18 @@ class HybridDriver:
         )
         positive = pen[pen > 0]
         low = float(positive.min()) if len(positive) else 0.0
-        density = max(ILP_DENSITY, self.screen_k) if self.screen else ILP_DENSITY
         levels = (
-            np.geomspace(max(low, top * 1e-4), max(top, 1e-12), density * n_points)
+            np.geomspace(max(low, top * 1e-4), max(top, 1e-12), ILP_DENSITY * n_points)
             if top > 0
             else [0.0]
         )
         swept = self._sweep(pen, levels)
         cost = np.array([self.costs.vector(cfg)[0] for cfg, _ in swept])
-        goals = np.linspace(cost.min(), cost.max(), n_points) if len(swept) else np.zeros(0)
-        # each solution belongs to its nearest goal; of a goal's solutions nearest to it, the
-        # one the whole-config proxy scores best is evaluated (the summed proxy that chose
-        # them misses how their layers interact)
-        near = np.abs(cost[:, None] - goals[None, :]).argmin(axis=1) if len(swept) else []
-        shortlist = {g: sorted((j for j in range(len(swept)) if near[j] == g),
-                               key=lambda j: abs(cost[j] - goals[g]))[: max(self.screen_k, 1)]
-                     for g in range(len(goals))}  # fmt: skip
-        if self.screen:
-            everyone = sorted({j for js in shortlist.values() if len(js) > 1 for j in js})
-            scored = dict(zip(everyone, self.screen.scores(
-                [swept[j][0] for j in everyone], "screening ILP solutions"), strict=True))  # fmt: skip
-            shortlist = {
-                g: sorted(js, key=lambda j: scored.get(j, 0.0)) for g, js in shortlist.items()
-            }
         picked: list[int] = []
+        goals = np.linspace(cost.min(), cost.max(), n_points) if len(swept) else []
         for g in coarse_to_fine(len(goals)):  # every prefix of the phase covers the range
             free = [j for j in range(len(swept)) if j not in picked]
-            mine = [j for j in shortlist[g] if j not in picked]
-            if mine:
-                picked.append(mine[0])
-            elif free:  # no solution nearest to this goal: the nearest one left
+            if free:
                 picked.append(min(free, key=lambda j: abs(cost[j] - goals[g])))
         return [Proposal(swept[j][0], "ilp", driver_attrs={"penalty_budget": swept[j][1]})
                 for j in picked]  # fmt: skip
@@ -441,20 +407,17 @@ class HybridDriver:
         front = (values * scale)[mask]
         dirs = ["minimize"] * len(scale)
         pts = preds * scale
+        # a choice no faster than a higher-bit one is tried only where nothing else is
+        # predicted to gain: where the undominated moves still pay, it spends evaluations
+        # on equally fast configs that are on average less accurate
         plain = np.array([self._undominated(c) for c, _ in cands])
-        allowed = np.ones(len(pts), dtype=bool)
-        if self.screen is not None:  # the most promising re-scored with the whole-config proxy
-            gains = self._gains(front, pts, dirs, ref, plain, allowed)
-            top = np.argsort(-gains, kind="stable")[: self.screen_k * n]
-            top = top[np.isfinite(gains[top])]
-            preds[top] = self._rescored([cands[j] for j in top], preds[top], fits, recs, values)
-            pts = preds * scale
-            allowed[:] = False
-            allowed[top] = True
         used = np.zeros(len(pts), dtype=bool)
         chosen: list[Proposal] = []
         for _ in range(n):
-            gains = self._gains(front, pts, dirs, ref, plain, allowed & ~used)
+            gains = hypervolume_gains(front, pts, dirs, ref)
+            gains[used | ~np.isfinite(gains)] = -np.inf
+            if plain.any() and gains[plain].max() > 0:
+                gains[~plain] = -np.inf
             best = int(np.argmax(gains))
             if not math.isfinite(gains[best]) or (gains[best] <= 0 and chosen):
                 break
@@ -463,45 +426,6 @@ class HybridDriver:
             front = np.vstack([front, pts[best]])  # believe the prediction for the next pick
             used[best] = True
         return chosen
-
-    @staticmethod
-    def _gains(front: np.ndarray, pts: np.ndarray, dirs: list[str], ref: np.ndarray,
-               plain: np.ndarray, allowed: np.ndarray) -> np.ndarray:  # fmt: skip
-        """Predicted hypervolume gain of each allowed candidate (-inf for the rest). A choice
-        no faster than a higher-bit one is allowed only where nothing else is predicted to
-        gain: where the undominated moves still pay, it spends evaluations on equally fast
-        configs that are on average less accurate."""
-        gains = hypervolume_gains(front, pts, dirs, ref)
-        gains[~allowed | ~np.isfinite(gains)] = -np.inf
-        if (plain & allowed).any() and gains[plain].max() > 0:
-            gains[~plain] = -np.inf
-        return gains
-
-    def _rescored(self, cands: list[tuple[tuple[str, ...], TrialRecord]], preds: np.ndarray,
-                  fits: dict[int, DropFit], recs: list[TrialRecord],
-                  values: np.ndarray) -> np.ndarray:  # fmt: skip
-        """``preds`` of ``cands`` with each accuracy predicted from the surrogate's and the
-        whole-config proxy's score together (`ProxyMap`, fitted on the evaluated configs),
-        plus the optimistic margin of that map's error."""
-        assert self.screen is not None
-        base = self.screen.scores([self.reference])[0]
-        done = np.array(self.screen.scores([r.config for r in recs])) - base
-        mine = np.array(self.screen.scores([self._config(c) for c, _ in cands])) - base
-        out = preds.copy()
-        for i, fit in fits.items():
-            assert fit.loo is not None
-            drops = fit.anchor - values[:, i]
-            pmap: ProxyMap | None = fit_proxy_map(done, fit.loo, drops, WIDE_MARGIN)
-            if pmap is None:
-                continue
-            for row, ((params, parent), delta) in enumerate(zip(cands, mine, strict=True)):
-                drop = pmap.drop(float(delta), fit.drop(self._pair_ids(params)))
-                margin = OPTIMISM * pmap.sigma * math.sqrt(self._changed(params, parent))
-                out[row, i] = fit.anchor - drop + margin
-        return out
-
-    def _changed(self, params: tuple[str, ...], parent: TrialRecord) -> int:
-        return sum(a != b for a, b in zip(params, self._params(parent.config), strict=True))
 
     def _undominated(self, params: tuple[str, ...]) -> bool:
         return all(o in self.choices[v] for v, o in zip(self.var_names, params, strict=True))
@@ -522,7 +446,8 @@ class HybridDriver:
         """Objectives of ``params``: costs exact, accuracy optimistic (the surrogate's plus a
         margin growing with the variables changed from ``parent``, its nearest evaluated)."""
         est = self._cost(params)
-        changed = self._changed(params, parent)
+        pp = self._params(parent.config)
+        changed = sum(a != b for a, b in zip(params, pp, strict=True))
         out = np.zeros(len(self.ctx.objectives))
         for i, name in enumerate(self.ctx.objectives):
             if name in COST_OBJECTIVES:

@@ -51,7 +51,6 @@ class DropFit:
     anchor: float  # accuracy of the reference config (drop 0)
     sigma: float  # leave-one-out residual scale, in accuracy points
     curvature: float
-    loo: np.ndarray | None = None  # each fitted config's drop predicted without it (points)
 
     def drop(self, pair_ids: list[int]) -> float:
         """Points lost from the reference by the config leaving it in ``pair_ids``."""
@@ -76,42 +75,10 @@ def fit_drops(x: np.ndarray, drops: np.ndarray, proxy: np.ndarray, anchor: float
     prior = alpha * proxy
     a = x.T @ x + RIDGE * np.eye(x.shape[1])
     effects = prior + np.linalg.solve(a, x.T @ (z - x @ prior))
-    hat = np.einsum("ij,ji->i", x, np.linalg.solve(a, x.T))
-    loo = link(z - (z - x @ effects) / np.maximum(1.0 - hat, 1e-6), c)
     inside = drops <= box
-    sigma = float(np.sqrt(np.mean((loo - drops)[inside] ** 2))) if inside.any() else 0.0
-    return DropFit(effects, anchor, max(sigma, MIN_NOISE), c, loo)
-
-
-@dataclass(frozen=True)
-class ProxyMap:
-    """A config's drop from the reference as a plane in the surrogate's drop and its
-    whole-config proxy score's change from the reference's (`haq.search.screening`), fitted
-    on the evaluated configs: the proxy gets the weight its information beyond the
-    surrogate earns, where it is biased (its line is not the same at both ends of the
-    trade-off) the surrogate's drop corrects it."""
-
-    coef: tuple[float, float, float]  # intercept, per unit of proxy change, per surrogate point
-    sigma: float  # leave-one-out residual scale, in accuracy points
-
-    def drop(self, delta: float, surrogate: float) -> float:
-        return self.coef[0] + self.coef[1] * delta + self.coef[2] * surrogate
-
-
-def fit_proxy_map(delta: np.ndarray, surrogate: np.ndarray, drops: np.ndarray,
-                  box: float) -> ProxyMap | None:  # fmt: skip
-    """Least squares on the configs within ``box`` points of the reference, ``surrogate``
-    their drops as the surrogate predicts them without each (leave-one-out, so its in-sample
-    fit does not take all the weight); None where they are too few or the proxy does not
-    rise with the drop (then it says nothing beyond the surrogate)."""
-    keep = drops <= box
-    if keep.sum() < 6 or np.ptp(delta[keep]) <= 0:
-        return None
-    a = np.column_stack([np.ones(int(keep.sum())), delta[keep], surrogate[keep]])
-    coef, *_ = np.linalg.lstsq(a, drops[keep], rcond=None)
-    if coef[1] <= 0:
-        return None
-    hat = np.einsum("ij,ji->i", a, np.linalg.pinv(a.T @ a) @ a.T)
-    loo = (drops[keep] - a @ coef) / np.maximum(1.0 - hat, 1e-6)
-    sigma = max(float(np.sqrt(np.mean(loo**2))), MIN_NOISE)
-    return ProxyMap((float(coef[0]), float(coef[1]), float(coef[2])), sigma)
+    sigma = 0.0
+    if inside.any():
+        hat = np.einsum("ij,ji->i", x, np.linalg.solve(a, x.T))
+        loo = z - (z - x @ effects) / np.maximum(1.0 - hat, 1e-6)
+        sigma = float(np.sqrt(np.mean((link(loo, c) - drops)[inside] ** 2)))
+    return DropFit(effects, anchor, max(sigma, MIN_NOISE), c)
