@@ -32,8 +32,10 @@ def register(sub: Any) -> None:
                    help="registered model name(s), comma-separated (see `haq models`)")  # fmt: skip
     p.add_argument("--probes", type=int, default=None, metavar="N",
                    help="measure the probe networks probe_0 .. probe_<N-1> (seeded random CNNs "
-                        "of the classifier design space, haq.models.probe) into <tables>/probes/: "
-                        "training rows for the learned cost model (uniform configs only)")  # fmt: skip
+                        "of the classifier design space, grouped convs included, haq.models.probe) "
+                        "into <tables>/probes/: training rows for the learned cost model (uniform "
+                        "configs only; by default it learns from them the op kinds no named "
+                        "network's row has)")  # fmt: skip
     p.add_argument("--weights", "-w", default="none",
                    help="'none' (default: random init; latency does not depend on the values), "
                         "'default' or a checkpoint path")  # fmt: skip

@@ -3,15 +3,21 @@
 A learned cost model trained on the layers of a handful of named networks has seen a few
 hundred layer signatures; the layers of the next network fall between them. Like nn-Meter's
 sampled kernels, ``probe_<seed>`` networks cover that space (input resolutions 32-224, widths
-8-1280, 1x1/3x3/5x5/7x7 and depthwise convs at stride 1 and 2, plain, basic, bottleneck and
-inverted-residual blocks, squeeze-excite, ReLU/ReLU6/SiLU/Hardswish), in the contexts real
-networks put them in, so `haq profile --target cpu-avx512 --probes N` measures training rows
+8-1280, 1x1/3x3/5x5/7x7, depthwise and grouped convs at stride 1 and 2, plain, basic,
+bottleneck (dense, or grouped as in ResNeXt / RegNet) and inverted-residual blocks,
+squeeze-excite, ReLU/ReLU6/SiLU/Hardswish), in the contexts real networks put them in, so `haq profile --target cpu-avx512 --probes N` measures training rows
 the same way it measures any model (into the target's ``probes/`` tables; `haq fit-cost-model
 --probes` learns from them). Random weights: latency does not depend on their values.
+
+Grouped bottlenecks (2026-12-08) draw from a random stream of their own (`_grouping`), so every
+other choice of a seed is what it was; the bottleneck probes among the earlier seeds now
+build grouped 3x3 convs where they had dense ones (the tables keep what was measured: each
+probe's layer map).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from dataclasses import dataclass
 
@@ -85,6 +91,16 @@ class _Style:
     se_gate: str  # sigmoid | hardsigmoid
     expand: tuple[int, ...]  # inverted-residual expansion ratios
     dw_kernels: tuple[int, ...]
+    group_width: int | None = None  # channels per group of a bottleneck's 3x3 (None: dense)
+
+
+#: Channels per group of grouped bottlenecks: ResNeXt-50 32x4d's 4-32, RegNet's 8-64 and more.
+GROUP_WIDTHS = (4, 8, 16, 24, 32, 48, 64)
+
+
+def _grouping(seed: int) -> random.Random:
+    """The random stream of a probe's grouped convs, apart from its other choices."""
+    return random.Random(f"probe-groups-{seed}")
 
 
 def _style(rng: random.Random) -> _Style:
@@ -101,7 +117,9 @@ def _style(rng: random.Random) -> _Style:
     )
 
 
-def _block(rng: random.Random, st: _Style, cin: int, cout: int, s: int, act: str) -> nn.Module:
+def _block(
+    rng: random.Random, grng: random.Random, st: _Style, cin: int, cout: int, s: int, act: str
+) -> nn.Module:
     if st.block == "plain":
         return _conv(cin, cout, rng.choice([1, 3, 3, 5]), s, 1, act)
     shortcut: nn.Module = (
@@ -112,8 +130,14 @@ def _block(rng: random.Random, st: _Style, cin: int, cout: int, s: int, act: str
         return Residual(body, shortcut, act)
     if st.block == "bottleneck":
         mid = _divisible(cout / rng.choice([2, 4, 4]))
-        body = nn.Sequential(_conv(cin, mid, 1, 1, 1, act), _conv(mid, mid, 3, s, 1, act),
-                             _conv(mid, cout, 1, 1, 1, None))  # fmt: skip
+        groups, se = 1, []
+        if st.group_width is not None:  # ResNeXt (ratio 2-4) / RegNet (ratio 1, SE) style
+            mid = _divisible(cout / grng.choice([1, 1, 2, 4]), st.group_width)
+            groups = mid // st.group_width
+            if grng.random() < st.se:
+                se = [SqueezeExcite(mid, max(4, _divisible(cin / 4, 4)), "relu", "sigmoid")]
+        body = nn.Sequential(_conv(cin, mid, 1, 1, 1, act), _conv(mid, mid, 3, s, groups, act),
+                             *se, _conv(mid, cout, 1, 1, 1, None))  # fmt: skip
         return Residual(body, shortcut, act)
     t = rng.choice(st.expand)
     mid = _divisible(cin * t)
@@ -135,9 +159,11 @@ class ProbeNet(nn.Module):
 
     def __init__(self, seed: int, shrink: float = 1.0) -> None:
         super().__init__()
-        rng = random.Random(seed)
+        rng, grng = random.Random(seed), _grouping(seed)
         self.resolution = rng.choice(RESOLUTIONS)
         st = _style(rng)
+        if st.block == "bottleneck" and grng.random() < 0.5:
+            st = dataclasses.replace(st, group_width=grng.choice(GROUP_WIDTHS))
         width = shrink * (rng.choice([0.25, 0.5, 0.75, 1.0, 1.5]) if st.block != "plain" else 1.0)
         hw = self.resolution
         c = _divisible(rng.choice([16, 24, 32, 48, 64]) * width)
@@ -158,7 +184,7 @@ class ProbeNet(nn.Module):
             cout = _divisible(c * grow)
             for j in range(rng.randint(1, 3)):
                 s = 2 if j == 0 and hw >= 4 and (i > 0 or stem_s == 1) else 1
-                layers.append(_block(rng, st, c, cout, s, act))
+                layers.append(_block(rng, grng, st, c, cout, s, act))
                 c, hw = cout, hw // s
         if rng.random() < 0.5:
             head = _divisible(c * rng.choice([2, 4, 6]))

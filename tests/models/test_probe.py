@@ -10,7 +10,7 @@ import torch
 
 from haq.errors import HaqError
 from haq.models import discover_layers, list_models
-from haq.models.probe import MAX_MACS, probe_net
+from haq.models.probe import GROUP_WIDTHS, MAX_MACS, probe_net
 from haq.models.registry import get_entry
 
 
@@ -35,6 +35,14 @@ def test_seeds_cover_the_design_space() -> None:
     sizes = Counter(s.in_hw[0] for s in specs if s.kind != "linear")
     assert min(sizes) == 1 and max(sizes) >= 56  # squeeze-excite convs and early layers
     assert len({(s.in_channels, s.out_channels) for s in specs}) > 60
+
+
+def test_bottleneck_probes_cover_grouped_convs() -> None:
+    """Some bottleneck probes are ResNeXt / RegNet-like: their 3x3 convs are grouped, with a
+    group width of `GROUP_WIDTHS`, so `haq profile --probes` measures rows for that kind."""
+    grouped = [s for seed in range(12) for s in _specs(seed) if s.kind == "gconv"]
+    assert grouped and {s.in_channels // s.groups for s in grouped} <= set(GROUP_WIDTHS)
+    assert len({s.groups for s in grouped}) > 3 and {1, 2} <= {s.stride[0] for s in grouped}
 
 
 def test_registry_builds_probes_by_name_without_listing_them() -> None:
