@@ -109,14 +109,14 @@ def main() -> None:
         print(f"{target}: {r['rows']} rows, in-sample {r['in_sample_mape']}%")
         variants: dict[str, dict[str, Any]] = {}
         if "probes" in profile.tables:
-            variants["with probes"] = lomo(fit_target(profile, save=False, probes=True).report)
+            variants["with probes"] = lomo(fit_target(profile, save=False, probes="all").report)
         if "kernel_us" in pd.read_csv(profile.tables["layers"], nrows=1):
             variants["kernel time"] = lomo(
                 fit_target(profile, save=False, column="kernel_us").report
             )
             if "probes" in profile.tables:
                 variants["kernel time with probes"] = lomo(
-                    fit_target(profile, save=False, column="kernel_us", probes=True).report
+                    fit_target(profile, save=False, column="kernel_us", probes="all").report
                 )
         for name, v in lomo(r).items():
             extra = "  ".join(f"{k}: {w[name]['mape']:5.1f}%" for k, w in variants.items())

@@ -20,8 +20,10 @@ def register(sub: Any) -> None:
         "overlay, the overlay's learned/ folder, which cost models then prefer)",
     )
     p.add_argument("--max-iter", type=int, default=300, help="boosting iterations (default 300)")
-    p.add_argument("--probes", action="store_true",
-                   help="train on the probe networks' rows (tables.probes) too; see "
+    p.add_argument("--probes", nargs="?", const="all", default="missing",
+                   help="which probe-network rows (tables.probes) to train on: 'missing' "
+                        "(default: only op kind x kernel class pairs no named network has, e.g. "
+                        "grouped convs), 'all' (plain --probes) or 'none'; see "
                         "experiments/learned_cost_model.py for what they change")  # fmt: skip
     p.add_argument("--json", action="store_true", help="print the fit report as JSON")
     p.set_defaults(func=run)

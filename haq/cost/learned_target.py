@@ -18,6 +18,14 @@ from haq.hardware.profile import HardwareProfile
 from haq.hardware.tables import SHAPE_COLUMNS
 from haq.models.spec import reduced_in_front
 
+#: Which probe-network rows join a fit. ``missing`` (default): only those of (op kind, kernel
+#: class) pairs no named network's row has, e.g. grouped convs beside tables of dense networks,
+#: which the learned model otherwise cannot answer (the roofline runs 4-10x fast on them,
+#: `experiments/gconv_rows.py`); where the named networks have rows they are the better data
+#: (with every probe row, mobilenet_v3_small and shufflenet_v2 end to end got worse,
+#: `cost_model_validation_unprofiled_probes.json`). ``all``: every probe row; ``none``.
+PROBE_ROWS = ("missing", "all", "none")
+
 
 def with_graph_context(table: pd.DataFrame, layer_map: pd.DataFrame) -> pd.DataFrame:
     """``table`` with what the graph around each row's layers adds, where it can be known:
@@ -61,11 +69,11 @@ def fit_target(
     out: str | Path | None = None,
     max_iter: int = 300,
     save: bool = True,
-    probes: bool = False,
+    probes: str = "missing",
     column: str = "latency_us",
 ) -> LearnedCostModel:
-    """Fit the learned model on a target's own tables (with ``probes`` also on its probe
-    networks' rows, ``tables.probes``) and (by default) save it. ``column``: the
+    """Fit the learned model on a target's own tables plus the probe networks' rows
+    (``tables.probes``) that ``probes`` (`PROBE_ROWS`) lets in, and (by default) save it. ``column``: the
     time to learn, the table's ``latency_us`` (what the cost models add up) or, for analysis,
     e.g. ``kernel_us`` (the layer's own nodes, without the boundary in front of it).
 
@@ -80,9 +88,13 @@ def fit_target(
     tables = load_tables(profile)
     layer_map = tables.layer_map
     table = _with_context(tables.layers, layer_map)
+    if probes not in PROBE_ROWS:
+        raise HaqError(f"probes must be one of {', '.join(PROBE_ROWS)}, not {probes!r}")
     extra = None
-    if probes and "probes" in profile.tables:
+    if probes != "none" and "probes" in profile.tables:
         extra = _with_context(read_table(profile.tables["probes"]), _read_map(profile, "probe_map"))
+        if probes == "missing":
+            extra = _missing_pairs(extra, table)
     for path, rows in ((profile.tables["layers"], table), (profile.tables.get("probes"), extra)):
         unknown = (
             set() if rows is None else set(rows["precision"].astype(str)) - set(profile.kernels)
@@ -105,6 +117,14 @@ def fit_target(
             model.save(LearnedCostModel.user_folder(profile.id) if user else out)
         )
     return model
+
+
+def _missing_pairs(probes: pd.DataFrame, named: pd.DataFrame) -> pd.DataFrame | None:
+    """The probe rows of (op kind, kernel class) pairs no named network's row has."""
+    have = set(zip(named["kind"], named["precision"].astype(str), strict=True))
+    keep = [(k, p) not in have
+            for k, p in zip(probes["kind"], probes["precision"].astype(str), strict=True)]  # fmt: skip
+    return probes[keep].reset_index(drop=True) if any(keep) else None
 
 
 def _read_map(profile: HardwareProfile, key: str) -> pd.DataFrame | None:

@@ -34,10 +34,20 @@ def test_fit_target_on_profile_tables(tmp_path: Path) -> None:
     lmap.assign(model="probe_0").to_csv(tmp_path / "toy" / "probe_map.csv", index=False)
     path.write_text(text.replace("layer_map: toy/layer_map.csv", "layer_map: toy/layer_map.csv\n"
                                  "  probes: toy/probes.csv\n  probe_map: toy/probe_map.csv"))  # fmt: skip
-    m = fit_target(get_target(path), save=False, max_iter=20, probes=True)
+    m = fit_target(get_target(path), save=False, max_iter=20, probes="all")
     assert m.report["probe_rows"] == len(probes) and m.report["rows"] == 2 * len(frame)
     assert m.report["leave_one_model_out"]["per_model"].keys() == {"a", "b", "c"}
+    # by default only probe rows of an op kind x kernel class no named row has join
     assert fit_target(get_target(path), save=False, max_iter=20).report["probe_rows"] == 0
+    grouped = probes.assign(kind="gconv", groups=2)
+    pd.concat([probes, grouped]).to_csv(tmp_path / "toy" / "probes.csv", index=False)
+    m = fit_target(get_target(path), save=False, max_iter=20)
+    assert m.report["probe_rows"] == len(grouped) and m.knows("gconv", "fp32")
+    assert not fit_target(get_target(path), save=False, max_iter=20, probes="none").knows(
+        "gconv", "fp32"
+    )
+    with pytest.raises(HaqError, match="probes must be one of missing, all, none"):
+        fit_target(get_target(path), save=False, probes="some")
     with pytest.raises(HaqError, match="no column 'kernel_us'"):
         fit_target(get_target(path), save=False, max_iter=20, column="kernel_us")
 
