@@ -170,11 +170,31 @@ def run(args: argparse.Namespace) -> int:
           f"measured, in {report.seconds:.0f} s; {sizes} in {report.directory}{own}")  # fmt: skip
     if report.deferred:
         print(f"{name}: {report.deferred} jobs left by --max-jobs; run again to measure them")
+    if args.out and tables is not None:
+        _fit_own_model(Path(args.out))
     if report.failed:
         for line in report.failed:
             print(f"haq: failed: {line}")
         return 1
     return 0
+
+
+def _fit_own_model(out: Path) -> None:
+    """A target of its own has no shipped learned model: fit one beside its tables
+    (`LearnedCostModel.folder_of`), so layers no row holds are learned, not roofline."""
+    from haq.cost.learned_target import fit_target
+    from haq.hardware.ort.files import profile_yaml_path
+    from haq.hardware.profile import get_target
+
+    profile = get_target(profile_yaml_path(out))
+    print(f"{profile.id}: fitting its learned cost model on these tables ...", flush=True)
+    try:
+        r = fit_target(profile).report
+    except HaqError as e:
+        print(f"{profile.id}: no learned cost model ({e}); layers no row holds get the roofline")
+        return
+    print(f"{profile.id}: learned cost model on {r['rows']} rows ({r['probe_rows']} from probe "
+          f"networks), in-sample MAPE {r['in_sample_mape']:.1f}%, saved to {r['saved_to']}")  # fmt: skip
 
 
 def _measure_with_builder(args: argparse.Namespace) -> int:

@@ -20,7 +20,7 @@ def run(args: argparse.Namespace) -> int:
     rows = []
     for p in list_targets():
         row = p.to_dict()
-        row["learned_model"] = (LearnedCostModel.folder(p.id) / MODEL_FILE).is_file()
+        row["learned_model"] = (LearnedCostModel.folder_of(p) / MODEL_FILE).is_file()
         rows.append(row)
     if args.json:
         print(json.dumps(rows, indent=2))

@@ -40,7 +40,7 @@ import pandas as pd
 
 from haq.cost.work_model import WorkModel, col, pooled_elements, threads_of, work_terms
 from haq.errors import HaqError
-from haq.hardware.profile import OP_KINDS
+from haq.hardware.profile import OP_KINDS, HardwareProfile
 from haq.hardware.tables import SHAPE_COLUMNS, SIGNATURE_COLUMNS
 from haq.io import atomic_write_bytes, atomic_write_text
 from haq.models.spec import ACTIVATION_NAMES
@@ -379,6 +379,18 @@ class LearnedCostModel:
 
         return data_dir("cost_models") / target
 
+    @classmethod
+    def folder_of(cls, profile: HardwareProfile) -> Path:
+        """Where ``profile``'s fitted model is saved and found: `folder` for a shipped target;
+        beside the tables of a target of its own (`haq profile --out DIR/NAME`: in
+        DIR/NAME/learned/), so it travels with them and never lands in haq's data folder."""
+        from haq.paths import data_dir
+
+        shipped = data_dir("hardware_profiles").resolve()
+        if profile.path is None or profile.path.resolve().parent == shipped:
+            return cls.folder(profile.id)
+        return profile.tables["layers"].parent / "learned"
+
     @staticmethod
     def user_folder(target: str) -> Path:
         """The model refitted on the user's overlay rows too: preferred when present."""
@@ -424,16 +436,16 @@ class LearnedCostModel:
         return model
 
     @classmethod
-    def find(cls, target: str) -> LearnedCostModel | None:
-        """The fitted model of ``target`` (the user's refit over the shipped one) if one is
-        installed and loads; else None (warned)."""
-        folder = cls.user_folder(target)
+    def find(cls, profile: HardwareProfile) -> LearnedCostModel | None:
+        """The fitted model of ``profile`` (the user's refit over the target's own,
+        `folder_of`) if one is installed and loads; else None (warned)."""
+        folder = cls.user_folder(profile.id)
         if not (folder / MODEL_FILE).is_file():
-            folder = cls.folder(target)
+            folder = cls.folder_of(profile)
         if not (folder / MODEL_FILE).is_file():
             return None
         try:
             return cls.load(folder)
         except HaqError as e:
-            warnings.warn(f"ignoring the learned cost model of {target}: {e}", stacklevel=2)
+            warnings.warn(f"ignoring the learned cost model of {profile.id}: {e}", stacklevel=2)
             return None

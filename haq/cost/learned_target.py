@@ -114,7 +114,11 @@ def fit_target(
     if save:
         user = tables.overlay_rows > 0 and out is None
         model.report["saved_to"] = str(
-            model.save(LearnedCostModel.user_folder(profile.id) if user else out)
+            model.save(
+                LearnedCostModel.user_folder(profile.id)
+                if user
+                else out or LearnedCostModel.folder_of(profile)
+            )  # fmt: skip
         )
     return model
 

@@ -104,7 +104,7 @@ class LookupCostModel(MatrixCostModel):
                          activations, weight_only_zero_points)  # fmt: skip
         if "layers" not in profile.tables:
             raise HaqError(f"target {profile.id} has no latency table; use the analytic cost model")
-        self.learned = LearnedCostModel.find(profile.id) if learned == "auto" else learned
+        self.learned = LearnedCostModel.find(profile) if learned == "auto" else learned
         if self.learned is not None and not isinstance(self.learned, LearnedCostModel):
             raise HaqError(f"learned must be 'auto', None or a LearnedCostModel, not {learned!r}")
         tables = load_tables(profile)  # shipped + the user's measured overlay

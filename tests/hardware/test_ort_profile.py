@@ -387,6 +387,30 @@ def test_a_cpu_profiled_under_a_name_of_its_own_is_a_target(tmp_path: Path, caps
     assert "answered by: lookup" in capsys.readouterr().out
 
 
+def test_a_target_of_its_own_learns_beside_its_tables(tmp_path: Path, capsys) -> None:
+    """`haq profile --out DIR/my-cpu` also fits the target's learned model into
+    DIR/my-cpu/learned/ (a target of its own has no shipped one): a model whose layers no row
+    holds is then scored learned, not on the roofline; haq's data folder stays as it was."""
+    from haq.cost.learned import MODEL_FILE, LearnedCostModel
+    from haq.hardware.profile import get_target
+
+    shipped = {p.name for p in LearnedCostModel.folder("my-cpu").parent.iterdir()}
+    argv = ["profile", "--target", "cpu-avx512", "--model", "digits_cnn", "--threads", "1",
+            "--kernels", "fp32,int8", "--repeats", "1", "--runs", "3", "--profile-runs", "2",
+            "--out", str(tmp_path / "my-cpu")]  # fmt: skip
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert f"saved to {tmp_path / 'my-cpu' / 'learned'}" in out
+    target = get_target(tmp_path / "my-cpu.yaml")
+    assert LearnedCostModel.folder_of(target) == tmp_path / "my-cpu" / "learned"
+    assert (tmp_path / "my-cpu" / "learned" / MODEL_FILE).is_file()
+    assert {p.name for p in LearnedCostModel.folder("my-cpu").parent.iterdir()} == shipped
+    cost = ["cost", "--target", str(tmp_path / "my-cpu.yaml"), "--model", "cifar_resnet20",
+            "--weights", "none", "--bits", "w8a8"]  # fmt: skip
+    assert main(cost) == 0
+    assert "learned(" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize("shipped", [False, True])
 def test_a_cpu_with_other_int8_flags_cannot_profile_into_the_targets_tables(
     shipped: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys

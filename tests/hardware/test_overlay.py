@@ -103,7 +103,7 @@ def test_refit_learns_from_the_overlay_into_the_users_folder(overlay: Path, caps
     assert report["overlay_rows"] == len(rows)
     assert Path(report["saved_to"]) == LearnedCostModel.user_folder("cpu-avx512")
     assert {p.name: p.read_bytes() for p in shipped.iterdir() if p.is_file()} == before
-    found = LearnedCostModel.find("cpu-avx512")
+    found = LearnedCostModel.find(get_target("cpu-avx512"))
     assert found is not None and found.report["overlay_rows"] == len(rows)
 
 
