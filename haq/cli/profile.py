@@ -193,8 +193,9 @@ def _fit_own_model(out: Path) -> None:
     except HaqError as e:
         print(f"{profile.id}: no learned cost model ({e}); layers no row holds get the roofline")
         return
-    print(f"{profile.id}: learned cost model on {r['rows']} rows ({r['probe_rows']} from probe "
-          f"networks), in-sample MAPE {r['in_sample_mape']:.1f}%, saved to {r['saved_to']}")  # fmt: skip
+    print(f"{profile.id}: learned cost model on {r['rows']} rows ({r['probe_rows']} from "
+          f"probe networks), in-sample MAPE {r['in_sample_mape']:.1f}%, "
+          f"saved to {r['saved_to']}")  # fmt: skip
 
 
 def _measure_with_builder(args: argparse.Namespace) -> int:

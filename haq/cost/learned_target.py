@@ -73,9 +73,10 @@ def fit_target(
     column: str = "latency_us",
 ) -> LearnedCostModel:
     """Fit the learned model on a target's own tables plus the probe networks' rows
-    (``tables.probes``) that ``probes`` (`PROBE_ROWS`) lets in, and (by default) save it. ``column``: the
-    time to learn, the table's ``latency_us`` (what the cost models add up) or, for analysis,
-    e.g. ``kernel_us`` (the layer's own nodes, without the boundary in front of it).
+    (``tables.probes``) that ``probes`` (`PROBE_ROWS`) lets in, and (by default) save it
+    (`LearnedCostModel.folder_of`). ``column``: the time to learn, the table's ``latency_us``
+    (what the cost models add up) or, for analysis, e.g. ``kernel_us`` (the layer's own nodes,
+    without the boundary in front of it).
 
     The user's overlay rows (`haq.hardware.overlay`: profiled layers) are training data too;
     a model fitted on any goes to the user's folder (`LearnedCostModel.user_folder`), never
@@ -126,8 +127,8 @@ def fit_target(
 def _missing_pairs(probes: pd.DataFrame, named: pd.DataFrame) -> pd.DataFrame | None:
     """The probe rows of (op kind, kernel class) pairs no named network's row has."""
     have = set(zip(named["kind"], named["precision"].astype(str), strict=True))
-    keep = [(k, p) not in have
-            for k, p in zip(probes["kind"], probes["precision"].astype(str), strict=True)]  # fmt: skip
+    pairs = zip(probes["kind"], probes["precision"].astype(str), strict=True)
+    keep = [pair not in have for pair in pairs]
     return probes[keep].reset_index(drop=True) if any(keep) else None
 
 

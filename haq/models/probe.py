@@ -5,14 +5,16 @@ hundred layer signatures; the layers of the next network fall between them. Like
 sampled kernels, ``probe_<seed>`` networks cover that space (input resolutions 32-224, widths
 8-1280, 1x1/3x3/5x5/7x7, depthwise and grouped convs at stride 1 and 2, plain, basic,
 bottleneck (dense, or grouped as in ResNeXt / RegNet) and inverted-residual blocks,
-squeeze-excite, ReLU/ReLU6/SiLU/Hardswish), in the contexts real networks put them in, so `haq profile --target cpu-avx512 --probes N` measures training rows
-the same way it measures any model (into the target's ``probes/`` tables; `haq fit-cost-model
---probes` learns from them). Random weights: latency does not depend on their values.
+squeeze-excite, ReLU/ReLU6/SiLU/Hardswish), in the contexts real networks put them in, so
+`haq profile --target cpu-avx512 --probes N` measures training rows the same way it measures
+any model (into the target's ``probes/`` tables; `haq fit-cost-model` learns from them the op
+kinds the named networks lack, with ``--probes all`` from every row). Random weights: latency
+does not depend on their values.
 
 Grouped bottlenecks (2026-12-08) draw from a random stream of their own (`_grouping`), so every
 other choice of a seed is what it was; the bottleneck probes among the earlier seeds now
-build grouped 3x3 convs where they had dense ones (the tables keep what was measured: each
-probe's layer map).
+build grouped 3x3 convs where they had dense ones. `haq profile --probes` measures such a
+probe again (its exported graph changed) and keeps the rows measured before.
 """
 
 from __future__ import annotations
