@@ -113,8 +113,6 @@ register(DriverInfo("hybrid", "sensitivity + ILP front in seconds, then surrogat
                                        "(measured drops, as trials)",
                         "ilp_points": "configs of the first ILP sweep evaluated (default: a third of the "
                                       "budget, 4 to 20)",
-                        "signed_best": "1: after the baselines, evaluate the config the signed proxy "
-                                       "rates best at the reference's cost (default 0)",
                     }))  # fmt: skip
 
 __all__ = ["DEFAULT_DRIVER", "Driver", "DriverContext", "DriverInfo", "Proposal", "get_driver",

@@ -97,7 +97,6 @@ class HybridDriver:
     def __init__(self, options: dict[str, str]) -> None:
         self.mode = choice_option(options, "sensitivity", "loss", ("loss", "kl", "accuracy"))
         int_option(options, "ilp_points", 1)  # validated now, sized to the budget in `start`
-        self.signed_best = int_option(options, "signed_best", 0, 0)
         self.options = options
 
     # Setup --------------------------------------------------------------------------------
@@ -227,21 +226,6 @@ class HybridDriver:
         return [Proposal(swept[j][0], "ilp", driver_attrs={"penalty_budget": swept[j][1]})
                 for j in picked]  # fmt: skip
 
-    def _signed_best(self) -> list[Proposal]:
-        """The config the signed proxy (KL + label) rates best at no more than the reference's
-        first cost, over every choice, dominated ones too (lower bits in the same kernel can
-        fit the labels better)."""
-        if not self.signed_best or self.mode != "loss" or not self.cost_dims:
-            return []
-        cols = [(v, o) for v, opts in self.vars for o in opts]
-        pen = np.array([self.penalty(v, o, signed=True) for v, o in cols])
-        cost = np.array([self.costs.delta[c][0] for c in cols])
-        hard = self.costs.hard_rows(self.ctx.guard.budgets, cols)
-        params = one_per_variable(cols, pen, [(cost, 1e-9 * max(float(np.abs(cost).max()), 1.0)), *hard])
-        if params is None:
-            return []
-        return [Proposal(self.ctx.space.config(params), "ilp", driver_attrs={"signed_best": True})]
-
     def _sweep(self, pen: np.ndarray, levels: Sequence[float]) -> list[tuple[BitConfig, float]]:
         """Per level: the cheapest config (first cost objective, marginal costs) whose summed
         ``pen`` over the columns is at most the level and that meets every hard cost budget."""
@@ -283,7 +267,7 @@ class HybridDriver:
                 self.ilp_done = True
                 self.pair_pen = self._pair_penalties()  # measured drops are in by now
                 self._store_drops()
-                self.queue = self._signed_best() + self._ilp_proposals()
+                self.queue = self._ilp_proposals()
             if self.queue:
                 p = self.queue.pop(0)
                 if p.config.hash not in self.proposed:
