@@ -34,7 +34,7 @@ import pandas as pd
 from cost_model_validation import overlay_env
 
 from haq.cost.analytic import _row_work, fitted_peaks
-from haq.cost.learned import LearnedCostModel
+from haq.cost.learned import LearnedCostModel, mape
 from haq.cost.learned_target import _missing_pairs, _with_context
 from haq.hardware.ort.files import profile_yaml_path
 from haq.hardware.overlay import load_tables
@@ -60,7 +60,7 @@ def one_group(rows: pd.DataFrame) -> pd.DataFrame:
 
 def summary(pred: np.ndarray, true: np.ndarray) -> dict[str, float]:
     return {
-        "mape": round(float(np.mean(np.abs(pred - true) / true) * 100), 1),
+        "mape": round(mape(pred, true), 1),
         "sum_ratio": round(float(pred.sum() / true.sum()), 3),
         "median_ratio": round(float(np.median(pred / true)), 3),
     }
@@ -89,9 +89,8 @@ def main() -> None:
     with_probes = LearnedCostModel(profile.id)
     with_probes.fit(train, threads=profile.threads[0], extra=probes)
     peaks = {**fitted_peaks(profile, train, profile.threads[0]), **profile.peaks}
-    dense_eq = test.assign(kind="conv", groups=1)
     # keep MACs: one group of in/g channels over out channels has the grouped conv's MACs
-    dense_eq = dense_eq.assign(in_channels=test["in_channels"] // test["groups"])
+    dense_eq = test.assign(kind="conv", groups=1, in_channels=test["in_channels"] // test["groups"])
     preds = {
         "roofline": roofline(profile, test, peaks),
         "learned": model.predict_us(test),

@@ -17,18 +17,19 @@ import argparse
 from typing import Any
 
 import numpy as np
-import pandas as pd
+from compare_drivers import _archived, _points, _w8_latency
 
-from common import RESULTS, save
+from common import save
 
 BANDS = (0.0, 0.35, 0.45, 0.55, 0.65, 0.75, 0.85, 1.0001)
 DROP_CAP = 10.0  # the hypervolume's reference point: 10 points of top-1 drop, latency 1.0
 
 
 def attainment(points: np.ndarray, grid: np.ndarray) -> np.ndarray:
-    """Smallest drop (capped) reached at or below each latency of ``grid``."""
+    """Smallest drop (capped) reached at or below each latency of ``grid``; ``points`` are
+    (drop, relative latency) rows (`compare_drivers._points`)."""
     out = np.full(len(grid), DROP_CAP)
-    for x, y in points:
+    for y, x in points:
         reach = grid >= x
         out[reach] = np.minimum(out[reach], min(y, DROP_CAP))
     return out
@@ -48,21 +49,18 @@ def main() -> None:
     result: dict[str, Any] = {"model": args.model, "driver": args.driver, "bands": labels,
                               "targets": {}}  # fmt: skip
     for target in args.targets.split(","):
-        d = pd.read_parquet(RESULTS / "compare_drivers" / f"{args.model}-{target}.parquet")
-        d = d[(d["state"] == "complete") & d["val_top1"].notna()]
-        w8 = float(d.loc[d["summary"].str.fullmatch(r"w8a8 x\d+"), "latency_ms"].iloc[0])
-        d = d.assign(x=d["latency_ms"] / w8, y=d["float_val_top1"] - d["val_top1"])
-        ref = attainment(d[["x", "y"]].to_numpy(), grid)
+        archive = _archived(args.model, target)
+        w8 = _w8_latency(args.model, target)
+        ref = attainment(_points(archive, w8), grid)
         ref_area = float((DROP_CAP - ref).sum())
-        runs = d[d["driver"] == args.driver]
+        runs = [
+            _points(run, w8) for _, run in archive[archive["driver"] == args.driver].groupby("seed")
+        ]
         per_budget: dict[str, Any] = {}
         for budget in budgets:
             gaps = []
-            for _, run in runs.groupby("seed"):
-                curve = attainment(
-                    run.sort_values("trial").head(budget)[["x", "y"]].to_numpy(), grid
-                )
-                gap = curve - ref
+            for points in runs:
+                gap = attainment(points[:budget], grid) - ref
                 gaps.append([float(gap[(grid >= a) & (grid < b)].sum()) / ref_area
                              for a, b in zip(BANDS, BANDS[1:], strict=False)])  # fmt: skip
             mean = np.mean(gaps, axis=0)

@@ -25,9 +25,8 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
-from cost_model_validation import kendall_tau, overlay_env, quantizer
+from cost_model_validation import kendall_tau, mape, overlay_env, quantizer
 
 import haq.cost.learned_target as learned_target
 from haq.cost.learned_target import fit_target
@@ -53,7 +52,8 @@ def sparse_pairs(probes: pd.DataFrame, named: pd.DataFrame) -> pd.DataFrame | No
 
 def score(rows: list[dict[str, Any]], profile: Any, learned: Any) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    errors = []
+    preds: list[float] = []
+    meases: list[float] = []
     for name in dict.fromkeys(r["model"] for r in rows):
         specs = quantizer(name).layers
         cm = LookupCostModel(profile, specs, threads=1, learned=learned, calibration=None)
@@ -61,11 +61,10 @@ def score(rows: list[dict[str, Any]], profile: Any, learned: Any) -> dict[str, A
         sel = [r for r in rows if r["model"] == name]
         pred = [cm.breakdown(class_config(names, r["kernels"]))["latency_ms"] for r in sel]
         meas = [r["best_round_median_ms"] for r in sel]
-        err = [abs(p - m) / m for p, m in zip(pred, meas, strict=True)]
-        errors += err
-        out[name] = {"mape": round(100 * float(np.mean(err)), 1),
-                     "tau": round(kendall_tau(pred, meas), 2)}  # fmt: skip
-    out["pooled_mape"] = round(100 * float(np.mean(errors)), 1)
+        preds += pred
+        meases += meas
+        out[name] = {"mape": round(mape(pred, meas), 1), "tau": round(kendall_tau(pred, meas), 2)}
+    out["pooled_mape"] = round(mape(preds, meases), 1)
     return out
 
 

@@ -84,13 +84,13 @@ def fit_target(
     from haq.hardware.overlay import load_tables
     from haq.hardware.tables import read_table
 
+    if probes not in PROBE_ROWS:
+        raise HaqError(f"probes must be one of {', '.join(PROBE_ROWS)}, not {probes!r}")
     if "layers" not in profile.tables:
         raise HaqError(f"target {profile.id} has no latency table to learn from; measure one first")
     tables = load_tables(profile)
     layer_map = tables.layer_map
     table = _with_context(tables.layers, layer_map)
-    if probes not in PROBE_ROWS:
-        raise HaqError(f"probes must be one of {', '.join(PROBE_ROWS)}, not {probes!r}")
     extra = None
     if probes != "none" and "probes" in profile.tables:
         extra = _with_context(read_table(profile.tables["probes"]), _read_map(profile, "probe_map"))
